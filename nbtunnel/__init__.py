@@ -1,0 +1,44 @@
+"""nbtunnel: SSH port forwarding for Python and Jupyter, in ssh's own syntax.
+
+Layout, top to bottom (imports point down): ``cli`` → ``manager`` (the
+caller's handles) → ``engine`` (a process of its own that runs every
+connection and forward) → ``connection`` / ``forward`` → ``config`` /
+``spec`` (the grammar).
+"""
+
+from ._version import __version__
+from .errors import (
+    AuthenticationError,
+    ConnectError,
+    EngineError,
+    ForwardError,
+    HostKeyError,
+    SpecError,
+    TunnelError,
+)
+from .manager import Forward, Manager, Tunnel, default_manager, open, stop_all, tunnels
+from .spec import Destination, ForwardSpec, TunnelSpec, parse
+from .status import ForwardStats
+
+__all__ = [
+    "AuthenticationError",
+    "ConnectError",
+    "Destination",
+    "EngineError",
+    "Forward",
+    "ForwardError",
+    "ForwardSpec",
+    "ForwardStats",
+    "HostKeyError",
+    "Manager",
+    "SpecError",
+    "Tunnel",
+    "TunnelError",
+    "TunnelSpec",
+    "__version__",
+    "default_manager",
+    "open",
+    "parse",
+    "stop_all",
+    "tunnels",
+]

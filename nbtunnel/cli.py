@@ -1,0 +1,117 @@
+"""``nbtunnel [ssh options] -L/-R/-D ... destination``: forwards in the foreground."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+from typing import TextIO
+
+from . import display
+from ._version import __version__
+from .engine.protocol import Message
+from .errors import SpecError, TunnelError
+from .manager import Manager
+from .spec import ACCEPTED_FORMS
+
+USAGE = """\
+usage: nbtunnel [ssh options] (-L spec | -R spec | -D spec)... destination
+
+The same command line as ssh(1); the forwards run in the foreground, one
+line per event, until Ctrl-C.  For example:
+
+  nbtunnel -L 9000:localhost:5432 analyst@db.example.com
+
+forms:
+""" + "".join(f"  {form}\n" for forms in ACCEPTED_FORMS.values() for form in forms)
+
+
+def _event_line(message: Message) -> str | None:
+    kind = message.get("event")
+    if kind == "connection":
+        return f"connection {message.get('origin')} → {message.get('target')}"
+    if kind == "connection_closed":
+        up = display.size(int(message.get("sent", 0)))
+        down = display.size(int(message.get("received", 0)))
+        return f"closed {message.get('origin')} → {message.get('target')} (↑ {up}, ↓ {down})"
+    if kind == "connection_failed":
+        return f"connection failed: {message.get('error')}"
+    if kind == "state":
+        error = message.get("error")
+        return f"tunnel {message.get('tunnel')} {message.get('state')}" + (
+            f": {error}" if error else ""
+        )
+    if kind == "log" and int(message.get("level", 0)) >= 30:
+        return f"{message.get('logger')}: {message.get('message')}"
+    return None
+
+
+def run(argv: Sequence[str], out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """Run the CLI; returns the exit status."""
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        out.write(USAGE)
+        return 0 if argv else 2
+    if argv[0] == "--version":
+        out.write(f"nbtunnel {__version__}\n")
+        return 0
+
+    done = threading.Event()
+    failed: list[str] = []
+    write_lock = threading.Lock()
+
+    opened = threading.Event()
+
+    def on_event(message: Message) -> None:
+        if message.get("event") == "state" and not opened.is_set():
+            return  # the forwarding lines below say it better
+        line = _event_line(message)
+        if line:
+            with write_lock:
+                out.write(line + "\n")
+                out.flush()
+        if message.get("event") == "state" and message.get("state") == "failed":
+            failed.append(str(message.get("error")))
+            done.set()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        done.set()
+
+    # The CLI is its own process already: the engine runs inline.
+    manager = Manager(engine="inline")
+    manager.subscribe(on_event)
+    previous = signal.signal(signal.SIGTERM, on_signal)
+    try:
+        try:
+            tunnel = manager.open(list(argv))
+        except SpecError as exc:
+            err.write(f"nbtunnel: {exc}\n")
+            return 2
+        except TunnelError as exc:
+            err.write(f"nbtunnel: {exc}\n")
+            return 1
+        opened.set()
+        snap = tunnel._snapshot
+        for f in snap.forwards:
+            out.write(f"forwarding {display.forward_line(f, tunnel.destination)}\n")
+        out.write("press Ctrl-C to stop\n")
+        out.flush()
+        try:
+            while not done.wait(3600):
+                pass
+        except KeyboardInterrupt:
+            pass
+    finally:
+        manager.close()
+        signal.signal(signal.SIGTERM, previous)
+    if failed:
+        err.write(f"nbtunnel: {failed[0]}\n")
+        return 1
+    out.write("stopped\n")
+    return 0
+
+
+def main() -> None:
+    """Console entry point."""
+    sys.exit(run(sys.argv[1:]))

@@ -1,0 +1,390 @@
+"""One SSH connection: TCP, handshake, host-key check, authentication, channels.
+
+This is the only module that imports paramiko.  Its exceptions are turned
+into nbtunnel's here, each with a sentence a person can act on.
+"""
+
+from __future__ import annotations
+
+import base64
+import errno
+import hashlib
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import paramiko
+from paramiko.agent import AgentSSH
+
+from .config import ConnectSettings
+from .errors import AuthenticationError, ConnectError, ForwardError, HostKeyError
+
+DEFAULT_CONNECT_TIMEOUT = 30.0
+
+# paramiko ranks AES-GCM last, so by default it negotiates aes128-ctr with a
+# pure-Python HMAC per packet.  GCM needs no HMAC and was the fastest cipher
+# measured here for paramiko and OpenSSH alike (perf-baseline.md, "knobs").
+PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
+
+# RFC 4254 section 5.1 reason codes for a refused channel.
+_OPEN_FAILURES = {
+    1: "administratively prohibited",
+    2: "connect failed",
+    3: "unknown channel type",
+    4: "resource shortage",
+}
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """OpenSSH's ``SHA256:`` fingerprint of a public key."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def _key_label(key: paramiko.PKey) -> str:
+    name = key.get_name()
+    if name.startswith("ssh-"):
+        name = name[4:]
+    return name.upper().replace("-SHA2-NISTP", " P-")
+
+
+@dataclass
+class _Offer:
+    """One key we may offer, and where it came from (for messages)."""
+
+    key: paramiko.PKey
+    source: str
+
+
+class Connection:
+    """One SSH connection (one paramiko Transport) and the channels it opens."""
+
+    def __init__(self, settings: ConnectSettings) -> None:
+        self.settings = settings
+        self._transport: paramiko.Transport | None = None
+        self._agent: AgentSSH | None = None
+        self._closed = threading.Event()
+
+    # -- connecting -------------------------------------------------------
+
+    def connect(self) -> None:
+        """Connect, check the host key and authenticate.
+
+        Raises ConnectError, HostKeyError or AuthenticationError; on any
+        failure nothing is left open.
+        """
+        try:
+            sock = self._open_socket()
+            transport = paramiko.Transport(sock)
+            self._transport = transport
+            self._negotiate(transport)
+            self._check_host_key(transport)
+            self._authenticate(transport)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def timeout(self) -> float:
+        return self.settings.connect_timeout or DEFAULT_CONNECT_TIMEOUT
+
+    def _open_socket(self) -> socket.socket:
+        s = self.settings
+        family = {
+            "any": socket.AF_UNSPEC,
+            "inet": socket.AF_INET,
+            "inet6": socket.AF_INET6,
+        }[s.address_family]
+        where = f"{s.host} port {s.port}"
+        try:
+            infos = socket.getaddrinfo(s.host, s.port, family, socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            raise ConnectError(
+                f"cannot resolve host '{s.host}': {exc.strerror}; check the name "
+                "(a ~/.ssh/config alias is not read yet) or use an IP address"
+            ) from None
+        last: OSError | None = None
+        for fam, kind, proto, _, addr in infos:
+            sock = socket.socket(fam, kind, proto)
+            sock.settimeout(self.timeout)
+            try:
+                sock.connect(addr)
+            except OSError as exc:
+                sock.close()
+                last = exc
+                continue
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            return sock
+        assert last is not None
+        if isinstance(last, TimeoutError):
+            raise ConnectError(
+                f"timed out after {self.timeout:g} s connecting to {where} "
+                "(ConnectTimeout); check that the host is up and reachable"
+            ) from None
+        if last.errno == errno.ECONNREFUSED:
+            raise ConnectError(
+                f"connection to {where} refused: no SSH server listens there; "
+                "check the host and the port (-p)"
+            ) from None
+        raise ConnectError(f"cannot reach {where}: {last.strerror or last}") from None
+
+    def _negotiate(self, transport: paramiko.Transport) -> None:
+        s = self.settings
+        options = transport.get_security_options()
+        available = tuple(options.ciphers)
+        if s.ciphers:
+            unknown = [c for c in s.ciphers if c not in available]
+            if unknown:
+                raise ConnectError(
+                    f"cipher '{unknown[0]}' is not supported; choose from "
+                    + ", ".join(available)
+                )
+            options.ciphers = s.ciphers
+        else:
+            first = tuple(c for c in PREFERRED_CIPHERS if c in available)
+            options.ciphers = first + tuple(c for c in available if c not in first)
+        known = self._known_keys()
+        if known:
+            # Ask for the key type we already know, as ssh does; otherwise a
+            # server with several host keys could present an unknown one.
+            preferred = [t for t in options.key_types if t in known]
+            options.key_types = tuple(preferred) + tuple(
+                t for t in options.key_types if t not in preferred
+            )
+        if s.compression:
+            transport.use_compression(True)
+        transport.banner_timeout = self.timeout
+        transport.handshake_timeout = self.timeout
+        transport.auth_timeout = self.timeout
+        try:
+            transport.start_client(timeout=self.timeout)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            where = f"{s.host} port {s.port}"
+            text = str(exc) or type(exc).__name__
+            if "banner" in text.lower():
+                raise ConnectError(
+                    f"{where} did not answer as an SSH server ({text}); "
+                    "check the port (-p)"
+                ) from None
+            raise ConnectError(f"SSH handshake with {where} failed: {text}") from None
+        if s.server_alive_interval > 0:
+            transport.set_keepalive(s.server_alive_interval)
+
+    # -- host keys ------------------------------------------------------
+
+    def _load_known_hosts(self) -> paramiko.HostKeys:
+        keys = paramiko.HostKeys()
+        path = self.settings.known_hosts
+        if path and os.path.isfile(path):
+            try:
+                keys.load(path)
+            except (OSError, paramiko.SSHException) as exc:
+                raise HostKeyError(f"cannot read known hosts file {path}: {exc}") from None
+        return keys
+
+    def _known_keys(self) -> dict[str, paramiko.PKey]:
+        found = self._load_known_hosts().lookup(self.settings.known_hosts_name)
+        return dict(found) if found else {}
+
+    def _check_host_key(self, transport: paramiko.Transport) -> None:
+        s = self.settings
+        key = transport.get_remote_server_key()
+        name = s.known_hosts_name
+        known = self._known_keys()
+        label = f"{_key_label(key)} key {fingerprint(key)}"
+        if known.get(key.get_name()) == key:
+            return
+        if key.get_name() in known:
+            old = known[key.get_name()]
+            raise HostKeyError(
+                f"the host key of {name} has CHANGED: the server shows {label}, "
+                f"but {s.known_hosts} has {fingerprint(old)}. Someone may be "
+                "intercepting the connection, or the server was reinstalled. "
+                "nbtunnel never accepts a changed key; if the change is "
+                f'expected, remove the old one with: ssh-keygen -R "{name}" '
+                f"-f {s.known_hosts}"
+            )
+        if known:
+            raise HostKeyError(
+                f"{name} presented a {label}, but {s.known_hosts} knows it only "
+                f"by other key types ({', '.join(sorted(known))}); refusing "
+                "rather than trusting a key nobody has seen"
+            )
+        if s.strict_host_key_checking == "yes":
+            raise HostKeyError(
+                f"the host key of {name} is unknown: {label}. If that "
+                "fingerprint is the server's, accept and record it with "
+                "-o StrictHostKeyChecking=accept-new (into "
+                f"{s.known_hosts})"
+            )
+        self._record_host_key(name, key)
+
+    def _record_host_key(self, name: str, key: paramiko.PKey) -> None:
+        path = self.settings.known_hosts
+        if not path or path == os.devnull:
+            return
+        try:
+            directory = os.path.dirname(path)
+            if directory and not os.path.isdir(directory):
+                os.makedirs(directory, mode=0o700)
+            with open(path, "a", encoding="ascii") as f:
+                f.write(f"{name} {key.get_name()} {key.get_base64()}\n")
+        except OSError as exc:
+            raise HostKeyError(
+                f"cannot record the host key of {name} in {path}: {exc.strerror}"
+            ) from None
+
+    # -- authentication ---------------------------------------------------
+
+    def _offers(self, notes: list[str]) -> Iterator[_Offer]:
+        s = self.settings
+        files: list[_Offer] = []
+        for path in s.identities:
+            try:
+                files.append(_Offer(paramiko.PKey.from_path(path), path))
+            except FileNotFoundError:
+                notes.append(f"identity file {path} does not exist")
+            except paramiko.PasswordRequiredException:
+                notes.append(
+                    f"{path} is encrypted; load it into ssh-agent (ssh-add {path})"
+                )
+            except (paramiko.SSHException, OSError, ValueError) as exc:
+                notes.append(f"cannot read identity file {path}: {exc}")
+        wanted = {o.key.asbytes() for o in files}
+        offered: set[bytes] = set()
+        for agent_key in self._agent_keys(notes):
+            blob = agent_key.asbytes()
+            if s.identities_only and blob not in wanted:
+                continue
+            offered.add(blob)
+            yield _Offer(agent_key, "ssh-agent")
+        for offer in files:
+            if offer.key.asbytes() not in offered:
+                yield offer
+
+    def _agent_keys(self, notes: list[str]) -> tuple[paramiko.PKey, ...]:
+        path = self.settings.agent_socket
+        if not path:
+            return ()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(self.timeout)
+            sock.connect(path)
+            # paramiko's Agent() only reads SSH_AUTH_SOCK of this process;
+            # the caller's socket path arrives in the settings instead.
+            agent = AgentSSH()
+            agent._connect(sock)
+        except (OSError, paramiko.SSHException) as exc:
+            sock.close()
+            notes.append(f"ssh-agent at {path} did not answer ({exc})")
+            return ()
+        self._agent = agent
+        return tuple(agent.get_keys())
+
+    def _authenticate(self, transport: paramiko.Transport) -> None:
+        s = self.settings
+        notes: list[str] = []
+        tried: list[str] = []
+        for offer in self._offers(notes):
+            tried.append(f"{offer.source} ({_key_label(offer.key)} {fingerprint(offer.key)})")
+            try:
+                remaining = transport.auth_publickey(s.user, offer.key)
+            except paramiko.BadAuthenticationType as exc:
+                raise AuthenticationError(
+                    f"{s.target} does not accept keys (it allows: "
+                    f"{', '.join(exc.allowed_types)}); password and one-time-code "
+                    "logins are not supported yet"
+                ) from None
+            except paramiko.AuthenticationException:
+                continue
+            except (paramiko.SSHException, EOFError, OSError) as exc:
+                raise ConnectError(
+                    f"the connection to {s.target} broke while logging in: {exc}"
+                ) from None
+            if transport.is_authenticated():
+                return
+            raise AuthenticationError(
+                f"{s.target} accepted the key but asks for more "
+                f"({', '.join(remaining)}); multi-step logins are not supported yet"
+            )
+        detail = "; ".join(notes)
+        if not tried:
+            raise AuthenticationError(
+                f"no key to log in to {s.target} with: pass one with -i, create "
+                "~/.ssh/id_ed25519, or load a key into ssh-agent"
+                + (f" ({detail})" if detail else "")
+            )
+        raise AuthenticationError(
+            f"{s.target} refused every key offered: {', '.join(tried)}. Check "
+            f"that the public key is in ~/.ssh/authorized_keys of {s.user} on "
+            "the server, or pass the right key with -i"
+            + (f" ({detail})" if detail else "")
+        )
+
+    # -- using the connection ---------------------------------------------
+
+    @property
+    def is_active(self) -> bool:
+        t = self._transport
+        return t is not None and t.is_active()
+
+    def open_tcpip(
+        self, host: str, port: int, origin: tuple[str, int], timeout: float
+    ) -> paramiko.Channel:
+        """Open a ``direct-tcpip`` channel: the server connects to host:port."""
+        t = self._transport
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        if t is None or not t.is_active():
+            raise ConnectError(f"the SSH connection to {self.settings.target} is closed")
+        try:
+            return t.open_channel("direct-tcpip", (host, port), origin, timeout=timeout)
+        except paramiko.ChannelException as exc:
+            reason = exc.text or _OPEN_FAILURES.get(exc.code, f"code {exc.code}")
+            hint = ""
+            if exc.code == 1:
+                hint = (
+                    "; the server's sshd_config forbids it (AllowTcpForwarding, "
+                    "PermitOpen)"
+                )
+            raise ForwardError(
+                f"the server could not connect to {where} as the target: "
+                f"{reason}{hint}"
+            ) from None
+        except paramiko.SSHException as exc:
+            if "timeout" in str(exc).lower():
+                raise ForwardError(
+                    f"the server did not connect to {where} within {timeout:g} s"
+                ) from None
+            raise ConnectError(
+                f"the SSH connection to {self.settings.target} was lost: {exc}"
+            ) from None
+        except (EOFError, OSError) as exc:
+            raise ConnectError(
+                f"the SSH connection to {self.settings.target} was lost: {exc}"
+            ) from None
+
+    def wait_closed(self, timeout: float | None = None) -> bool:
+        """Block until the connection ends (for whatever reason)."""
+        t = self._transport
+        if t is not None:
+            t.join(timeout)
+            return not t.is_alive()
+        return self._closed.wait(timeout)
+
+    def close(self) -> None:
+        """Close the connection and join its thread. Idempotent."""
+        t, self._transport = self._transport, None
+        if t is not None:
+            t.close()
+            # Transport.close() does not always join its thread (it gives up
+            # once the packetizer is closed); join so stop() leaves none.
+            if t.is_alive() and t is not threading.current_thread():
+                t.join(5.0)
+            t.sock.close()
+        if self._agent is not None:
+            self._agent._close()
+            self._agent = None
+        self._closed.set()

@@ -1,0 +1,124 @@
+"""How tunnels and forwards look: aligned text, and a small HTML status table."""
+
+from __future__ import annotations
+
+import html
+import time
+
+from .status import ForwardSnapshot, TunnelSnapshot
+
+_STATE_COLOURS = {
+    "up": "var(--jp-success-color1, #2e7d32)",
+    "starting": "var(--jp-warn-color1, #f57c00)",
+    "reconnecting": "var(--jp-warn-color1, #f57c00)",
+    "failed": "var(--jp-error-color1, #c62828)",
+    "stopped": "var(--jp-ui-font-color2, #757575)",
+}
+
+
+def _hostport(host: str | None, port: int | None) -> str:
+    host = host or "*"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{port}"
+
+
+def listen_text(f: ForwardSnapshot) -> str:
+    """Where the forward listens, saying on which machine."""
+    where = "the server" if f.kind == "remote" else "this machine"
+    place = f.listen_path or _hostport(f.listen_host, f.listen_port)
+    return f"{where} {place}"
+
+
+def target_text(f: ForwardSnapshot) -> str:
+    """Where connections go; ``localhost`` in a -L target is the server's."""
+    if f.target_host is None and f.target_path is None:
+        return "SOCKS: anywhere the server reaches" if f.kind == "dynamic" else "SOCKS"
+    if f.kind == "remote":
+        who = "this machine connects to"
+    else:
+        who = "the server connects to"
+    return f"{who} {f.target_path or _hostport(f.target_host, f.target_port)}"
+
+
+def size(n: int) -> str:
+    """Bytes in a unit a person reads at a glance."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def uptime(started_at: float, now: float | None = None) -> str:
+    seconds = max(0, int((now or time.time()) - started_at))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+_COLUMNS = ("tunnel", "forward", "listens on", "→ target", "via", "state", "conns", "↑ sent", "↓ received", "last error")
+
+
+def _rows(tunnels: list[TunnelSnapshot]) -> list[tuple[str, ...]]:
+    rows = []
+    for t in tunnels:
+        for f in t.forwards:
+            s = f.stats
+            rows.append(
+                (
+                    str(t.id),
+                    f.spec.split(" ", 1)[0],
+                    listen_text(f),
+                    target_text(f),
+                    t.destination,
+                    f.state if t.state == "up" else t.state,
+                    f"{s.connections_open}/{s.connections_total}",
+                    size(s.bytes_to_target),
+                    size(s.bytes_from_target),
+                    f.error or s.last_error or (t.error or ""),
+                )
+            )
+        if not t.forwards:
+            rows.append((str(t.id), "", "", "", t.destination, t.state, "", "", "", t.error or ""))
+    return rows
+
+
+def text_table(tunnels: list[TunnelSnapshot]) -> str:
+    """An aligned plain-text table, one row per forward."""
+    if not tunnels:
+        return "no tunnels"
+    rows = [_COLUMNS, *_rows(tunnels)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(_COLUMNS))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def html_table(tunnels: list[TunnelSnapshot]) -> str:
+    """The same table as HTML, coloured with JupyterLab's theme variables."""
+    if not tunnels:
+        return "<em>no tunnels</em>"
+    head = "".join(f"<th style='text-align:left'>{html.escape(c)}</th>" for c in _COLUMNS)
+    body = []
+    for row in _rows(tunnels):
+        cells = []
+        for i, cell in enumerate(row):
+            text = html.escape(cell)
+            if _COLUMNS[i] == "state":
+                colour = _STATE_COLOURS.get(cell, "inherit")
+                text = f"<span style='color:{colour}'>●</span> {text}"
+            cells.append(f"<td style='text-align:left'>{text}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return (
+        "<table class='nbtunnel'><thead><tr>"
+        + head
+        + "</tr></thead><tbody>"
+        + "".join(body)
+        + "</tbody></table>"
+    )
+
+
+def forward_line(f: ForwardSnapshot, destination: str) -> str:
+    """One line for a forward's repr and the CLI."""
+    return f"{f.spec.split(' ', 1)[0]} {listen_text(f)} → {target_text(f)} via {destination} [{f.state}]"

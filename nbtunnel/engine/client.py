@@ -1,0 +1,252 @@
+"""The caller's end of the engine: a spawned engine process, or an inline one."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from ..errors import EngineError
+from .core import Engine
+from .protocol import HELLO, PROTOCOL, Message, decode, encode, error_from_dict
+from .process import PARENT_ENV
+
+EventHandler = Callable[[Message], None]
+HELLO_TIMEOUT = 30.0
+
+
+class EngineClient:
+    """What the manager talks to; both kinds answer the same requests."""
+
+    pid: int
+
+    def request(self, op: str, **args: Any) -> Any:
+        raise NotImplementedError
+
+    @property
+    def alive(self) -> bool:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+def _result(reply: Message) -> Any:
+    if reply.get("ok"):
+        return reply.get("result")
+    raise error_from_dict(reply.get("error") or {})
+
+
+class InlineClient(EngineClient):
+    """The engine in the caller's own threads (the CLI, and debugging).
+
+    In a busy notebook kernel the forwards then share the GIL with the
+    user's code, which is why the manager defaults to the process.
+    """
+
+    def __init__(self, on_event: EventHandler) -> None:
+        self._engine = Engine(on_event)
+        self.pid = os.getpid()
+        self._closed = False
+
+    def request(self, op: str, **args: Any) -> Any:
+        if self._closed:
+            raise EngineError("the inline engine is closed")
+        return _result(self._engine.handle({"id": 0, "op": op, **args}))
+
+    @property
+    def alive(self) -> bool:
+        return not self._closed
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._engine.stop_all(final=True)
+
+
+@dataclass
+class _Pending:
+    op: str
+    done: threading.Event = field(default_factory=threading.Event)
+    reply: Message | None = None
+    abandoned: bool = False
+
+
+class ProcessClient(EngineClient):
+    """Spawns ``python -m nbtunnel.engine`` and talks to it over its stdin/stdout.
+
+    The process is spawned from a thread of ours that lives as long as the
+    engine (it reads the engine's output): ``PR_SET_PDEATHSIG`` fires when
+    the *thread* that spawned a child exits, so spawning from whatever
+    thread called ``open()`` could kill the engine when that thread ends.
+    """
+
+    def __init__(self, on_event: EventHandler) -> None:
+        self._on_event = on_event
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._pending: dict[int, _Pending] = {}
+        self._next_id = 1
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._dead: str | None = None
+        self._ready = threading.Event()
+        self._spawn_error: BaseException | None = None
+        self.pid = 0
+        self._reader = threading.Thread(
+            target=self._run, name="nbtunnel-engine-io", daemon=True
+        )
+        self._reader.start()
+        if not self._ready.wait(HELLO_TIMEOUT):
+            self.close()
+            raise EngineError(
+                f"the nbtunnel engine did not start within {HELLO_TIMEOUT:g} s"
+            )
+        if self._spawn_error is not None or self._dead is not None:
+            self._reader.join()
+            raise EngineError(
+                f"the nbtunnel engine could not start: {self._spawn_error or self._dead}"
+            )
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        env = dict(os.environ)
+        env[PARENT_ENV] = str(os.getpid())
+        # Run the same nbtunnel as the caller, installed or not.
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (root, env.get("PYTHONPATH", "")) if p
+        )
+        return subprocess.Popen(
+            [sys.executable, "-m", "nbtunnel.engine"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            close_fds=True,
+            # Its own session: a Ctrl-C or a kernel interrupt sent to our
+            # process group does not reach it.
+            start_new_session=True,
+        )
+
+    def _run(self) -> None:
+        try:
+            self._proc = self._spawn()
+        except OSError as exc:
+            self._spawn_error = exc
+            self._ready.set()
+            return
+        proc = self._proc
+        assert proc.stdout is not None
+        try:
+            self._read(proc.stdout)
+        finally:
+            # After a protocol mismatch the engine still waits on stdin.
+            with self._write_lock, contextlib.suppress(OSError):
+                if proc.stdin is not None:
+                    proc.stdin.close()
+            code = proc.wait()
+            proc.stdout.close()
+            self._fail_pending(f"it exited with code {code}")
+            self._ready.set()
+
+    def _read(self, stdout: IO[bytes]) -> None:
+        for line in stdout:
+            try:
+                message = decode(line)
+            except ValueError:
+                continue
+            if "hello" in message:
+                if message.get("hello") != HELLO or message.get("protocol") != PROTOCOL:
+                    self._dead = (
+                        f"it speaks protocol {message.get('protocol')!r}, "
+                        f"this nbtunnel speaks {PROTOCOL}"
+                    )
+                    return
+                self.pid = int(message.get("pid", 0))
+                self._ready.set()
+            elif "event" in message:
+                with contextlib.suppress(Exception):
+                    self._on_event(message)
+            elif "id" in message:
+                self._deliver(message)
+
+    def _deliver(self, reply: Message) -> None:
+        with self._lock:
+            pending = self._pending.pop(int(reply["id"]), None)
+        if pending is None:
+            return
+        if pending.abandoned:
+            # The caller gave up waiting (Ctrl-C) on an open that then
+            # succeeded: stop that tunnel rather than leave it unowned.
+            result = reply.get("result")
+            if pending.op == "open" and reply.get("ok") and isinstance(result, dict):
+                with contextlib.suppress(EngineError):
+                    self._send("stop", tunnel=result["id"])
+            return
+        pending.reply = reply
+        pending.done.set()
+
+    def _fail_pending(self, why: str) -> None:
+        with self._lock:
+            if self._dead is None:
+                self._dead = why
+            pending = list(self._pending.values())
+            self._pending.clear()
+        for p in pending:
+            p.done.set()
+
+    def _send(self, op: str, **args: Any) -> _Pending:
+        with self._lock:
+            if self._dead is not None:
+                raise EngineError(
+                    f"the nbtunnel engine (pid {self.pid}) is gone: {self._dead}; "
+                    "its tunnels are closed"
+                )
+            request_id = self._next_id
+            self._next_id += 1
+            pending = self._pending[request_id] = _Pending(op)
+        proc = self._proc
+        assert proc is not None and proc.stdin is not None
+        try:
+            with self._write_lock:
+                proc.stdin.write(encode({"id": request_id, "op": op, **args}))
+                proc.stdin.flush()
+        except (BrokenPipeError, ValueError, OSError):
+            with self._lock:
+                self._pending.pop(request_id, None)
+            raise EngineError(
+                f"the nbtunnel engine (pid {self.pid}) is gone; its tunnels are closed"
+            ) from None
+        return pending
+
+    def request(self, op: str, **args: Any) -> Any:
+        pending = self._send(op, **args)
+        try:
+            pending.done.wait()
+        except BaseException:
+            pending.abandoned = True
+            raise
+        if pending.reply is None:
+            raise EngineError(
+                f"the nbtunnel engine (pid {self.pid}) is gone: {self._dead}; "
+                "its tunnels are closed"
+            )
+        return _result(pending.reply)
+
+    @property
+    def alive(self) -> bool:
+        return self._dead is None and self._reader.is_alive()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """End the engine (end-of-file on its stdin) and wait for it. Idempotent."""
+        proc = self._proc
+        if proc is not None and proc.stdin is not None:
+            with self._write_lock, contextlib.suppress(OSError):
+                proc.stdin.close()
+        self._reader.join(timeout)
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            self._reader.join()

@@ -1,0 +1,96 @@
+"""The engine: every live tunnel of one caller, driven by protocol requests."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from ..config import ConnectSettings
+from ..errors import TunnelError
+from ..spec import parse_forward
+from .protocol import Message, error_to_dict
+from .tunnel import LiveTunnel
+
+EventSink = Callable[[Message], None]
+
+
+class Engine:
+    """Owns the tunnels; :meth:`handle` answers one request (from any thread).
+
+    The same object serves the engine process and the inline mode, so both
+    run exactly the same code behind the protocol.
+    """
+
+    def __init__(self, emit: EventSink) -> None:
+        self._emit_message = emit
+        self._lock = threading.Lock()
+        self._tunnels: dict[int, LiveTunnel] = {}
+        self._next_id = 1
+        self._closed = False
+
+    def _emit(self, kind: str, **data: Any) -> None:
+        self._emit_message({"event": kind, **data})
+
+    def handle(self, request: Message) -> Message:
+        """Answer one request; never raises."""
+        reply: Message = {"id": request.get("id")}
+        op = request.get("op")
+        handler = getattr(self, f"_op_{op}", None) if isinstance(op, str) else None
+        try:
+            if handler is None:
+                raise TunnelError(f"the engine does not know the request {op!r}")
+            reply.update(ok=True, result=handler(request))
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a reply
+            reply.update(ok=False, error=error_to_dict(exc))
+        return reply
+
+    def _op_ping(self, request: Message) -> Message:
+        return {"pid": os.getpid()}
+
+    def _op_open(self, request: Message) -> Message:
+        settings = ConnectSettings.from_dict(request["settings"])
+        forwards = tuple(parse_forward(flag, text) for flag, text in request["forwards"])
+        with self._lock:
+            if self._closed:
+                raise TunnelError("the engine is shutting down")
+            tunnel_id = self._next_id
+            self._next_id += 1
+        tunnel = LiveTunnel(
+            tunnel_id, request["destination"], settings, forwards, self._emit
+        )
+        tunnel.start()
+        with self._lock:
+            self._tunnels[tunnel_id] = tunnel
+            closed = self._closed
+        if closed:
+            # A shutdown raced with this open: do not leave it behind.
+            tunnel.stop()
+            raise TunnelError("the engine is shutting down")
+        return tunnel.snapshot().to_dict()
+
+    def _op_stop(self, request: Message) -> None:
+        with self._lock:
+            tunnel = self._tunnels.pop(int(request["tunnel"]), None)
+        if tunnel is not None:
+            tunnel.stop()
+
+    def _op_snapshot(self, request: Message) -> list[Message]:
+        wanted = request.get("tunnel")
+        with self._lock:
+            tunnels = list(self._tunnels.values())
+        return [t.snapshot().to_dict() for t in tunnels if wanted in (None, t.id)]
+
+    def _op_stop_all(self, request: Message) -> None:
+        self.stop_all()
+
+    def stop_all(self, *, final: bool = False) -> None:
+        """Stop every tunnel; with ``final``, refuse new ones from now on."""
+        with self._lock:
+            tunnels = list(self._tunnels.values())
+            self._tunnels.clear()
+            if final:
+                self._closed = True
+        for tunnel in tunnels:
+            tunnel.stop()

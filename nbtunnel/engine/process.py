@@ -1,0 +1,136 @@
+"""The engine process: reads requests on stdin, writes replies and events on stdout.
+
+It lives exactly as long as its caller: end-of-file on stdin (the caller
+closed the pipe or died, even by SIGKILL) stops every tunnel and exits,
+and on Linux ``PR_SET_PDEATHSIG`` is a second guard for the case where
+the pipe stays open in some forked child of the caller.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import queue
+import signal
+import sys
+import threading
+from typing import BinaryIO
+
+from .._version import __version__
+from .core import Engine
+from .protocol import HELLO, PROTOCOL, Message, decode, encode
+
+PARENT_ENV = "NBTUNNEL_PARENT_PID"
+_PR_SET_PDEATHSIG = 1
+
+
+class _Writer:
+    """Serialises every outgoing message through one thread.
+
+    Forwarding threads emit events; none of them may ever block on the
+    pipe when the caller is slow to read it (a busy kernel).
+    """
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self._queue: queue.SimpleQueue[Message | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="nbtunnel-writer", daemon=True)
+        self._thread.start()
+
+    def send(self, message: Message) -> None:
+        self._queue.put(message)
+
+    def _run(self) -> None:
+        while (message := self._queue.get()) is not None:
+            try:
+                self._out.write(encode(message))
+                self._out.flush()
+            except (BrokenPipeError, ValueError):
+                return  # the caller is gone; stdin's EOF ends the process
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(5.0)
+
+
+class _LogEvents(logging.Handler):
+    """Sends log records to the caller, whose ``nbtunnel`` logger shows them."""
+
+    def __init__(self, send: _Writer) -> None:
+        super().__init__(logging.INFO)
+        self._send = send
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(Exception):
+            self._send.send(
+                {
+                    "event": "log",
+                    "level": record.levelno,
+                    "logger": record.name,
+                    "message": record.getMessage(),
+                }
+            )
+
+
+def _die_with_parent() -> None:
+    expected = os.environ.get(PARENT_ENV)
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    # The parent may have died before prctl took effect: then we were
+    # re-parented already and nobody is left to talk to.
+    if expected and os.getppid() != int(expected):
+        sys.exit(0)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
+def main() -> int:
+    """Run the engine until stdin ends."""
+    # Anything that prints (a library, a stray debug line) would corrupt
+    # the protocol: keep stdout's pipe for ourselves, point fd 1 at stderr.
+    proto_fd = os.dup(1)
+    os.dup2(2, 1)
+    out = os.fdopen(proto_fd, "wb", buffering=0)
+    _die_with_parent()
+    # An interrupt of the kernel (SIGINT to its process group) must not
+    # take the forwards down; stopping is the caller's call.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _terminate)
+
+    writer = _Writer(out)
+    logging.getLogger().addHandler(_LogEvents(writer))
+    logging.getLogger().setLevel(logging.WARNING)
+    logging.getLogger("nbtunnel").setLevel(logging.INFO)
+    engine = Engine(writer.send)
+    writer.send(
+        {"hello": HELLO, "protocol": PROTOCOL, "pid": os.getpid(), "version": __version__}
+    )
+
+    def serve(request: Message) -> None:
+        writer.send(engine.handle(request))
+
+    try:
+        for line in sys.stdin.buffer:
+            try:
+                request = decode(line)
+            except ValueError:
+                logging.getLogger("nbtunnel.engine").error(
+                    "ignored a malformed request: %r", line[:200]
+                )
+                continue
+            # Each request in its own thread: an "open" that waits for a
+            # slow server must not hold up a snapshot or a stop.
+            threading.Thread(
+                target=serve, args=(request,), name="nbtunnel-request", daemon=True
+            ).start()
+    finally:
+        engine.stop_all(final=True)
+        writer.close()
+        out.close()
+    return 0

@@ -1,0 +1,120 @@
+"""One live tunnel inside the engine: an SSH connection and the forwards it carries."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from ..config import ConnectSettings
+from ..connection import Connection
+from ..errors import ForwardError
+from ..forward.local import LocalForward
+from ..spec import ForwardSpec
+from ..status import State, TunnelSnapshot
+
+Emit = Callable[..., None]
+
+
+class LiveTunnel:
+    """Connects, starts every forward (all or nothing), and notices a lost connection."""
+
+    def __init__(
+        self,
+        tunnel_id: int,
+        destination: str,
+        settings: ConnectSettings,
+        forwards: tuple[ForwardSpec, ...],
+        emit: Emit,
+    ) -> None:
+        self.id = tunnel_id
+        self.destination = destination
+        self.settings = settings
+        self.specs = forwards
+        self.state: State = "starting"
+        self.error: str | None = None
+        self.started_at = time.time()
+        self._emit = emit
+        self._connection = Connection(settings)
+        self._forwards: list[LocalForward] = []
+        self._watcher: threading.Thread | None = None
+        self._stop_lock = threading.Lock()
+        self._stopped = False
+
+    def _event(self, kind: str, **data: object) -> None:
+        self._emit(kind, tunnel=self.id, **data)
+
+    def start(self) -> None:
+        """Connect and start every forward; on any failure close everything and raise."""
+        for spec in self.specs:
+            if spec.kind != "local":
+                raise ForwardError(
+                    f"{spec}: {spec.flag} forwards are not supported yet; "
+                    "this version runs -L forwards"
+                )
+        try:
+            self._connection.connect()
+            for index, spec in enumerate(self.specs):
+                forward = LocalForward(
+                    index,
+                    spec,
+                    self._connection,
+                    gateway_ports=self.settings.gateway_ports,
+                    family=self.settings.address_family,
+                    emit=self._event,
+                )
+                # ExitOnForwardFailure yes: one forward that cannot start
+                # fails the whole call, and the others are undone.
+                forward.start()
+                self._forwards.append(forward)
+        except BaseException as exc:
+            self.state, self.error = "failed", str(exc)
+            self._teardown()
+            raise
+        self.state = "up"
+        self._watcher = threading.Thread(
+            target=self._watch, name=f"nbtunnel-watch-{self.id}", daemon=True
+        )
+        self._watcher.start()
+        self._event("state", state="up")
+
+    def _watch(self) -> None:
+        # Blocks on the transport thread: no polling.  Reconnecting is a
+        # later step; for now a lost connection fails the tunnel.
+        self._connection.wait_closed()
+        with self._stop_lock:
+            if self._stopped:
+                return
+        self.state = "failed"
+        self.error = f"the SSH connection to {self.settings.target} was lost"
+        for forward in self._forwards:
+            forward.state, forward.error = "failed", self.error
+        self._event("state", state="failed", error=self.error)
+
+    def stop(self) -> None:
+        """Close every forward and the connection, joining all threads. Idempotent."""
+        with self._stop_lock:
+            if self._stopped:
+                return
+            self._stopped = True
+        self._teardown()
+        if self._watcher is not None:
+            self._watcher.join()
+        if self.state != "failed":
+            self.state = "stopped"
+        self._event("state", state=self.state)
+
+    def _teardown(self) -> None:
+        for forward in self._forwards:
+            forward.stop()
+        self._connection.close()
+
+    def snapshot(self) -> TunnelSnapshot:
+        return TunnelSnapshot(
+            id=self.id,
+            destination=self.destination,
+            state=self.state,
+            error=self.error,
+            forwards=tuple(f.snapshot() for f in self._forwards),
+            started_at=self.started_at,
+        )

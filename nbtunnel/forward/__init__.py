@@ -1,0 +1,1 @@
+"""The forwards: listeners, channels and the byte relay between them."""

@@ -1,0 +1,245 @@
+"""Listening sockets on this machine (TCP on IPv4/IPv6, or a unix socket) and their accept loop."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import selectors
+import socket
+import stat
+import threading
+from collections.abc import Callable
+from typing import Literal
+
+from ..errors import ForwardError
+
+# ssh listens with a backlog of 128 and socketserver with 5; a burst of a
+# few hundred connects overflowed both and the clients got resets
+# (perf-baseline.md, "Listen backlog").  The kernel caps it at somaxconn.
+BACKLOG = 4096
+
+Family = Literal["any", "inet", "inet6"]
+Accepted = Callable[[socket.socket, str], None]
+
+
+def _bind_addresses(
+    host: str | None, port: int, *, gateway_ports: bool, family: Family
+) -> list[tuple[int, str]]:
+    """The (family, address) pairs to bind, following ssh's rules for -L.
+
+    No bind address means loopback (every interface with -g); ``localhost``
+    means loopback too, on both IPv4 and IPv6; ``*`` means every interface.
+    """
+    wildcard = host == "*" or (host is None and gateway_ports)
+    if wildcard:
+        pairs = [(socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")]
+    elif host is None or host == "localhost":
+        pairs = [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")]
+    else:
+        try:
+            infos = socket.getaddrinfo(
+                host, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE
+            )
+        except socket.gaierror as exc:
+            raise ForwardError(
+                f"cannot listen on '{host}': no such address on this machine "
+                f"({exc.strerror})"
+            ) from None
+        pairs = list(dict.fromkeys((info[0], str(info[4][0])) for info in infos))
+    if family == "inet":
+        pairs = [p for p in pairs if p[0] == socket.AF_INET]
+    elif family == "inet6":
+        pairs = [p for p in pairs if p[0] == socket.AF_INET6]
+    return pairs
+
+
+def _bind_error(address: str, port: int, exc: OSError) -> ForwardError:
+    shown = f"[{address}]" if ":" in address else address
+    message = f"cannot listen on {shown} port {port}: {exc.strerror}"
+    if exc.errno == errno.EADDRINUSE:
+        message += (
+            "; another program (or another tunnel) already listens there: "
+            "pick another port, or 0 for any free port"
+        )
+    elif exc.errno == errno.EACCES and 0 < port < 1024:
+        message += (
+            "; only root may listen on ports below 1024 on this machine: "
+            "use 0 for any free port"
+        )
+    elif exc.errno == errno.EADDRNOTAVAIL:
+        message += f"; this machine has no address {address}"
+    return ForwardError(message)
+
+
+def _listen_tcp(family: int, address: str, port: int) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        # A port that served a connection sits in TIME_WAIT for a minute;
+        # without this, re-running the same cell after a restart fails.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((address, port))
+        sock.listen(BACKLOG)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class Listener:
+    """One or more listening sockets for one forward, and the thread accepting on them.
+
+    ``on_accept(sock, origin)`` runs in the accept thread for every new
+    connection and must hand the socket on quickly.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        path: str | None = None,
+        gateway_ports: bool = False,
+        family: Family = "any",
+    ) -> None:
+        self._host = host
+        self._port = port
+        self._path = path
+        self._gateway_ports = gateway_ports
+        self._family = family
+        self._socks: list[socket.socket] = []
+        self._unix_inode: tuple[int, int] | None = None
+        self._thread: threading.Thread | None = None
+        self._wake_r, self._wake_w = -1, -1
+        self.listen_host: str | None = None
+        self.listen_port: int | None = None
+        self.listen_path: str | None = path
+        self.listen_addresses: tuple[str, ...] = ()
+
+    def bind(self) -> None:
+        """Open the listening sockets; raises ForwardError naming the address."""
+        try:
+            if self._path is not None:
+                self._bind_unix(self._path)
+            else:
+                self._bind_tcp(self._port or 0)
+        except BaseException:
+            self._close_sockets()
+            raise
+
+    def _bind_tcp(self, port: int) -> None:
+        pairs = _bind_addresses(
+            self._host, port, gateway_ports=self._gateway_ports, family=self._family
+        )
+        if not pairs:
+            raise ForwardError(
+                f"cannot listen on '{self._host}' port {port}: it has no address "
+                f"of the family asked for (-4/-6)"
+            )
+        for i, (family, address) in enumerate(pairs):
+            try:
+                sock = _listen_tcp(family, address, port)
+            except OSError as exc:
+                # The loopback/wildcard pair includes IPv6, which a machine
+                # may lack; that is no reason to fail when IPv4 bound.
+                optional = i > 0 and self._host in (None, "localhost", "*")
+                if optional and exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+                    continue
+                raise _bind_error(address, port, exc) from None
+            if port == 0:
+                # The other addresses take the same port, as ssh does, so
+                # "localhost:PORT" means one forward whatever it resolves to.
+                port = sock.getsockname()[1]
+            self._socks.append(sock)
+        self.listen_port = port
+        self.listen_addresses = tuple(str(s.getsockname()[0]) for s in self._socks)
+        # The first address (IPv4 where there is one) is the one to hand to
+        # clients: "127.0.0.1" works whatever "localhost" resolves to.
+        self.listen_host = self.listen_addresses[0]
+
+    def _bind_unix(self, path: str) -> None:
+        if os.path.lexists(path):
+            raise ForwardError(
+                f"cannot listen on unix socket {path}: the file already exists; "
+                "remove it, or choose another path"
+            )
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(path)
+            # Same as ssh's default StreamLocalBindMask 0177: only the owner
+            # may connect to a forward of theirs.
+            os.chmod(path, 0o600)
+            sock.listen(BACKLOG)
+        except OSError as exc:
+            sock.close()
+            raise ForwardError(
+                f"cannot listen on unix socket {path}: {exc.strerror}"
+            ) from None
+        st = os.stat(path)
+        self._unix_inode = (st.st_dev, st.st_ino)
+        self._socks.append(sock)
+
+    def start(self, on_accept: Accepted) -> None:
+        """Start accepting in a daemon thread."""
+        self._wake_r, self._wake_w = os.pipe()
+        self._thread = threading.Thread(
+            target=self._accept_loop,
+            args=(on_accept,),
+            name=f"nbtunnel-accept-{self.listen_port or self.listen_path}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def _accept_loop(self, on_accept: Accepted) -> None:
+        # A selector with a wake-up pipe, rather than closing the socket
+        # under accept(): that does not wake accept() on a unix socket.
+        with selectors.DefaultSelector() as sel:
+            sel.register(self._wake_r, selectors.EVENT_READ)
+            for sock in self._socks:
+                sock.setblocking(False)
+                sel.register(sock, selectors.EVENT_READ)
+            while True:
+                for key, _ in sel.select():
+                    if key.fileobj == self._wake_r:
+                        return
+                    listening = key.fileobj
+                    assert isinstance(listening, socket.socket)
+                    try:
+                        conn, peer = listening.accept()
+                    except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                        continue
+                    except OSError as exc:
+                        if exc.errno in (errno.EMFILE, errno.ENFILE):
+                            # Out of descriptors: back off instead of spinning.
+                            threading.Event().wait(0.05)
+                            continue
+                        raise
+                    conn.setblocking(True)
+                    origin = peer[0] if isinstance(peer, tuple) else "unix"
+                    on_accept(conn, str(origin))
+
+    def close(self) -> None:
+        """Stop accepting, close the sockets and remove a unix socket file. Idempotent."""
+        if self._thread is not None:
+            os.write(self._wake_w, b"x")
+            self._thread.join()
+            self._thread = None
+        for fd in (self._wake_r, self._wake_w):
+            if fd >= 0:
+                os.close(fd)
+        self._wake_r = self._wake_w = -1
+        self._close_sockets()
+
+    def _close_sockets(self) -> None:
+        for sock in self._socks:
+            sock.close()
+        self._socks.clear()
+        if self._path is not None and self._unix_inode is not None:
+            # Only remove the file if it is still the socket we made.
+            with contextlib.suppress(OSError):
+                st = os.lstat(self._path)
+                if stat.S_ISSOCK(st.st_mode) and (st.st_dev, st.st_ino) == self._unix_inode:
+                    os.unlink(self._path)
+            self._unix_inode = None

@@ -1,0 +1,335 @@
+"""The caller's side: tunnel handles whose state the engine keeps, and their registry."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any, Literal
+
+from . import display
+from .config import resolve
+from .engine.client import EngineClient, InlineClient, ProcessClient
+from .engine.protocol import Message
+from .errors import EngineError
+from .spec import ForwardSpec, TunnelSpec, parse, parse_forward
+from .status import ForwardSnapshot, ForwardStats, State, TunnelSnapshot
+
+logger = logging.getLogger("nbtunnel")
+EngineMode = Literal["process", "inline"]
+ENGINE_ENV = "NBTUNNEL_ENGINE"
+
+
+class Forward:
+    """One ``-L``/``-R``/``-D`` of a tunnel; a handle on what the engine runs."""
+
+    def __init__(self, tunnel: Tunnel, snapshot: ForwardSnapshot) -> None:
+        self._tunnel = tunnel
+        self._first = snapshot
+        self.spec: ForwardSpec = parse_forward(*snapshot.spec.split(" ", 1))
+
+    @property
+    def _snapshot(self) -> ForwardSnapshot:
+        snap = self._tunnel._snapshot
+        for f in snap.forwards:
+            if f.index == self._first.index:
+                return f
+        state: State = snap.state if snap.state != "up" else "stopped"
+        return ForwardSnapshot(**{**self._first.__dict__, "state": state, "error": snap.error})
+
+    @property
+    def kind(self) -> str:
+        """``"local"``, ``"remote"`` or ``"dynamic"``."""
+        return self.spec.kind
+
+    @property
+    def listen_host(self) -> str | None:
+        """Where it listens (this machine for -L/-D, the server for -R)."""
+        return self._first.listen_host
+
+    @property
+    def listen_port(self) -> int | None:
+        """The port it listens on, with 0 resolved to the port actually bound."""
+        return self._first.listen_port
+
+    @property
+    def listen_path(self) -> str | None:
+        return self._first.listen_path
+
+    @property
+    def target_host(self) -> str | None:
+        return self.spec.target_host
+
+    @property
+    def target_port(self) -> int | None:
+        return self.spec.target_port
+
+    @property
+    def target_path(self) -> str | None:
+        return self.spec.target_path
+
+    @property
+    def state(self) -> State:
+        return self._snapshot.state
+
+    @property
+    def stats(self) -> ForwardStats:
+        """Live counters: bytes each way, connections open and total, last error."""
+        return self._snapshot.stats
+
+    @property
+    def tunnel(self) -> Tunnel:
+        return self._tunnel
+
+    def __repr__(self) -> str:
+        return f"<Forward {display.forward_line(self._snapshot, self._tunnel.destination)}>"
+
+    def _repr_html_(self) -> str:
+        snap = self._tunnel._snapshot
+        one = TunnelSnapshot(**{**snap.__dict__, "forwards": (self._snapshot,)})
+        return display.html_table([one])
+
+
+class Tunnel:
+    """One SSH connection and the forwards it carries.
+
+    ``with nbtunnel.open(...) as t:`` stops it on leaving the block.
+    """
+
+    def __init__(self, manager: Manager, spec: TunnelSpec, snapshot: TunnelSnapshot) -> None:
+        self._manager = manager
+        self.spec = spec
+        self.id = snapshot.id
+        self.destination = snapshot.destination
+        self._last = snapshot
+        self._stopped = False
+        self.forwards: tuple[Forward, ...] = tuple(Forward(self, f) for f in snapshot.forwards)
+
+    @property
+    def _snapshot(self) -> TunnelSnapshot:
+        if not self._stopped:
+            self._last = self._manager._fetch(self)
+        return self._last
+
+    @property
+    def state(self) -> State:
+        """``starting``, ``up``, ``reconnecting``, ``stopped`` or ``failed``."""
+        return self._snapshot.state
+
+    @property
+    def error(self) -> str | None:
+        return self._snapshot.error
+
+    @property
+    def stats(self) -> ForwardStats:
+        """The sum of its forwards' counters."""
+        return self._snapshot.stats
+
+    def stop(self) -> None:
+        """Close its forwards and its SSH connection. Safe to call more than once."""
+        self._manager._stop(self)
+
+    def __enter__(self) -> Tunnel:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        snap = self._snapshot
+        lines = [f"<Tunnel {self.id} via {self.destination} [{snap.state}]"]
+        lines += ["  " + display.forward_line(f, self.destination) for f in snap.forwards]
+        if snap.error:
+            lines.append(f"  error: {snap.error}")
+        return "\n".join(lines) + ">"
+
+    def _repr_html_(self) -> str:
+        return display.html_table([self._snapshot])
+
+
+class Manager:
+    """Every tunnel this process opened, and the engine that runs them."""
+
+    def __init__(self, engine: EngineMode | None = None) -> None:
+        mode = engine or os.environ.get(ENGINE_ENV, "process")
+        if mode not in ("process", "inline"):
+            raise ValueError(f"engine must be 'process' or 'inline', not {mode!r}")
+        self.mode: EngineMode = mode  # type: ignore[assignment]
+        self._lock = threading.Lock()
+        self._client: EngineClient | None = None
+        self._tunnels: dict[int, Tunnel] = {}
+        self._listeners: list[Any] = []
+
+    # -- the engine -------------------------------------------------------
+
+    def _engine(self) -> EngineClient:
+        with self._lock:
+            if self._client is None or not self._client.alive:
+                if self._client is not None:
+                    self._forget_all("the nbtunnel engine stopped")
+                cls = ProcessClient if self.mode == "process" else InlineClient
+                self._client = cls(self._on_event)
+            return self._client
+
+    @property
+    def engine_pid(self) -> int | None:
+        """The engine process's PID (this process's in inline mode), once started."""
+        client = self._client
+        return client.pid if client is not None else None
+
+    def subscribe(self, callback: Any) -> None:
+        """Call ``callback(event_dict)`` for every engine event (from a background thread)."""
+        self._listeners.append(callback)
+
+    def _on_event(self, message: Message) -> None:
+        kind = message.get("event")
+        if kind == "log":
+            logging.getLogger(str(message.get("logger", "nbtunnel"))).log(
+                int(message.get("level", logging.INFO)), "%s", message.get("message")
+            )
+        else:
+            logger.debug("engine event: %s", message)
+        for callback in list(self._listeners):
+            try:
+                callback(message)
+            except Exception:  # noqa: BLE001 - a listener must not stop events
+                logger.exception("nbtunnel event listener failed")
+
+    # -- tunnels ----------------------------------------------------------
+
+    def open(self, line: str | Sequence[str]) -> Tunnel:
+        """Open the forwards of one ``ssh`` command line over one SSH connection."""
+        spec = parse(line)
+        if not spec.forwards:
+            raise _no_forwards(spec)
+        settings = resolve(spec)
+        client = self._engine()
+        result = client.request(
+            "open",
+            destination=spec.destination.text,
+            settings=settings.to_dict(),
+            forwards=[[f.flag, f.text] for f in spec.forwards],
+        )
+        tunnel = Tunnel(self, spec, TunnelSnapshot.from_dict(result))
+        with self._lock:
+            self._tunnels[tunnel.id] = tunnel
+        return tunnel
+
+    def tunnels(self) -> list[Tunnel]:
+        """Every live tunnel, oldest first."""
+        with self._lock:
+            return list(self._tunnels.values())
+
+    def snapshots(self) -> list[TunnelSnapshot]:
+        """A snapshot of every live tunnel, in one request."""
+        if self._client is None or not self._client.alive:
+            return []
+        return [TunnelSnapshot.from_dict(d) for d in self._client.request("snapshot")]
+
+    def _fetch(self, tunnel: Tunnel) -> TunnelSnapshot:
+        client = self._client
+        if client is None or not client.alive:
+            return _ended(tunnel, "failed", "the nbtunnel engine stopped")
+        try:
+            found = client.request("snapshot", tunnel=tunnel.id)
+        except EngineError as exc:
+            return _ended(tunnel, "failed", str(exc))
+        if not found:
+            return _ended(tunnel, "stopped", None)
+        return TunnelSnapshot.from_dict(found[0])
+
+    def _stop(self, tunnel: Tunnel) -> None:
+        with self._lock:
+            known = self._tunnels.pop(tunnel.id, None)
+        if known is None or tunnel._stopped:
+            return
+        client = self._client
+        final = _ended(tunnel, "stopped", None)
+        if client is not None and client.alive:
+            try:
+                client.request("stop", tunnel=tunnel.id)
+            except EngineError as exc:
+                final = _ended(tunnel, "failed", str(exc))
+        tunnel._last, tunnel._stopped = final, True
+
+    def stop_all(self) -> None:
+        """Stop every tunnel of this process; the engine stays for the next one."""
+        for tunnel in self.tunnels():
+            tunnel.stop()
+
+    def _forget_all(self, why: str) -> None:
+        for tunnel in self._tunnels.values():
+            tunnel._last, tunnel._stopped = _ended(tunnel, "failed", why), True
+        self._tunnels.clear()
+
+    def close(self) -> None:
+        """Stop everything and end the engine. Safe to call more than once."""
+        self.stop_all()
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+
+def _ended(tunnel: Tunnel, state: State, error: str | None) -> TunnelSnapshot:
+    last = tunnel._last
+    forwards = tuple(
+        ForwardSnapshot(**{**f.__dict__, "state": state, "error": error})
+        for f in last.forwards
+    )
+    return TunnelSnapshot(
+        id=last.id,
+        destination=last.destination,
+        state=state,
+        error=error,
+        forwards=forwards,
+        started_at=last.started_at,
+    )
+
+
+def _no_forwards(spec: TunnelSpec) -> Exception:
+    from .errors import SpecError
+
+    return SpecError(
+        f"'{spec.text}' has no forward: add -L, -R or -D "
+        "(e.g. -L 0:localhost:5432 for the server's port 5432)",
+        text=spec.text,
+    )
+
+
+_default: Manager | None = None
+_default_lock = threading.Lock()
+
+
+def default_manager() -> Manager:
+    """The process-wide manager behind ``nbtunnel.open`` (stopped at exit)."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Manager()
+            atexit.register(_default.close)
+        return _default
+
+
+def open(line: str | Sequence[str]) -> Tunnel:  # noqa: A001 - mirrors the design's API
+    """Open the forwards of one ``ssh`` command line, e.g. ``"-L 0:db:5432 user@host"``."""
+    return default_manager().open(line)
+
+
+def tunnels() -> list[Tunnel]:
+    """Every live tunnel of this process."""
+    return default_manager().tunnels() if _default is not None else []
+
+
+def stop_all() -> None:
+    """Stop every tunnel of this process."""
+    if _default is not None:
+        _default.stop_all()

@@ -1,0 +1,3 @@
+"""Shared pytest configuration: registers the integration rig's fixtures."""
+
+pytest_plugins = ["tests.rig.fixtures"]

@@ -1,0 +1,79 @@
+"""The nbtunnel command: serves in the foreground until SIGINT, then exits 0 with the port closed."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.rig import clients
+from tests.rig.sshd import free_port
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "nbtunnel", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+def test_serves_until_sigint_then_exits_0_with_the_port_closed(sshd, targets) -> None:
+    args = [*sshd.args(), "-N", "-L", f"0:{targets.host}:{targets.echo}", sshd.destination]
+    proc = _run(*args)
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        match = re.search(r"this machine 127\.0\.0\.1:(\d+)", first)
+        assert match, first
+        port = int(match.group(1))
+        assert "the server connects to" in first
+        assert proc.stdout.readline().strip() == "press Ctrl-C to stop"
+        assert clients.echo_roundtrip("127.0.0.1", port, b"cli", 10) == b"cli"
+        assert "connection" in proc.stdout.readline()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "stopped" in out
+    assert clients.port_is_closed("127.0.0.1", port)
+
+
+def test_bad_line_exits_2_with_the_bad_part_quoted() -> None:
+    proc = _run("-L", "9000:db", "user@host")
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2
+    assert "'9000:db'" in err
+    assert "-L [bind_address:]port:host:hostport" in err
+
+
+def test_connect_failure_exits_1(sshd, targets) -> None:
+    port = free_port()
+    proc = _run("-p", str(port), "-L", f"0:{targets.host}:{targets.echo}", "u@127.0.0.1")
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1
+    assert "refused" in err
+
+
+def test_help_and_version() -> None:
+    proc = _run("--help")
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and "usage: nbtunnel" in out
+    proc = _run("--version")
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and out.startswith("nbtunnel ")

@@ -1,0 +1,288 @@
+"""Every way a connection can fail, against the real sshd: the error's type and words.
+
+Each case also checks that nothing is left half-open: no SSH session stays
+on the server and no port stays bound here.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from nbtunnel import (
+    AuthenticationError,
+    ConnectError,
+    ForwardError,
+    HostKeyError,
+    Manager,
+    SpecError,
+)
+from tests.rig import clients
+from tests.rig.sshd import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def _line(sshd, *extra: str, known_hosts: Path | None = None, key: Path | None = None) -> str:
+    tokens = ["-p", str(sshd.port)]
+    if key is not False:
+        tokens += ["-i", str(key or sshd.client_key), "-o", "IdentitiesOnly=yes"]
+    tokens += ["-o", f"UserKnownHostsFile={known_hosts or sshd.known_hosts}"]
+    return shlex.join([*tokens, *extra, sshd.destination])
+
+
+def _keygen(path: Path) -> Path:
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True
+    )
+    return path
+
+
+def _no_new_sessions(sshd, before: set[int]) -> bool:
+    return clients.wait_until(lambda: not (set(sshd.session_pids()) - before), 5)
+
+
+@pytest.fixture
+def forward(targets) -> list[str]:
+    return ["-L", f"0:{targets.host}:{targets.echo}"]
+
+
+def test_unknown_host_key_is_refused_with_its_fingerprint(
+    manager: Manager, sshd, forward, tmp_path: Path
+) -> None:
+    empty = tmp_path / "known_hosts"
+    before = set(sshd.session_pids())
+    with pytest.raises(HostKeyError) as info:
+        manager.open(_line(sshd, *forward, known_hosts=empty))
+    message = str(info.value)
+    assert f"[{sshd.host}]:{sshd.port}" in message
+    assert "is unknown" in message
+    fingerprint = subprocess.run(
+        ["ssh-keygen", "-l", "-E", "sha256", "-f", str(sshd.host_key_pub)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()[1]
+    assert fingerprint in message  # the same SHA256: string ssh-keygen prints
+    assert "StrictHostKeyChecking=accept-new" in message
+    assert not empty.exists() or empty.read_text() == ""
+    assert _no_new_sessions(sshd, before)
+    assert manager.tunnels() == []
+
+
+def test_accept_new_records_the_key_then_it_is_known(
+    manager: Manager, sshd, targets, forward, tmp_path: Path
+) -> None:
+    known = tmp_path / "sub" / "known_hosts"
+    with manager.open(
+        _line(sshd, "-o", "StrictHostKeyChecking=accept-new", *forward, known_hosts=known)
+    ) as t:
+        assert t.state == "up"
+    recorded = known.read_text()
+    assert recorded.startswith(f"[{sshd.host}]:{sshd.port} ssh-ed25519 ")
+    assert recorded.split()[2] == sshd.host_key_pub.read_text().split()[1]
+    # Known now: strict checking lets it through, and nothing is added twice.
+    with manager.open(_line(sshd, *forward, known_hosts=known)) as t:
+        port = t.forwards[0].listen_port
+        assert clients.echo_roundtrip("127.0.0.1", port, b"known", 10) == b"known"
+    assert known.read_text() == recorded
+
+
+def test_strict_no_accepts_an_unknown_key(
+    manager: Manager, sshd, forward, tmp_path: Path
+) -> None:
+    known = tmp_path / "known_hosts"
+    with manager.open(
+        _line(sshd, "-o", "StrictHostKeyChecking=no", *forward, known_hosts=known)
+    ) as t:
+        assert t.state == "up"
+
+
+@pytest.mark.parametrize("mode", ["yes", "accept-new", "no"])
+def test_changed_host_key_is_always_refused(
+    manager: Manager, sshd, forward, tmp_path: Path, mode: str
+) -> None:
+    other = _keygen(tmp_path / "other_host_key")
+    known = tmp_path / "known_hosts"
+    blob = Path(f"{other}.pub").read_text().split()[:2]
+    known.write_text(f"[{sshd.host}]:{sshd.port} {' '.join(blob)}\n")
+    before = set(sshd.session_pids())
+    with pytest.raises(HostKeyError) as info:
+        manager.open(
+            _line(sshd, "-o", f"StrictHostKeyChecking={mode}", *forward, known_hosts=known)
+        )
+    message = str(info.value)
+    assert "CHANGED" in message
+    assert "ssh-keygen -R" in message
+    assert known.read_text().count("\n") == 1
+    assert _no_new_sessions(sshd, before)
+
+
+def test_wrong_key_is_refused_naming_the_key(
+    manager: Manager, sshd, forward, tmp_path: Path
+) -> None:
+    wrong = _keygen(tmp_path / "id_wrong")
+    before = set(sshd.session_pids())
+    with pytest.raises(AuthenticationError) as info:
+        manager.open(_line(sshd, *forward, key=wrong))
+    message = str(info.value)
+    assert "refused every key offered" in message
+    assert str(wrong) in message and "SHA256:" in message
+    assert "authorized_keys" in message
+    assert _no_new_sessions(sshd, before)
+
+
+def test_missing_identity_file(manager: Manager, sshd, forward, tmp_path: Path) -> None:
+    with pytest.raises(AuthenticationError, match="does not exist"):
+        manager.open(_line(sshd, *forward, key=tmp_path / "nope"))
+
+
+def test_agent_key_logs_in(
+    manager: Manager, sshd, forward, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    agent = shutil.which("ssh-agent")
+    if agent is None:
+        pytest.skip("ssh-agent is not installed")
+    sock = tmp_path / "agent.sock"
+    proc = subprocess.Popen([agent, "-D", "-a", str(sock)], stdout=subprocess.DEVNULL)
+    try:
+        assert clients.wait_until(sock.exists, 5)
+        env = {"SSH_AUTH_SOCK": str(sock), "PATH": "/usr/bin:/bin"}
+        subprocess.run(["ssh-add", "-q", str(sshd.client_key)], env=env, check=True)
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
+        monkeypatch.setenv("HOME", str(tmp_path))  # no default keys to fall back on
+        line = shlex.join(
+            ["-p", str(sshd.port), "-o", f"UserKnownHostsFile={sshd.known_hosts}",
+             *forward, sshd.destination]
+        )
+        with manager.open(line) as t:
+            assert t.state == "up"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_default_identity_file_logs_in(
+    manager: Manager, sshd, forward, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dot_ssh = tmp_path / ".ssh"
+    dot_ssh.mkdir()
+    shutil.copy(sshd.client_key, dot_ssh / "id_ed25519")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    line = shlex.join(
+        ["-p", str(sshd.port), "-o", f"UserKnownHostsFile={sshd.known_hosts}",
+         *forward, sshd.destination]
+    )
+    with manager.open(line) as t:
+        assert t.state == "up"
+
+
+def test_no_key_at_all(
+    manager: Manager, sshd, forward, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    line = shlex.join(
+        ["-p", str(sshd.port), "-o", f"UserKnownHostsFile={sshd.known_hosts}",
+         *forward, sshd.destination]
+    )
+    with pytest.raises(AuthenticationError, match="no key to log in"):
+        manager.open(line)
+
+
+def test_port_in_use_fails_the_call_and_leaves_nothing(
+    manager: Manager, sshd, targets
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        free = free_port()
+        before = set(sshd.session_pids())
+        line = sshd.line(
+            "-L", f"{free}:{targets.host}:{targets.echo}",
+            "-L", f"127.0.0.1:{port}:{targets.host}:{targets.echo}",
+        )
+        with pytest.raises(ForwardError) as info:
+            manager.open(line)
+    assert f"127.0.0.1 port {port}" in str(info.value)
+    assert "already listens there" in str(info.value)
+    # ExitOnForwardFailure: the forward that did bind was undone too.
+    assert clients.port_is_closed("127.0.0.1", free)
+    assert _no_new_sessions(sshd, before)
+    assert manager.tunnels() == []
+
+
+def test_connection_refused(manager: Manager, sshd, forward) -> None:
+    port = free_port()
+    line = shlex.join(["-p", str(port), *forward, "nobody@127.0.0.1"])
+    with pytest.raises(ConnectError) as info:
+        manager.open(line)
+    assert f"127.0.0.1 port {port} refused" in str(info.value)
+    assert "(-p)" in str(info.value)
+
+
+def test_unresolvable_host(manager: Manager, forward) -> None:
+    with pytest.raises(ConnectError, match="cannot resolve host 'no-such-host.invalid'"):
+        manager.open(["-o", "ConnectTimeout=5", *forward, "no-such-host.invalid"])
+
+
+def test_unreachable_host_times_out(manager: Manager, rig, forward) -> None:
+    if rig.netns is None:
+        pytest.skip("needs the rig's namespace for an address nobody answers on")
+    # Routed into the rig's own link, owned by nobody: the SYN goes unanswered.
+    silent = rig.netns.silent_addr
+    line = shlex.join(["-o", "ConnectTimeout=1", *forward, f"nobody@{silent}"])
+    with pytest.raises(ConnectError) as info:
+        manager.open(line)
+    assert f"{silent} port 22" in str(info.value)
+    assert "timed out after 1 s" in str(info.value)
+
+
+@pytest.fixture
+def not_ssh() -> Iterator[int]:
+    """A TCP server that answers like a web server, not an SSH server."""
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    server.close()
+    thread.join(5)
+
+
+def test_not_an_ssh_server(manager: Manager, not_ssh: int, forward) -> None:
+    line = shlex.join(["-p", str(not_ssh), "-o", "ConnectTimeout=5", *forward, "u@127.0.0.1"])
+    with pytest.raises(ConnectError, match="did not answer as an SSH server"):
+        manager.open(line)
+
+
+def test_bad_line_fails_before_connecting(manager: Manager) -> None:
+    with pytest.raises(SpecError, match="'9000:db'"):
+        manager.open("-L 9000:db user@host")
+    with pytest.raises(SpecError, match="no forward"):
+        manager.open("user@host")
+
+
+def test_unsupported_cipher(manager: Manager, sshd, forward) -> None:
+    with pytest.raises(ConnectError, match="cipher 'chacha20-poly1305@openssh.com'"):
+        manager.open(_line(sshd, "-c", "chacha20-poly1305@openssh.com", *forward))

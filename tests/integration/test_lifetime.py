@@ -1,0 +1,171 @@
+"""The engine lives exactly as long as its caller, and leaves nothing behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from nbtunnel import Manager
+from tests.rig import clients, procs
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _caller(sshd, targets) -> subprocess.Popen[str]:
+    """A separate Python process that opens a tunnel and then idles."""
+    code = textwrap.dedent(
+        f"""
+        import json, sys, time
+        import nbtunnel
+        t = nbtunnel.open({sshd.line("-L", f"0:{targets.host}:{targets.echo}")!r})
+        m = nbtunnel.default_manager()
+        print(json.dumps({{"port": t.forwards[0].listen_port, "engine": m.engine_pid}}), flush=True)
+        time.sleep(600)
+        """
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+def test_sigkill_of_the_caller_ends_its_engine_within_2_s(sshd, targets) -> None:
+    before = set(sshd.session_pids())
+    caller = _caller(sshd, targets)
+    try:
+        assert caller.stdout is not None
+        info = json.loads(caller.stdout.readline())
+        port, engine = info["port"], info["engine"]
+        assert engine != caller.pid and procs.is_alive(engine)
+        assert clients.echo_roundtrip("127.0.0.1", port, b"alive", 10) == b"alive"
+        sessions = set(sshd.session_pids()) - before
+        assert sessions
+        caller.kill()
+        killed_at = time.monotonic()
+        caller.wait(10)
+        assert procs.wait_gone(engine, 2.0), "the engine outlived its caller"
+        assert time.monotonic() - killed_at < 2.5
+        assert clients.port_is_closed("127.0.0.1", port)
+        assert clients.wait_until(lambda: not (set(sshd.session_pids()) & sessions), 5)
+    finally:
+        if caller.poll() is None:
+            caller.kill()
+            caller.wait(10)
+        if caller.stdout is not None:
+            caller.stdout.close()
+
+
+def test_sigterm_of_the_engine_stops_its_forwards(sshd, targets) -> None:
+    manager = Manager(engine="process")
+    try:
+        t = manager.open(sshd.line("-L", f"0:{targets.host}:{targets.echo}"))
+        port = t.forwards[0].listen_port
+        engine = manager.engine_pid
+        assert engine is not None
+        os.kill(engine, signal.SIGTERM)
+        assert procs.wait_gone(engine, 5)
+        assert clients.port_is_closed("127.0.0.1", port)
+        assert t.state == "failed"
+        assert "engine" in (t.error or "")
+        # The next open starts a new engine.
+        t2 = manager.open(sshd.line("-L", f"0:{targets.host}:{targets.echo}"))
+        assert manager.engine_pid != engine
+        assert clients.echo_roundtrip("127.0.0.1", t2.forwards[0].listen_port, b"x", 10) == b"x"
+    finally:
+        manager.close()
+
+
+def test_engine_ignores_an_interrupt_of_its_caller(sshd, targets) -> None:
+    manager = Manager(engine="process")
+    try:
+        t = manager.open(sshd.line("-L", f"0:{targets.host}:{targets.echo}"))
+        engine = manager.engine_pid
+        assert engine is not None
+        os.kill(engine, signal.SIGINT)
+        time.sleep(0.3)
+        assert procs.is_alive(engine)
+        assert clients.echo_roundtrip("127.0.0.1", t.forwards[0].listen_port, b"y", 10) == b"y"
+    finally:
+        manager.close()
+    assert procs.wait_gone(engine, 5)
+
+
+def _fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def _threads(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
+def test_no_leaks_in_the_engine_after_many_open_stop_cycles(sshd, targets) -> None:
+    manager = Manager(engine="process")
+    try:
+        line = sshd.line("-L", f"0:{targets.host}:{targets.echo}")
+
+        def cycle() -> None:
+            with manager.open(line) as t:
+                port = t.forwards[0].listen_port
+                for _ in range(3):
+                    assert clients.echo_roundtrip("127.0.0.1", port, b"z" * 1000, 10) == b"z" * 1000
+
+        cycle()  # warm up: imports, the request threads' first use
+        engine = manager.engine_pid
+        assert engine is not None
+        time.sleep(0.2)
+        fds, threads = _fds(engine), _threads(engine)
+        for _ in range(15):
+            cycle()
+        assert clients.wait_until(lambda: _threads(engine) <= threads, 5), (
+            f"threads {threads} -> {_threads(engine)}"
+        )
+        assert _fds(engine) == fds
+    finally:
+        manager.close()
+
+
+def test_no_leaks_in_the_caller_inline(sshd, targets) -> None:
+    line = sshd.line("-L", f"0:{targets.host}:{targets.echo}")
+    manager = Manager(engine="inline")
+    try:
+        with manager.open(line) as t:
+            clients.echo_roundtrip("127.0.0.1", t.forwards[0].listen_port, b"w", 10)
+        time.sleep(0.2)
+        fds = _fds(os.getpid())
+        names_before = sorted(t.name for t in threading.enumerate())
+        for _ in range(10):
+            with manager.open(line) as t:
+                port = t.forwards[0].listen_port
+                assert clients.echo_roundtrip("127.0.0.1", port, b"w", 10) == b"w"
+        assert clients.wait_until(
+            lambda: sorted(t.name for t in threading.enumerate()) == names_before, 5
+        ), [t.name for t in threading.enumerate()]
+        assert _fds(os.getpid()) == fds
+    finally:
+        manager.close()
+
+
+def test_closing_the_manager_ends_the_engine(sshd, targets) -> None:
+    manager = Manager(engine="process")
+    t = manager.open(sshd.line("-L", f"0:{targets.host}:{targets.echo}"))
+    engine = manager.engine_pid
+    port = t.forwards[0].listen_port
+    manager.close()
+    manager.close()
+    assert engine is not None and procs.wait_gone(engine, 5)
+    assert clients.port_is_closed("127.0.0.1", port)
+    assert t.state == "stopped"

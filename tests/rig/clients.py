@@ -1,0 +1,220 @@
+"""Plain-socket clients for the targets, usable directly or through a forward."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import http.client
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TypeVar
+
+from .data import chunks, expected_sha256
+from .sshd import free_port
+
+__all__ = [
+    "echo_many",
+    "echo_roundtrip",
+    "echo_roundtrip_unix",
+    "expected_sha256",
+    "free_port",
+    "http_get",
+    "port_is_closed",
+    "recv_all",
+    "sink_upload",
+    "source_download",
+    "wait_until",
+]
+
+SEND_CHUNK = 64 * 1024
+RECV = 256 * 1024
+T = TypeVar("T")
+
+
+def _read_to_eof(
+    sock: socket.socket, deadline: float, sink: Callable[[bytes], None]
+) -> None:
+    while True:
+        if time.monotonic() > deadline:
+            raise TimeoutError("no EOF before the deadline")
+        data = sock.recv(RECV)
+        if not data:
+            return
+        sink(data)
+
+
+def recv_all(sock: socket.socket, timeout: float = 30.0) -> bytes:
+    """Everything a connected socket receives until EOF."""
+    sock.settimeout(timeout)
+    got = bytearray()
+    _read_to_eof(sock, time.monotonic() + timeout, got.extend)
+    return bytes(got)
+
+
+def _roundtrip(sock: socket.socket, data: bytes, timeout: float) -> bytes:
+    # Send from a second thread: with one thread, a large payload fills both
+    # directions' buffers and the two ends wait on each other for ever.
+    deadline = time.monotonic() + timeout
+    errors: list[BaseException] = []
+
+    def send() -> None:
+        try:
+            view = memoryview(data)
+            for off in range(0, len(view), SEND_CHUNK):
+                sock.sendall(view[off : off + SEND_CHUNK])
+            sock.shutdown(socket.SHUT_WR)
+        except OSError as e:
+            errors.append(e)
+
+    sender = threading.Thread(target=send, name="echo-sender", daemon=True)
+    sender.start()
+    received = bytearray()
+    try:
+        _read_to_eof(sock, deadline, received.extend)
+    except BaseException:
+        # wake the sender if it is blocked in sendall, so join() returns
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+        raise
+    finally:
+        sender.join(max(0.0, deadline - time.monotonic()) + 1.0)
+    if errors:
+        raise errors[0]
+    return bytes(received)
+
+
+def echo_roundtrip(host: str, port: int, data: bytes, timeout: float = 30.0) -> bytes:
+    """Send data to an echo service, half-close, return all received until EOF."""
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        return _roundtrip(sock, data, timeout)
+
+
+def echo_roundtrip_unix(path: str | Path, data: bytes, timeout: float = 30.0) -> bytes:
+    """echo_roundtrip over a unix socket."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(str(path))
+        return _roundtrip(sock, data, timeout)
+
+
+def echo_many(host: str, port: int, n: int, timeout: float = 30.0) -> int:
+    """Hold n echo connections open at once; return how many echoed correctly.
+
+    All n are connected before any is read, so the server really has n
+    concurrent connections (needs RLIMIT_NOFILE > n here and there).
+    """
+    socks: list[socket.socket] = []
+    ok = 0
+    try:
+        for _ in range(n):
+            socks.append(socket.create_connection((host, port), timeout=timeout))
+        for i, s in enumerate(socks):
+            s.sendall(b"%08d" % i)
+            s.shutdown(socket.SHUT_WR)
+        deadline = time.monotonic() + timeout
+        for i, s in enumerate(socks):
+            got = bytearray()
+            _read_to_eof(s, deadline, got.extend)
+            ok += got == b"%08d" % i
+    finally:
+        for s in socks:
+            s.close()
+    return ok
+
+
+def sink_upload(
+    host: str,
+    port: int,
+    payload: int | bytes | Iterable[bytes],
+    timeout: float = 60.0,
+) -> tuple[int, str]:
+    """Upload to the sink; returns its reply (count, sha256 hex).
+
+    payload: a byte count (sends data.pattern of that size), bytes, or chunks.
+    """
+    pieces: Iterable[bytes]
+    if isinstance(payload, int):
+        pieces = chunks(payload)
+    elif isinstance(payload, (bytes, bytearray, memoryview)):
+        pieces = [bytes(payload)]
+    else:
+        pieces = payload
+    deadline = time.monotonic() + timeout
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        for piece in pieces:
+            sock.sendall(piece)
+        sock.shutdown(socket.SHUT_WR)
+        reply = bytearray()
+        _read_to_eof(sock, deadline, reply.extend)
+    try:
+        count, digest = reply.decode().split()
+        return int(count), digest
+    except ValueError:
+        raise AssertionError(f"unexpected sink reply {bytes(reply)[:200]!r}") from None
+
+
+def source_download(
+    host: str, port: int, n: int, timeout: float = 60.0
+) -> tuple[int, str]:
+    """Ask the source for n bytes; returns (count received, sha256 hex of them)."""
+    deadline = time.monotonic() + timeout
+    h = hashlib.sha256()
+    count = 0
+
+    def take(data: bytes) -> None:
+        nonlocal count
+        count += len(data)
+        h.update(data)
+
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(f"{n}\n".encode())
+        _read_to_eof(sock, deadline, take)
+    return count, h.hexdigest()
+
+
+def http_get(
+    host: str, port: int, path: str = "/", timeout: float = 30.0
+) -> tuple[int, bytes]:
+    """GET path; returns (status, body)."""
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def port_is_closed(host: str, port: int, timeout: float = 2.0) -> bool:
+    """True if a connection to host:port is refused (a timeout is not "closed")."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return False
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
+
+
+def wait_until(
+    predicate: Callable[[], T],
+    timeout: float = 10.0,
+    interval: float = 0.02,
+    message: str = "",
+) -> T:
+    """Poll until predicate returns something truthy and return it.
+
+    Raises TimeoutError if it does not within timeout seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            what = message or getattr(predicate, "__name__", "condition")
+            raise TimeoutError(f"{what} not met within {timeout} s")
+        time.sleep(interval)

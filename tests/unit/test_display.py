@@ -1,0 +1,67 @@
+"""Tables and lines that say on which machine each end of a forward is."""
+
+from __future__ import annotations
+
+from nbtunnel import display
+from nbtunnel.status import ForwardSnapshot, ForwardStats, TunnelSnapshot
+
+
+def _snap(state: str = "up", error: str | None = None) -> TunnelSnapshot:
+    return TunnelSnapshot(
+        id=3,
+        destination="analyst@warehouse",
+        state=state,  # type: ignore[arg-type]
+        error=error,
+        forwards=(
+            ForwardSnapshot(
+                index=0,
+                spec="-L 0:localhost:5432",
+                kind="local",
+                listen_host="127.0.0.1",
+                listen_port=40000,
+                listen_path=None,
+                target_host="localhost",
+                target_port=5432,
+                target_path=None,
+                state=state,  # type: ignore[arg-type]
+                error=error,
+                stats=ForwardStats(2048, 1536 * 1024, 1, 7, 1, "target refused"),
+            ),
+        ),
+        started_at=0.0,
+    )
+
+
+def test_text_table_says_where_each_end_is() -> None:
+    text = display.text_table([_snap()])
+    header, row = text.splitlines()
+    assert "listens on" in header
+    assert "this machine 127.0.0.1:40000" in row
+    assert "the server connects to localhost:5432" in row
+    assert "1/7" in row and "2.0 KiB" in row and "1.5 MiB" in row
+    assert "target refused" in row
+
+
+def test_html_table_escapes_and_colours_state() -> None:
+    html = display.html_table([_snap("failed", "<lost>")])
+    assert "&lt;lost&gt;" in html and "<lost>" not in html
+    assert "--jp-error-color1" in html
+
+
+def test_empty() -> None:
+    assert display.text_table([]) == "no tunnels"
+    assert "no tunnels" in display.html_table([])
+
+
+def test_sizes_and_uptime() -> None:
+    assert display.size(0) == "0 B"
+    assert display.size(1023) == "1023 B"
+    assert display.size(5 * 1024**3) == "5.0 GiB"
+    assert display.uptime(0, 3725) == "1h02m"
+    assert display.uptime(0, 65) == "1m05s"
+
+
+def test_forward_line() -> None:
+    line = display.forward_line(_snap().forwards[0], "analyst@warehouse")
+    assert line.startswith("-L this machine 127.0.0.1:40000 → the server connects to")
+    assert line.endswith("via analyst@warehouse [up]")

@@ -1,0 +1,159 @@
+"""Listening sockets: addresses, port 0, bind failures, unix sockets, clean close."""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+
+from nbtunnel.errors import ForwardError
+from nbtunnel.forward.listener import Listener
+
+
+def _accept_into(accepted: list[socket.socket], ready: threading.Event):
+    def on_accept(sock: socket.socket, origin: str) -> None:
+        accepted.append(sock)
+        ready.set()
+
+    return on_accept
+
+
+def test_port_zero_binds_loopback_and_reports_the_port() -> None:
+    listener = Listener(port=0)
+    listener.bind()
+    try:
+        assert listener.listen_host == "127.0.0.1"
+        assert listener.listen_port and listener.listen_port > 0
+        # ssh's rule: "localhost" listens on IPv6 loopback too, same port.
+        assert set(listener.listen_addresses) <= {"127.0.0.1", "::1"}
+        accepted: list[socket.socket] = []
+        ready = threading.Event()
+        listener.start(_accept_into(accepted, ready))
+        with socket.create_connection(("127.0.0.1", listener.listen_port), timeout=5):
+            assert ready.wait(5)
+    finally:
+        listener.close()
+        for s in accepted:
+            s.close()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", listener.listen_port), timeout=5).close()
+
+
+def test_port_in_use_names_address_and_port() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        listener = Listener(host="127.0.0.1", port=port)
+        with pytest.raises(ForwardError) as info:
+            listener.bind()
+    message = str(info.value)
+    assert f"127.0.0.1 port {port}" in message
+    assert "already listens there" in message
+    listener.close()
+
+
+def test_loopback_default_fails_whole_when_ipv4_port_is_taken() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        listener = Listener(port=port)
+        with pytest.raises(ForwardError, match=f"port {port}"):
+            listener.bind()
+        # Nothing half-open: the IPv6 side is not left listening either.
+        assert listener.listen_addresses == ()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may bind low ports")
+def test_low_port_hint() -> None:
+    with pytest.raises(ForwardError, match="only root may listen on ports below 1024"):
+        Listener(host="127.0.0.1", port=80).bind()
+
+
+def test_unknown_bind_address() -> None:
+    with pytest.raises(ForwardError, match="no-such-host.invalid"):
+        Listener(host="no-such-host.invalid", port=0).bind()
+
+
+def test_address_not_on_this_machine() -> None:
+    with pytest.raises(ForwardError, match="192.0.2.123 port 0"):
+        Listener(host="192.0.2.123", port=0).bind()
+
+
+def test_family_restriction() -> None:
+    listener = Listener(port=0, family="inet")
+    listener.bind()
+    try:
+        assert listener.listen_addresses == ("127.0.0.1",)
+    finally:
+        listener.close()
+
+
+def test_wildcard_binds_every_interface() -> None:
+    listener = Listener(host="*", port=0)
+    listener.bind()
+    try:
+        assert listener.listen_host == "0.0.0.0"
+    finally:
+        listener.close()
+
+
+def test_gateway_ports_widens_the_default_bind() -> None:
+    listener = Listener(port=0, gateway_ports=True)
+    listener.bind()
+    try:
+        assert listener.listen_host == "0.0.0.0"
+    finally:
+        listener.close()
+
+
+def test_unix_socket_is_private_and_removed_on_close(tmp_path: Path) -> None:
+    path = tmp_path / "fwd.sock"
+    listener = Listener(path=str(path))
+    listener.bind()
+    ready = threading.Event()
+    accepted: list[socket.socket] = []
+    listener.start(_accept_into(accepted, ready))
+    try:
+        assert (path.stat().st_mode & 0o777) == 0o600
+        with socket.socket(socket.AF_UNIX) as client:
+            client.connect(str(path))
+            assert ready.wait(5)
+    finally:
+        listener.close()
+        for s in accepted:
+            s.close()
+    assert not path.exists()
+
+
+def test_existing_unix_socket_path_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "taken"
+    path.write_text("x")
+    with pytest.raises(ForwardError, match="already exists"):
+        Listener(path=str(path)).bind()
+    assert path.read_text() == "x"
+
+
+def test_close_is_idempotent_and_leaves_no_fds() -> None:
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(20):
+        listener = Listener(port=0)
+        listener.bind()
+        listener.start(lambda s, o: s.close())
+        listener.close()
+        listener.close()
+    assert len(os.listdir("/proc/self/fd")) == before
+    assert not [t for t in threading.enumerate() if t.name.startswith("nbtunnel-accept")]
+
+
+def test_error_codes_have_hints() -> None:
+    from nbtunnel.forward.listener import _bind_error
+
+    err = _bind_error("::1", 9, OSError(errno.EACCES, "Permission denied"))
+    assert "[::1] port 9" in str(err)
+    assert "use 0 for any free port" in str(err)

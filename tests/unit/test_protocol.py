@@ -1,0 +1,78 @@
+"""The engine protocol: framing, errors across the pipe, snapshots as plain data."""
+
+from __future__ import annotations
+
+import pytest
+
+from nbtunnel import errors
+from nbtunnel.engine.core import Engine
+from nbtunnel.engine.protocol import decode, encode, error_from_dict, error_to_dict
+from nbtunnel.status import ForwardSnapshot, ForwardStats, TunnelSnapshot
+
+
+def test_encode_decode_round_trip() -> None:
+    message = {"id": 3, "op": "open", "forwards": [["-L", "0:db:5432"]]}
+    line = encode(message)
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    assert decode(line) == message
+
+
+def test_decode_rejects_non_objects() -> None:
+    with pytest.raises(ValueError, match="not a message"):
+        decode(b"[1, 2]\n")
+
+
+@pytest.mark.parametrize("cls", list(errors.ERROR_TYPES.values()))
+def test_every_error_type_crosses_the_pipe(cls: type[errors.TunnelError]) -> None:
+    exc = cls("something went wrong")
+    back = error_from_dict(decode(encode({"e": error_to_dict(exc)}))["e"])
+    assert type(back) is cls
+    assert str(back) == "something went wrong"
+
+
+def test_a_bug_in_the_engine_arrives_as_a_tunnel_error_with_its_traceback() -> None:
+    try:
+        raise KeyError("oops")
+    except KeyError as exc:
+        data = error_to_dict(exc)
+    back = error_from_dict(data)
+    assert type(back) is errors.TunnelError
+    assert "internal error" in str(back)
+    assert "KeyError" in back.engine_traceback  # type: ignore[attr-defined]
+
+
+def test_snapshot_round_trip() -> None:
+    snap = TunnelSnapshot(
+        id=1,
+        destination="u@h",
+        state="up",
+        error=None,
+        forwards=(
+            ForwardSnapshot(
+                index=0,
+                spec="-L 0:db:5432",
+                kind="local",
+                listen_host="127.0.0.1",
+                listen_port=4000,
+                listen_path=None,
+                target_host="db",
+                target_port=5432,
+                target_path=None,
+                state="up",
+                stats=ForwardStats(1, 2, 3, 4, 0, None),
+            ),
+        ),
+        started_at=5.0,
+    )
+    assert TunnelSnapshot.from_dict(decode(encode(snap.to_dict()))) == snap
+    assert snap.stats.connections_total == 4
+
+
+def test_engine_answers_unknown_requests_with_an_error() -> None:
+    events: list[dict] = []
+    engine = Engine(events.append)
+    reply = engine.handle({"id": 7, "op": "frobnicate"})
+    assert reply["id"] == 7 and reply["ok"] is False
+    assert "frobnicate" in reply["error"]["message"]
+    assert engine.handle({"id": 8, "op": "snapshot"}) == {"id": 8, "ok": True, "result": []}
+    engine.stop_all(final=True)
