@@ -8,7 +8,10 @@ default: forwarding in a process of its own) and "inline" (threads in the
 caller, which share the GIL with the loop).  Conditions alternate run by
 run; the report gives medians and the busy/idle ratio of each engine.
 
-    python -m benchmarks.busy_caller [--mib 256] [--runs 3] [--engines process,inline]
+    python -m benchmarks.busy_caller [--mib 256] [--inline-mib 16] [--runs 3]
+
+The inline engine moves less data (--inline-mib): under a busy caller it
+crawls, and its busy/idle ratio compares runs of the same size anyway.
 
 Run from the repository root.  As root the sshd and the sink sit in a
 network namespace of the rig's own; otherwise on loopback.
@@ -35,11 +38,17 @@ from tests.rig.rig import start_rig  # noqa: E402
 CLIENT = """
 import json, sys, time
 from tests.rig.clients import sink_upload
-port, n = int(sys.argv[1]), int(sys.argv[2])
+port, n, timeout = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
 t0 = time.perf_counter()
-count, digest = sink_upload("127.0.0.1", port, n)
-print(json.dumps({"seconds": time.perf_counter() - t0, "count": count, "sha256": digest}))
+try:
+    count, digest = sink_upload("127.0.0.1", port, n, timeout=timeout)
+except OSError as exc:
+    print(json.dumps({"error": repr(exc), "seconds": time.perf_counter() - t0}))
+else:
+    print(json.dumps({"seconds": time.perf_counter() - t0, "count": count, "sha256": digest}))
 """
+# A send that makes no progress for this long counts as a stall.
+STALL_SECONDS = 30.0
 
 
 def _spin_until_done(proc: subprocess.Popen[str]) -> int:
@@ -55,7 +64,7 @@ def _spin_until_done(proc: subprocess.Popen[str]) -> int:
 
 def one_run(port: int, nbytes: int, busy: bool) -> dict[str, float]:
     proc = subprocess.Popen(
-        [sys.executable, "-c", CLIENT, str(port), str(nbytes)],
+        [sys.executable, "-c", CLIENT, str(port), str(nbytes), str(STALL_SECONDS)],
         stdout=subprocess.PIPE,
         text=True,
         cwd=ROOT,
@@ -67,6 +76,9 @@ def one_run(port: int, nbytes: int, busy: bool) -> dict[str, float]:
     out, _ = proc.communicate()
     caller_cpu = time.process_time() - cpu0
     result = json.loads(out)
+    if "error" in result:
+        # The forward stopped moving data: report it as 0 MB/s, not a crash.
+        return {"mb_s": 0.0, "caller_cpu_s": caller_cpu, "stalled": 1.0}
     if result["count"] != nbytes or result["sha256"] != expected_sha256(nbytes):
         raise SystemExit(f"transfer corrupted: {result}")
     return {
@@ -78,11 +90,12 @@ def one_run(port: int, nbytes: int, busy: bool) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mib", type=int, default=256)
+    parser.add_argument("--inline-mib", type=int, default=16)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--engines", default="process,inline")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
-    nbytes = args.mib * 1024 * 1024
+    sizes = {"process": args.mib * 1024 * 1024, "inline": args.inline_mib * 1024 * 1024}
     engines = args.engines.split(",")
 
     results: dict[str, dict[str, list[float]]] = {
@@ -101,29 +114,37 @@ def main() -> None:
                 if run % 2:
                     order.reverse()
                 for engine, busy in order:
-                    r = one_run(ports[engine], nbytes, busy)
+                    r = one_run(ports[engine], sizes[engine], busy)
                     label = "busy" if busy else "idle"
                     results[engine][label].append(r["mb_s"])
+                    stalled = (
+                        " STALLED (no progress for 30 s)" if r.get("stalled") else ""
+                    )
                     print(
                         f"run {run + 1} {engine:7s} {label}: {r['mb_s']:7.1f} MB/s "
-                        f"(caller CPU {r['caller_cpu_s']:.1f} s)",
+                        f"(caller CPU {r['caller_cpu_s']:.1f} s){stalled}",
                         flush=True,
                     )
         finally:
             for manager in managers.values():
                 manager.close()
 
-    print(f"\n{args.mib} MiB upload through -L, sha256 verified, medians of {args.runs}:")
+    print(
+        f"\n{args.mib} MiB upload through -L, sha256 verified, medians of {args.runs}:"
+    )
     print(f"{'engine':8s} {'idle MB/s':>10s} {'busy MB/s':>10s} {'busy/idle':>10s}")
     summary = {}
     for engine in engines:
         idle = statistics.median(results[engine]["idle"])
         busy = statistics.median(results[engine]["busy"])
         summary[engine] = {"idle": idle, "busy": busy, "ratio": busy / idle}
-        print(f"{engine:8s} {idle:10.1f} {busy:10.1f} {busy / idle:10.2f}")
+        mib = sizes[engine] // 1024 // 1024
+        print(f"{engine:8s} {mib:5d} {idle:10.1f} {busy:10.1f} {busy / idle:10.2f}")
     print(f"rig mode: {rig.mode}, cores: {os.cpu_count()}")
     if args.json:
-        args.json.write_text(json.dumps({"runs": results, "summary": summary}, indent=2))
+        args.json.write_text(
+            json.dumps({"runs": results, "summary": summary}, indent=2)
+        )
 
 
 if __name__ == "__main__":

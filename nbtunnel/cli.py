@@ -36,6 +36,8 @@ def _event_line(message: Message) -> str | None:
         up = display.size(int(message.get("sent", 0)))
         down = display.size(int(message.get("received", 0)))
         return f"closed {message.get('origin')} → {message.get('target')} (↑ {up}, ↓ {down})"
+    if kind == "forward_failed":
+        return f"forward failed: {message.get('error')}"
     if kind == "connection_failed":
         return f"connection failed: {message.get('error')}"
     if kind == "state":

@@ -38,6 +38,7 @@ class ConnectSettings:
     ciphers: tuple[str, ...] = ()
     server_alive_interval: int = 0
     gateway_ports: bool = False
+    exit_on_forward_failure: bool = True
 
     @property
     def known_hosts_name(self) -> str:
@@ -123,7 +124,8 @@ def resolve(spec: TunnelSpec, *, home: str | None = None) -> ConnectSettings:
         identities_only=_yes(spec.option("IdentitiesOnly")),
         agent_socket=os.environ.get("SSH_AUTH_SOCK") or None,
         known_hosts=expand(
-            spec.option("UserKnownHostsFile") or os.path.join("~", ".ssh", "known_hosts")
+            spec.option("UserKnownHostsFile")
+            or os.path.join("~", ".ssh", "known_hosts")
         ),
         strict_host_key_checking=_strict_mode(spec.option("StrictHostKeyChecking")),
         connect_timeout=float(timeout) if timeout and int(timeout) > 0 else None,
@@ -132,4 +134,6 @@ def resolve(spec: TunnelSpec, *, home: str | None = None) -> ConnectSettings:
         ciphers=ciphers,
         server_alive_interval=int(alive) if alive else 0,
         gateway_ports=spec.gateway_ports or _yes(gateway_option),
+        # nbtunnel's default is "yes": a notebook user wants the call to fail.
+        exit_on_forward_failure=spec.option("ExitOnForwardFailure") != "no",
     )

@@ -182,7 +182,9 @@ class Connection:
             try:
                 keys.load(path)
             except (OSError, paramiko.SSHException) as exc:
-                raise HostKeyError(f"cannot read known hosts file {path}: {exc}") from None
+                raise HostKeyError(
+                    f"cannot read known hosts file {path}: {exc}"
+                ) from None
         return keys
 
     def _known_keys(self) -> dict[str, paramiko.PKey]:
@@ -276,7 +278,7 @@ class Connection:
             # paramiko's Agent() only reads SSH_AUTH_SOCK of this process;
             # the caller's socket path arrives in the settings instead.
             agent = AgentSSH()
-            agent._connect(sock)
+            agent._connect(sock)  # type: ignore[attr-defined]
         except (OSError, paramiko.SSHException) as exc:
             sock.close()
             notes.append(f"ssh-agent at {path} did not answer ({exc})")
@@ -289,7 +291,9 @@ class Connection:
         notes: list[str] = []
         tried: list[str] = []
         for offer in self._offers(notes):
-            tried.append(f"{offer.source} ({_key_label(offer.key)} {fingerprint(offer.key)})")
+            tried.append(
+                f"{offer.source} ({_key_label(offer.key)} {fingerprint(offer.key)})"
+            )
             try:
                 remaining = transport.auth_publickey(s.user, offer.key)
             except paramiko.BadAuthenticationType as exc:
@@ -338,7 +342,9 @@ class Connection:
         t = self._transport
         where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         if t is None or not t.is_active():
-            raise ConnectError(f"the SSH connection to {self.settings.target} is closed")
+            raise ConnectError(
+                f"the SSH connection to {self.settings.target} is closed"
+            )
         try:
             return t.open_channel("direct-tcpip", (host, port), origin, timeout=timeout)
         except paramiko.ChannelException as exc:
@@ -350,8 +356,7 @@ class Connection:
                     "PermitOpen)"
                 )
             raise ForwardError(
-                f"the server could not connect to {where} as the target: "
-                f"{reason}{hint}"
+                f"the server could not connect to {where} as the target: {reason}{hint}"
             ) from None
         except paramiko.SSHException as exc:
             if "timeout" in str(exc).lower():
@@ -385,6 +390,6 @@ class Connection:
                 t.join(5.0)
             t.sock.close()
         if self._agent is not None:
-            self._agent._close()
+            self._agent._close()  # type: ignore[attr-defined]
             self._agent = None
         self._closed.set()

@@ -34,10 +34,7 @@ def target_text(f: ForwardSnapshot) -> str:
     """Where connections go; ``localhost`` in a -L target is the server's."""
     if f.target_host is None and f.target_path is None:
         return "SOCKS: anywhere the server reaches" if f.kind == "dynamic" else "SOCKS"
-    if f.kind == "remote":
-        who = "this machine connects to"
-    else:
-        who = "the server connects to"
+    who = "this machine connects to" if f.kind == "remote" else "the server connects to"
     return f"{who} {f.target_path or _hostport(f.target_host, f.target_port)}"
 
 
@@ -58,11 +55,22 @@ def uptime(started_at: float, now: float | None = None) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
-_COLUMNS = ("tunnel", "forward", "listens on", "→ target", "via", "state", "conns", "↑ sent", "↓ received", "last error")
+_COLUMNS = (
+    "tunnel",
+    "forward",
+    "listens on",
+    "→ target",
+    "via",
+    "state",
+    "conns",
+    "↑ sent",
+    "↓ received",
+    "last error",
+)
 
 
 def _rows(tunnels: list[TunnelSnapshot]) -> list[tuple[str, ...]]:
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for t in tunnels:
         for f in t.forwards:
             s = f.stats
@@ -81,7 +89,20 @@ def _rows(tunnels: list[TunnelSnapshot]) -> list[tuple[str, ...]]:
                 )
             )
         if not t.forwards:
-            rows.append((str(t.id), "", "", "", t.destination, t.state, "", "", "", t.error or ""))
+            rows.append(
+                (
+                    str(t.id),
+                    "",
+                    "",
+                    "",
+                    t.destination,
+                    t.state,
+                    "",
+                    "",
+                    "",
+                    t.error or "",
+                )
+            )
     return rows
 
 
@@ -91,7 +112,10 @@ def text_table(tunnels: list[TunnelSnapshot]) -> str:
         return "no tunnels"
     rows = [_COLUMNS, *_rows(tunnels)]
     widths = [max(len(r[i]) for r in rows) for i in range(len(_COLUMNS))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
+        for r in rows
+    ]
     return "\n".join(lines)
 
 
@@ -99,7 +123,9 @@ def html_table(tunnels: list[TunnelSnapshot]) -> str:
     """The same table as HTML, coloured with JupyterLab's theme variables."""
     if not tunnels:
         return "<em>no tunnels</em>"
-    head = "".join(f"<th style='text-align:left'>{html.escape(c)}</th>" for c in _COLUMNS)
+    head = "".join(
+        f"<th style='text-align:left'>{html.escape(c)}</th>" for c in _COLUMNS
+    )
     body = []
     for row in _rows(tunnels):
         cells = []
@@ -121,4 +147,5 @@ def html_table(tunnels: list[TunnelSnapshot]) -> str:
 
 def forward_line(f: ForwardSnapshot, destination: str) -> str:
     """One line for a forward's repr and the CLI."""
-    return f"{f.spec.split(' ', 1)[0]} {listen_text(f)} → {target_text(f)} via {destination} [{f.state}]"
+    flag = f.spec.split(" ", 1)[0]
+    return f"{flag} {listen_text(f)} → {target_text(f)} via {destination} [{f.state}]"

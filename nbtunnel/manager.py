@@ -38,7 +38,9 @@ class Forward:
             if f.index == self._first.index:
                 return f
         state: State = snap.state if snap.state != "up" else "stopped"
-        return ForwardSnapshot(**{**self._first.__dict__, "state": state, "error": snap.error})
+        return ForwardSnapshot(
+            **{**self._first.__dict__, "state": state, "error": snap.error}
+        )
 
     @property
     def kind(self) -> str:
@@ -76,6 +78,11 @@ class Forward:
         return self._snapshot.state
 
     @property
+    def error(self) -> str | None:
+        """Why the forward failed, if it did (one connection's failure is in ``stats``)."""
+        return self._snapshot.error
+
+    @property
     def stats(self) -> ForwardStats:
         """Live counters: bytes each way, connections open and total, last error."""
         return self._snapshot.stats
@@ -99,14 +106,18 @@ class Tunnel:
     ``with nbtunnel.open(...) as t:`` stops it on leaving the block.
     """
 
-    def __init__(self, manager: Manager, spec: TunnelSpec, snapshot: TunnelSnapshot) -> None:
+    def __init__(
+        self, manager: Manager, spec: TunnelSpec, snapshot: TunnelSnapshot
+    ) -> None:
         self._manager = manager
         self.spec = spec
         self.id = snapshot.id
         self.destination = snapshot.destination
         self._last = snapshot
         self._stopped = False
-        self.forwards: tuple[Forward, ...] = tuple(Forward(self, f) for f in snapshot.forwards)
+        self.forwards: tuple[Forward, ...] = tuple(
+            Forward(self, f) for f in snapshot.forwards
+        )
 
     @property
     def _snapshot(self) -> TunnelSnapshot:
@@ -146,7 +157,9 @@ class Tunnel:
     def __repr__(self) -> str:
         snap = self._snapshot
         lines = [f"<Tunnel {self.id} via {self.destination} [{snap.state}]"]
-        lines += ["  " + display.forward_line(f, self.destination) for f in snap.forwards]
+        lines += [
+            "  " + display.forward_line(f, self.destination) for f in snap.forwards
+        ]
         if snap.error:
             lines.append(f"  error: {snap.error}")
         return "\n".join(lines) + ">"
@@ -200,7 +213,7 @@ class Manager:
         for callback in list(self._listeners):
             try:
                 callback(message)
-            except Exception:  # noqa: BLE001 - a listener must not stop events
+            except Exception:
                 logger.exception("nbtunnel event listener failed")
 
     # -- tunnels ----------------------------------------------------------
@@ -319,7 +332,7 @@ def default_manager() -> Manager:
         return _default
 
 
-def open(line: str | Sequence[str]) -> Tunnel:  # noqa: A001 - mirrors the design's API
+def open(line: str | Sequence[str]) -> Tunnel:
     """Open the forwards of one ``ssh`` command line, e.g. ``"-L 0:db:5432 user@host"``."""
     return default_manager().open(line)
 

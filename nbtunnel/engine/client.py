@@ -13,8 +13,8 @@ from typing import IO, Any
 
 from ..errors import EngineError
 from .core import Engine
-from .protocol import HELLO, PROTOCOL, Message, decode, encode, error_from_dict
 from .process import PARENT_ENV
+from .protocol import HELLO, PROTOCOL, Message, decode, encode, error_from_dict
 
 EventHandler = Callable[[Message], None]
 HELLO_TIMEOUT = 30.0
@@ -106,17 +106,23 @@ class ProcessClient(EngineClient):
             raise EngineError(
                 f"the nbtunnel engine did not start within {HELLO_TIMEOUT:g} s"
             )
-        if self._spawn_error is not None or self._dead is not None:
+        failure = self._startup_failure()
+        if failure is not None:
             self._reader.join()
-            raise EngineError(
-                f"the nbtunnel engine could not start: {self._spawn_error or self._dead}"
-            )
+            raise EngineError(f"the nbtunnel engine could not start: {failure}")
+
+    def _startup_failure(self) -> str | None:
+        if self._spawn_error is not None:
+            return str(self._spawn_error)
+        return self._dead
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         env = dict(os.environ)
         env[PARENT_ENV] = str(os.getpid())
         # Run the same nbtunnel as the caller, installed or not.
-        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        root = os.path.dirname(
+            os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        )
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (root, env.get("PYTHONPATH", "")) if p
         )

@@ -51,7 +51,9 @@ class Engine:
 
     def _op_open(self, request: Message) -> Message:
         settings = ConnectSettings.from_dict(request["settings"])
-        forwards = tuple(parse_forward(flag, text) for flag, text in request["forwards"])
+        forwards = tuple(
+            parse_forward(flag, text) for flag, text in request["forwards"]
+        )
         with self._lock:
             if self._closed:
                 raise TunnelError("the engine is shutting down")
@@ -61,14 +63,16 @@ class Engine:
             tunnel_id, request["destination"], settings, forwards, self._emit
         )
         tunnel.start()
-        with self._lock:
-            self._tunnels[tunnel_id] = tunnel
-            closed = self._closed
-        if closed:
+        if not self._register(tunnel):
             # A shutdown raced with this open: do not leave it behind.
             tunnel.stop()
             raise TunnelError("the engine is shutting down")
         return tunnel.snapshot().to_dict()
+
+    def _register(self, tunnel: LiveTunnel) -> bool:
+        with self._lock:
+            self._tunnels[tunnel.id] = tunnel
+            return not self._closed
 
     def _op_stop(self, request: Message) -> None:
         with self._lock:

@@ -36,7 +36,9 @@ class _Writer:
     def __init__(self, out: BinaryIO) -> None:
         self._out = out
         self._queue: queue.SimpleQueue[Message | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="nbtunnel-writer", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name="nbtunnel-writer", daemon=True
+        )
         self._thread.start()
 
     def send(self, message: Message) -> None:
@@ -109,7 +111,12 @@ def main() -> int:
     logging.getLogger("nbtunnel").setLevel(logging.INFO)
     engine = Engine(writer.send)
     writer.send(
-        {"hello": HELLO, "protocol": PROTOCOL, "pid": os.getpid(), "version": __version__}
+        {
+            "hello": HELLO,
+            "protocol": PROTOCOL,
+            "pid": os.getpid(),
+            "version": __version__,
+        }
     )
 
     def serve(request: Message) -> None:

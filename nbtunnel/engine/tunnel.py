@@ -63,10 +63,17 @@ class LiveTunnel:
                     family=self.settings.address_family,
                     emit=self._event,
                 )
-                # ExitOnForwardFailure yes: one forward that cannot start
-                # fails the whole call, and the others are undone.
-                forward.start()
                 self._forwards.append(forward)
+                try:
+                    forward.start()
+                except ForwardError as exc:
+                    # ExitOnForwardFailure yes (our default): one forward
+                    # that cannot start fails the whole call, and the others
+                    # are undone.  With "no", as ssh, the rest carry on.
+                    if self.settings.exit_on_forward_failure:
+                        raise
+                    forward.state, forward.error = "failed", str(exc)
+                    self._event("forward_failed", forward=index, error=str(exc))
         except BaseException as exc:
             self.state, self.error = "failed", str(exc)
             self._teardown()
@@ -106,8 +113,12 @@ class LiveTunnel:
 
     def _teardown(self) -> None:
         for forward in self._forwards:
-            forward.stop()
+            forward.stop_accepting()
+        # Closing the connection first wakes every thread still waiting on
+        # it (a channel open can take 30 s), so the joins below are quick.
         self._connection.close()
+        for forward in self._forwards:
+            forward.stop()
 
     def snapshot(self) -> TunnelSnapshot:
         return TunnelSnapshot(

@@ -32,6 +32,7 @@ def _bind_addresses(
     means loopback too, on both IPv4 and IPv6; ``*`` means every interface.
     """
     wildcard = host == "*" or (host is None and gateway_ports)
+    pairs: list[tuple[int, str]]
     if wildcard:
         pairs = [(socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")]
     elif host is None or host == "localhost":
@@ -240,6 +241,9 @@ class Listener:
             # Only remove the file if it is still the socket we made.
             with contextlib.suppress(OSError):
                 st = os.lstat(self._path)
-                if stat.S_ISSOCK(st.st_mode) and (st.st_dev, st.st_ino) == self._unix_inode:
+                if (
+                    stat.S_ISSOCK(st.st_mode)
+                    and (st.st_dev, st.st_ino) == self._unix_inode
+                ):
                     os.unlink(self._path)
             self._unix_inode = None

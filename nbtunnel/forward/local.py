@@ -127,7 +127,9 @@ class LocalForward:
                 self._relays.add(relay)
             origin_text = f"{src[0]}:{src[1]}"
             target = f"{spec.target_host}:{spec.target_port}"
-            self._emit("connection", forward=self.index, origin=origin_text, target=target)
+            self._emit(
+                "connection", forward=self.index, origin=origin_text, target=target
+            )
             try:
                 relay.run()
             finally:
@@ -150,11 +152,15 @@ class LocalForward:
             with self._lock:
                 self._threads.discard(threading.current_thread())
 
-    def stop(self) -> None:
-        """Close the listener and every connection, and join their threads. Idempotent."""
+    def stop_accepting(self) -> None:
+        """Close the listener; connections already open carry on. Idempotent."""
         with self._lock:
             self._stopping = True
         self._listener.close()
+
+    def stop(self) -> None:
+        """Close the listener and every connection, and join their threads. Idempotent."""
+        self.stop_accepting()
         with self._lock:
             relays = list(self._relays)
             threads = list(self._threads)

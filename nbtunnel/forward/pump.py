@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from typing import Protocol
@@ -45,7 +46,9 @@ class Relay:
 
     def run(self) -> None:
         """Relay until done, in the calling thread plus one helper thread."""
-        down = threading.Thread(target=self._down, name="nbtunnel-relay-down", daemon=True)
+        down = threading.Thread(
+            target=self._down, name="nbtunnel-relay-down", daemon=True
+        )
         down.start()
         try:
             self._up()
@@ -61,14 +64,10 @@ class Relay:
         # Closing the channel wakes a recv() on it; shutting the socket
         # down wakes a recv() on the socket.  Neither closes the fd, so a
         # thread still inside a call on it never sees a reused descriptor.
-        try:
+        with contextlib.suppress(OSError, EOFError):
             self.chan.close()
-        except (OSError, EOFError):
-            pass
-        try:
+        with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
     def _up(self) -> None:
         """This machine's client -> the target."""
@@ -105,8 +104,6 @@ class Relay:
                 self.abort(f"downstream ended with an error: {exc}")
 
     def _close(self) -> None:
-        try:
+        with contextlib.suppress(OSError, EOFError):
             self.chan.close()
-        except (OSError, EOFError):
-            pass
         self.sock.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-
 from nbtunnel import Manager
 
 
@@ -18,7 +17,9 @@ def process_manager() -> Iterator[Manager]:
 
 
 @pytest.fixture(params=["process", "inline"])
-def manager(request: pytest.FixtureRequest, process_manager: Manager) -> Iterator[Manager]:
+def manager(
+    request: pytest.FixtureRequest, process_manager: Manager
+) -> Iterator[Manager]:
     """The same test against the engine process and the inline engine."""
     if request.param == "process":
         yield process_manager

@@ -1,4 +1,4 @@
-"""The nbtunnel command: serves in the foreground until SIGINT, then exits 0 with the port closed."""
+"""The nbtunnel command: serves in the foreground until SIGINT, then exits 0."""
 
 from __future__ import annotations
 
@@ -31,7 +31,13 @@ def _run(*args: str) -> subprocess.Popen[str]:
 
 
 def test_serves_until_sigint_then_exits_0_with_the_port_closed(sshd, targets) -> None:
-    args = [*sshd.args(), "-N", "-L", f"0:{targets.host}:{targets.echo}", sshd.destination]
+    args = [
+        *sshd.args(),
+        "-N",
+        "-L",
+        f"0:{targets.host}:{targets.echo}",
+        sshd.destination,
+    ]
     proc = _run(*args)
     try:
         assert proc.stdout is not None
@@ -56,7 +62,7 @@ def test_serves_until_sigint_then_exits_0_with_the_port_closed(sshd, targets) ->
 
 def test_bad_line_exits_2_with_the_bad_part_quoted() -> None:
     proc = _run("-L", "9000:db", "user@host")
-    out, err = proc.communicate(timeout=30)
+    _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 2
     assert "'9000:db'" in err
     assert "-L [bind_address:]port:host:hostport" in err
@@ -64,8 +70,10 @@ def test_bad_line_exits_2_with_the_bad_part_quoted() -> None:
 
 def test_connect_failure_exits_1(sshd, targets) -> None:
     port = free_port()
-    proc = _run("-p", str(port), "-L", f"0:{targets.host}:{targets.echo}", "u@127.0.0.1")
-    out, err = proc.communicate(timeout=30)
+    proc = _run(
+        "-p", str(port), "-L", f"0:{targets.host}:{targets.echo}", "u@127.0.0.1"
+    )
+    _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 1
     assert "refused" in err
 

@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from nbtunnel import (
     AuthenticationError,
     ConnectError,
@@ -24,18 +23,26 @@ from nbtunnel import (
     Manager,
     SpecError,
 )
+
 from tests.rig import clients
 from tests.rig.sshd import free_port
 
 pytestmark = pytest.mark.integration
 
 
-def _line(sshd, *extra: str, known_hosts: Path | None = None, key: Path | None = None) -> str:
-    tokens = ["-p", str(sshd.port)]
-    if key is not False:
-        tokens += ["-i", str(key or sshd.client_key), "-o", "IdentitiesOnly=yes"]
+def _line(
+    sshd, *extra: str, known_hosts: Path | None = None, key: Path | None = None
+) -> str:
+    tokens = ["-p", str(sshd.port), "-i", str(key or sshd.client_key)]
+    tokens += ["-o", "IdentitiesOnly=yes"]
     tokens += ["-o", f"UserKnownHostsFile={known_hosts or sshd.known_hosts}"]
     return shlex.join([*tokens, *extra, sshd.destination])
+
+
+def _keyless_line(sshd, forward: list[str]) -> str:
+    """No -i: the keys must come from the agent or the default files."""
+    tokens = ["-p", str(sshd.port), "-o", f"UserKnownHostsFile={sshd.known_hosts}"]
+    return shlex.join([*tokens, *forward, sshd.destination])
 
 
 def _keygen(path: Path) -> Path:
@@ -82,7 +89,9 @@ def test_accept_new_records_the_key_then_it_is_known(
 ) -> None:
     known = tmp_path / "sub" / "known_hosts"
     with manager.open(
-        _line(sshd, "-o", "StrictHostKeyChecking=accept-new", *forward, known_hosts=known)
+        _line(
+            sshd, "-o", "StrictHostKeyChecking=accept-new", *forward, known_hosts=known
+        )
     ) as t:
         assert t.state == "up"
     recorded = known.read_text()
@@ -116,7 +125,9 @@ def test_changed_host_key_is_always_refused(
     before = set(sshd.session_pids())
     with pytest.raises(HostKeyError) as info:
         manager.open(
-            _line(sshd, "-o", f"StrictHostKeyChecking={mode}", *forward, known_hosts=known)
+            _line(
+                sshd, "-o", f"StrictHostKeyChecking={mode}", *forward, known_hosts=known
+            )
         )
     message = str(info.value)
     assert "CHANGED" in message
@@ -158,10 +169,7 @@ def test_agent_key_logs_in(
         subprocess.run(["ssh-add", "-q", str(sshd.client_key)], env=env, check=True)
         monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
         monkeypatch.setenv("HOME", str(tmp_path))  # no default keys to fall back on
-        line = shlex.join(
-            ["-p", str(sshd.port), "-o", f"UserKnownHostsFile={sshd.known_hosts}",
-             *forward, sshd.destination]
-        )
+        line = _keyless_line(sshd, forward)
         with manager.open(line) as t:
             assert t.state == "up"
     finally:
@@ -177,10 +185,7 @@ def test_default_identity_file_logs_in(
     shutil.copy(sshd.client_key, dot_ssh / "id_ed25519")
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
-    line = shlex.join(
-        ["-p", str(sshd.port), "-o", f"UserKnownHostsFile={sshd.known_hosts}",
-         *forward, sshd.destination]
-    )
+    line = _keyless_line(sshd, forward)
     with manager.open(line) as t:
         assert t.state == "up"
 
@@ -190,10 +195,7 @@ def test_no_key_at_all(
 ) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
-    line = shlex.join(
-        ["-p", str(sshd.port), "-o", f"UserKnownHostsFile={sshd.known_hosts}",
-         *forward, sshd.destination]
-    )
+    line = _keyless_line(sshd, forward)
     with pytest.raises(AuthenticationError, match="no key to log in"):
         manager.open(line)
 
@@ -208,8 +210,10 @@ def test_port_in_use_fails_the_call_and_leaves_nothing(
         free = free_port()
         before = set(sshd.session_pids())
         line = sshd.line(
-            "-L", f"{free}:{targets.host}:{targets.echo}",
-            "-L", f"127.0.0.1:{port}:{targets.host}:{targets.echo}",
+            "-L",
+            f"{free}:{targets.host}:{targets.echo}",
+            "-L",
+            f"127.0.0.1:{port}:{targets.host}:{targets.echo}",
         )
         with pytest.raises(ForwardError) as info:
             manager.open(line)
@@ -219,6 +223,33 @@ def test_port_in_use_fails_the_call_and_leaves_nothing(
     assert clients.port_is_closed("127.0.0.1", free)
     assert _no_new_sessions(sshd, before)
     assert manager.tunnels() == []
+
+
+def test_exit_on_forward_failure_no_keeps_the_other_forwards(
+    manager: Manager, sshd, targets
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        line = sshd.line(
+            "-o",
+            "ExitOnForwardFailure=no",
+            "-L",
+            f"127.0.0.1:{port}:{targets.host}:{targets.echo}",
+            "-L",
+            f"0:{targets.host}:{targets.echo}",
+        )
+        with manager.open(line) as t:
+            failed, good = t.forwards
+            assert t.state == "up"
+            assert failed.state == "failed"
+            assert f"127.0.0.1 port {port}" in (failed.error or "")
+            assert good.state == "up"
+            assert (
+                clients.echo_roundtrip("127.0.0.1", good.listen_port, b"ok", 10)
+                == b"ok"
+            )
 
 
 def test_connection_refused(manager: Manager, sshd, forward) -> None:
@@ -231,7 +262,9 @@ def test_connection_refused(manager: Manager, sshd, forward) -> None:
 
 
 def test_unresolvable_host(manager: Manager, forward) -> None:
-    with pytest.raises(ConnectError, match="cannot resolve host 'no-such-host.invalid'"):
+    with pytest.raises(
+        ConnectError, match=r"cannot resolve host 'no-such-host\.invalid'"
+    ):
         manager.open(["-o", "ConnectTimeout=5", *forward, "no-such-host.invalid"])
 
 
@@ -271,7 +304,9 @@ def not_ssh() -> Iterator[int]:
 
 
 def test_not_an_ssh_server(manager: Manager, not_ssh: int, forward) -> None:
-    line = shlex.join(["-p", str(not_ssh), "-o", "ConnectTimeout=5", *forward, "u@127.0.0.1"])
+    line = shlex.join(
+        ["-p", str(not_ssh), "-o", "ConnectTimeout=5", *forward, "u@127.0.0.1"]
+    )
     with pytest.raises(ConnectError, match="did not answer as an SSH server"):
         manager.open(line)
 
@@ -284,5 +319,5 @@ def test_bad_line_fails_before_connecting(manager: Manager) -> None:
 
 
 def test_unsupported_cipher(manager: Manager, sshd, forward) -> None:
-    with pytest.raises(ConnectError, match="cipher 'chacha20-poly1305@openssh.com'"):
+    with pytest.raises(ConnectError, match=r"cipher 'chacha20-poly1305@openssh\.com'"):
         manager.open(_line(sshd, "-c", "chacha20-poly1305@openssh.com", *forward))

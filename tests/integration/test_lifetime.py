@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from nbtunnel import Manager
+
 from tests.rig import clients, procs
 
 pytestmark = pytest.mark.integration
@@ -84,7 +84,10 @@ def test_sigterm_of_the_engine_stops_its_forwards(sshd, targets) -> None:
         # The next open starts a new engine.
         t2 = manager.open(sshd.line("-L", f"0:{targets.host}:{targets.echo}"))
         assert manager.engine_pid != engine
-        assert clients.echo_roundtrip("127.0.0.1", t2.forwards[0].listen_port, b"x", 10) == b"x"
+        assert (
+            clients.echo_roundtrip("127.0.0.1", t2.forwards[0].listen_port, b"x", 10)
+            == b"x"
+        )
     finally:
         manager.close()
 
@@ -98,7 +101,10 @@ def test_engine_ignores_an_interrupt_of_its_caller(sshd, targets) -> None:
         os.kill(engine, signal.SIGINT)
         time.sleep(0.3)
         assert procs.is_alive(engine)
-        assert clients.echo_roundtrip("127.0.0.1", t.forwards[0].listen_port, b"y", 10) == b"y"
+        assert (
+            clients.echo_roundtrip("127.0.0.1", t.forwards[0].listen_port, b"y", 10)
+            == b"y"
+        )
     finally:
         manager.close()
     assert procs.wait_gone(engine, 5)
@@ -121,7 +127,10 @@ def test_no_leaks_in_the_engine_after_many_open_stop_cycles(sshd, targets) -> No
             with manager.open(line) as t:
                 port = t.forwards[0].listen_port
                 for _ in range(3):
-                    assert clients.echo_roundtrip("127.0.0.1", port, b"z" * 1000, 10) == b"z" * 1000
+                    assert (
+                        clients.echo_roundtrip("127.0.0.1", port, b"z" * 1000, 10)
+                        == b"z" * 1000
+                    )
 
         cycle()  # warm up: imports, the request threads' first use
         engine = manager.engine_pid

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from nbtunnel.config import ConnectSettings, resolve
 from nbtunnel.spec import parse
 
@@ -42,10 +41,18 @@ def test_command_line_wins_over_options(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("value", "mode"),
-    [("yes", "yes"), ("ask", "yes"), ("accept-new", "accept-new"), ("no", "no"), ("off", "no")],
+    [
+        ("yes", "yes"),
+        ("ask", "yes"),
+        ("accept-new", "accept-new"),
+        ("no", "no"),
+        ("off", "no"),
+    ],
 )
 def test_strict_host_key_checking(value: str, mode: str, tmp_path: Path) -> None:
-    s = resolve(parse(f"-o StrictHostKeyChecking={value} -L 0:db:5432 h"), home=str(tmp_path))
+    s = resolve(
+        parse(f"-o StrictHostKeyChecking={value} -L 0:db:5432 h"), home=str(tmp_path)
+    )
     assert s.strict_host_key_checking == mode
 
 

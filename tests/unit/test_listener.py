@@ -9,7 +9,6 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from nbtunnel.errors import ForwardError
 from nbtunnel.forward.listener import Listener
 
@@ -76,12 +75,12 @@ def test_low_port_hint() -> None:
 
 
 def test_unknown_bind_address() -> None:
-    with pytest.raises(ForwardError, match="no-such-host.invalid"):
+    with pytest.raises(ForwardError, match=r"no-such-host\.invalid"):
         Listener(host="no-such-host.invalid", port=0).bind()
 
 
 def test_address_not_on_this_machine() -> None:
-    with pytest.raises(ForwardError, match="192.0.2.123 port 0"):
+    with pytest.raises(ForwardError, match=r"192\.0\.2\.123 port 0"):
         Listener(host="192.0.2.123", port=0).bind()
 
 
@@ -148,7 +147,9 @@ def test_close_is_idempotent_and_leaves_no_fds() -> None:
         listener.close()
         listener.close()
     assert len(os.listdir("/proc/self/fd")) == before
-    assert not [t for t in threading.enumerate() if t.name.startswith("nbtunnel-accept")]
+    assert not [
+        t for t in threading.enumerate() if t.name.startswith("nbtunnel-accept")
+    ]
 
 
 def test_error_codes_have_hints() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from nbtunnel import errors
 from nbtunnel.engine.core import Engine
 from nbtunnel.engine.protocol import decode, encode, error_from_dict, error_to_dict
@@ -74,5 +73,9 @@ def test_engine_answers_unknown_requests_with_an_error() -> None:
     reply = engine.handle({"id": 7, "op": "frobnicate"})
     assert reply["id"] == 7 and reply["ok"] is False
     assert "frobnicate" in reply["error"]["message"]
-    assert engine.handle({"id": 8, "op": "snapshot"}) == {"id": 8, "ok": True, "result": []}
+    assert engine.handle({"id": 8, "op": "snapshot"}) == {
+        "id": 8,
+        "ok": True,
+        "result": [],
+    }
     engine.stop_all(final=True)

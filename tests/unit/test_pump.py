@@ -6,6 +6,7 @@ sendall, shutdown_write and close, and a socket has real half-close.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import socket
@@ -31,10 +32,8 @@ class SocketChannel:
     def close(self) -> None:
         # A paramiko channel's close() wakes a recv() blocked on it; a
         # socket's close() does not, its shutdown() does.
-        try:
+        with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         self.sock.close()
 
 
