@@ -129,10 +129,10 @@ def main() -> None:
             for manager in managers.values():
                 manager.close()
 
+    print(f"\nupload through -L, sha256 verified, medians of {args.runs}:")
     print(
-        f"\n{args.mib} MiB upload through -L, sha256 verified, medians of {args.runs}:"
+        f"{'engine':8s} {'MiB':>5s} {'idle MB/s':>10s} {'busy MB/s':>10s} {'busy/idle':>10s}"
     )
-    print(f"{'engine':8s} {'idle MB/s':>10s} {'busy MB/s':>10s} {'busy/idle':>10s}")
     summary = {}
     for engine in engines:
         idle = statistics.median(results[engine]["idle"])
