@@ -19,7 +19,13 @@ import paramiko
 from paramiko.agent import AgentSSH
 
 from .config import ConnectSettings
-from .errors import AuthenticationError, ConnectError, ForwardError, HostKeyError
+from .errors import (
+    AuthenticationError,
+    ConnectError,
+    ForwardError,
+    HostKeyError,
+    TunnelError,
+)
 
 DEFAULT_CONNECT_TIMEOUT = 30.0
 
@@ -82,6 +88,17 @@ class Connection:
             self._negotiate(transport)
             self._check_host_key(transport)
             self._authenticate(transport)
+        except TunnelError:
+            self.close()
+            raise
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            # The steps above translate what they expect; this is the net
+            # for the rest (the server hanging up mid-way, say).
+            self.close()
+            raise ConnectError(
+                f"the SSH connection to {self.settings.target} failed: "
+                f"{str(exc) or type(exc).__name__}"
+            ) from None
         except BaseException:
             self.close()
             raise

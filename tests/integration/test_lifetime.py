@@ -22,6 +22,12 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _wait_exited(pid: int, timeout: float) -> bool:
+    """Exited, reaped or not: an orphan's zombie stays until PID 1 reaps it,
+    and this container's PID 1 does not."""
+    return clients.wait_until(lambda: not procs.is_alive(pid), timeout, 0.01)
+
+
 def _caller(sshd, targets) -> subprocess.Popen[str]:
     """A separate Python process that opens a tunnel and then idles."""
     code = textwrap.dedent(
@@ -57,7 +63,7 @@ def test_sigkill_of_the_caller_ends_its_engine_within_2_s(sshd, targets) -> None
         caller.kill()
         killed_at = time.monotonic()
         caller.wait(10)
-        assert procs.wait_gone(engine, 2.0), "the engine outlived its caller"
+        assert _wait_exited(engine, 2.0), "the engine outlived its caller"
         assert time.monotonic() - killed_at < 2.5
         assert clients.port_is_closed("127.0.0.1", port)
         assert clients.wait_until(lambda: not (set(sshd.session_pids()) & sessions), 5)
@@ -178,3 +184,51 @@ def test_closing_the_manager_ends_the_engine(sshd, targets) -> None:
     assert engine is not None and procs.wait_gone(engine, 5)
     assert clients.port_is_closed("127.0.0.1", port)
     assert t.state == "stopped"
+
+
+def test_pdeathsig_ends_the_engine_when_a_forked_child_keeps_the_pipe_open(
+    sshd, targets
+) -> None:
+    """The second guard: the pipe never reaches end-of-file, PR_SET_PDEATHSIG fires."""
+    code = textwrap.dedent(
+        f"""
+        import json, os, time
+        import nbtunnel
+        t = nbtunnel.open({sshd.line("-L", f"0:{targets.host}:{targets.echo}")!r})
+        engine = nbtunnel.default_manager().engine_pid
+        child = os.fork()
+        if child == 0:
+            # Inherits the write end of the engine's stdin and never closes it.
+            time.sleep(600)
+            os._exit(0)
+        print(json.dumps({{"engine": engine, "child": child,
+                          "port": t.forwards[0].listen_port}}), flush=True)
+        time.sleep(600)
+        """
+    )
+    caller = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    child = None
+    try:
+        assert caller.stdout is not None
+        info = json.loads(caller.stdout.readline())
+        engine, child = info["engine"], info["child"]
+        assert clients.echo_roundtrip("127.0.0.1", info["port"], b"up", 10) == b"up"
+        caller.kill()
+        caller.wait(10)
+        assert procs.is_alive(child)  # the pipe is still open...
+        assert _wait_exited(engine, 2.0)  # ...and yet the engine is gone
+        assert clients.port_is_closed("127.0.0.1", info["port"])
+    finally:
+        if child is not None and procs.is_alive(child):
+            os.kill(child, signal.SIGKILL)
+        if caller.poll() is None:
+            caller.kill()
+            caller.wait(10)
+        if caller.stdout is not None:
+            caller.stdout.close()
