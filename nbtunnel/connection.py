@@ -167,7 +167,14 @@ class Connection:
         if known:
             # Ask for the key type we already know, as ssh does; otherwise a
             # server with several host keys could present an unknown one.
-            preferred = [t for t in options.key_types if t in known]
+            # An RSA key is stored as "ssh-rsa" but signed with rsa-sha2-*
+            # (sshd 8.8+ refuses SHA-1 "ssh-rsa" signatures).
+            rsa = "ssh-rsa" in known
+            preferred = [
+                t
+                for t in options.key_types
+                if t in known or (rsa and t.startswith("rsa-sha2-"))
+            ]
             options.key_types = tuple(preferred) + tuple(
                 t for t in options.key_types if t not in preferred
             )
@@ -228,7 +235,7 @@ class Connection:
             )
         if known:
             raise HostKeyError(
-                f"{name} presented a {label}, but {s.known_hosts} knows it only "
+                f"{name} presented the {label}, but {s.known_hosts} knows it only "
                 f"by other key types ({', '.join(sorted(known))}); refusing "
                 "rather than trusting a key nobody has seen"
             )

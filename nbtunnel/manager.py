@@ -7,14 +7,15 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 from types import TracebackType
-from typing import Any, Literal
+from typing import Literal
 
 from . import display
 from .config import resolve
-from .engine.client import EngineClient, InlineClient, ProcessClient
+from .engine.client import EngineClient, EventHandler, InlineClient, ProcessClient
 from .engine.protocol import Message
-from .errors import EngineError
+from .errors import EngineError, SpecError
 from .spec import ForwardSpec, TunnelSpec, parse, parse_forward
 from .status import ForwardSnapshot, ForwardStats, State, TunnelSnapshot
 
@@ -33,14 +34,9 @@ class Forward:
 
     @property
     def _snapshot(self) -> ForwardSnapshot:
-        snap = self._tunnel._snapshot
-        for f in snap.forwards:
-            if f.index == self._first.index:
-                return f
-        state: State = snap.state if snap.state != "up" else "stopped"
-        return ForwardSnapshot(
-            **{**self._first.__dict__, "state": state, "error": snap.error}
-        )
+        # Every snapshot of a tunnel, live or ended, lists all of its
+        # forwards in order, failed ones included.
+        return self._tunnel._snapshot.forwards[self._first.index]
 
     @property
     def kind(self) -> str:
@@ -96,7 +92,7 @@ class Forward:
 
     def _repr_html_(self) -> str:
         snap = self._tunnel._snapshot
-        one = TunnelSnapshot(**{**snap.__dict__, "forwards": (self._snapshot,)})
+        one = replace(snap, forwards=(snap.forwards[self._first.index],))
         return display.html_table([one])
 
 
@@ -179,7 +175,7 @@ class Manager:
         self._lock = threading.Lock()
         self._client: EngineClient | None = None
         self._tunnels: dict[int, Tunnel] = {}
-        self._listeners: list[Any] = []
+        self._listeners: list[EventHandler] = []
 
     # -- the engine -------------------------------------------------------
 
@@ -198,7 +194,7 @@ class Manager:
         client = self._client
         return client.pid if client is not None else None
 
-    def subscribe(self, callback: Any) -> None:
+    def subscribe(self, callback: EventHandler) -> None:
         """Call ``callback(event_dict)`` for every engine event (from a background thread)."""
         self._listeners.append(callback)
 
@@ -294,23 +290,11 @@ class Manager:
 
 def _ended(tunnel: Tunnel, state: State, error: str | None) -> TunnelSnapshot:
     last = tunnel._last
-    forwards = tuple(
-        ForwardSnapshot(**{**f.__dict__, "state": state, "error": error})
-        for f in last.forwards
-    )
-    return TunnelSnapshot(
-        id=last.id,
-        destination=last.destination,
-        state=state,
-        error=error,
-        forwards=forwards,
-        started_at=last.started_at,
-    )
+    forwards = tuple(replace(f, state=state, error=error) for f in last.forwards)
+    return replace(last, state=state, error=error, forwards=forwards)
 
 
-def _no_forwards(spec: TunnelSpec) -> Exception:
-    from .errors import SpecError
-
+def _no_forwards(spec: TunnelSpec) -> SpecError:
     return SpecError(
         f"'{spec.text}' has no forward: add -L, -R or -D "
         "(e.g. -L 0:localhost:5432 for the server's port 5432)",

@@ -16,6 +16,20 @@ from ..status import State, TunnelSnapshot
 Emit = Callable[..., None]
 
 
+def _not_yet(spec: ForwardSpec) -> str | None:
+    """Why this version cannot run a forward the grammar accepts, if it cannot."""
+    if spec.kind != "local":
+        return (
+            f"{spec.flag} forwards are not supported yet; this version runs -L forwards"
+        )
+    if spec.target_path is not None:
+        return (
+            "forwarding to a unix socket on the server (direct-streamlocal) is "
+            "not supported yet; forward to the server's TCP port instead"
+        )
+    return None
+
+
 class LiveTunnel:
     """Connects, starts every forward (all or nothing), and notices a lost connection."""
 
@@ -47,11 +61,9 @@ class LiveTunnel:
     def start(self) -> None:
         """Connect and start every forward; on any failure close everything and raise."""
         for spec in self.specs:
-            if spec.kind != "local":
-                raise ForwardError(
-                    f"{spec}: {spec.flag} forwards are not supported yet; "
-                    "this version runs -L forwards"
-                )
+            why = _not_yet(spec)
+            if why:
+                raise ForwardError(f"{spec}: {why}")
         try:
             self._connection.connect()
             for index, spec in enumerate(self.specs):

@@ -43,14 +43,8 @@ class LocalForward:
         family: Family = "any",
         emit: EventSink | None = None,
     ) -> None:
-        if spec.kind != "local":
-            raise ValueError(f"not a local forward: {spec}")
-        if spec.target_path is not None:
-            raise ForwardError(
-                f"{spec}: forwarding to a unix socket on the server "
-                "(direct-streamlocal) is not supported yet; forward to the "
-                "server's TCP port instead"
-            )
+        if spec.kind != "local" or spec.target_host is None:
+            raise ValueError(f"not a local forward to a TCP target: {spec}")
         self.index = index
         self.spec = spec
         self.counters = Counters()

@@ -136,6 +136,26 @@ def test_changed_host_key_is_always_refused(
     assert _no_new_sessions(sshd, before)
 
 
+def test_a_known_rsa_key_is_asked_for_when_the_server_has_several(
+    manager: Manager, fresh_sshd, forward, tmp_path: Path
+) -> None:
+    """The server also has an Ed25519 key, which paramiko would prefer; only
+    the RSA key is known, so that is the one to negotiate (with rsa-sha2-*)."""
+    rsa = fresh_sshd.workdir / "host_rsa"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "rsa", "-b", "2048", "-N", "", "-f", str(rsa)],
+        check=True,
+    )
+    with fresh_sshd.config.open("a") as cfg:
+        cfg.write(f"HostKey {rsa}\n")
+    fresh_sshd.restart()
+    known = tmp_path / "known_hosts"
+    blob = Path(f"{rsa}.pub").read_text().split()[:2]
+    known.write_text(f"[{fresh_sshd.host}]:{fresh_sshd.port} {' '.join(blob)}\n")
+    with manager.open(_line(fresh_sshd, *forward, known_hosts=known)) as t:
+        assert t.state == "up"
+
+
 def test_wrong_key_is_refused_naming_the_key(
     manager: Manager, sshd, forward, tmp_path: Path
 ) -> None:
@@ -316,6 +336,23 @@ def test_bad_line_fails_before_connecting(manager: Manager) -> None:
         manager.open("-L 9000:db user@host")
     with pytest.raises(SpecError, match="no forward"):
         manager.open("user@host")
+
+
+@pytest.mark.parametrize(
+    ("forward", "words"),
+    [
+        ("-R 0:localhost:80", "-R forwards are not supported yet"),
+        ("-D 0", "-D forwards are not supported yet"),
+        ("-L 0:/run/postgresql/.s.PGSQL.5432", "unix socket on the server"),
+    ],
+)
+def test_forms_not_run_yet_fail_before_connecting(
+    manager: Manager, sshd, forward: str, words: str
+) -> None:
+    before = set(sshd.session_pids())
+    with pytest.raises(ForwardError, match=words):
+        manager.open(sshd.line(*forward.split()))
+    assert set(sshd.session_pids()) == before
 
 
 def test_unsupported_cipher(manager: Manager, sshd, forward) -> None:
