@@ -6,6 +6,8 @@ connection and forward) → ``connection`` / ``forward`` → ``config`` /
 ``spec`` (the grammar).
 """
 
+import logging
+
 from ._version import __version__
 from .errors import (
     AuthenticationError,
@@ -19,6 +21,10 @@ from .errors import (
 from .manager import Forward, Manager, Tunnel, default_manager, open, stop_all, tunnels
 from .spec import Destination, ForwardSpec, TunnelSpec, parse
 from .status import ForwardStats
+
+# A library logs; the application decides what is shown (and a notebook
+# cell must not fill with a background thread's messages).
+logging.getLogger("nbtunnel").addHandler(logging.NullHandler())
 
 __all__ = [
     "AuthenticationError",

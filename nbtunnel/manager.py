@@ -201,7 +201,11 @@ class Manager:
     def _on_event(self, message: Message) -> None:
         kind = message.get("event")
         if kind == "log":
-            logging.getLogger(str(message.get("logger", "nbtunnel"))).log(
+            # Under "nbtunnel", whatever logged it in the engine (paramiko,
+            # say): that logger has a NullHandler, so nothing is printed into
+            # a notebook cell unless the user configures logging.
+            origin = str(message.get("logger", "engine"))
+            logging.getLogger(f"nbtunnel.engine.{origin}").log(
                 int(message.get("level", logging.INFO)), "%s", message.get("message")
             )
         else:

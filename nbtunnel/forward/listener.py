@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import selectors
 import socket
 import stat
 import threading
+import time
 from collections.abc import Callable
 from typing import Literal
 
@@ -18,6 +20,8 @@ from ..errors import ForwardError
 # few hundred connects overflowed both and the clients got resets
 # (perf-baseline.md, "Listen backlog").  The kernel caps it at somaxconn.
 BACKLOG = 4096
+
+logger = logging.getLogger("nbtunnel.forward")
 
 Family = Literal["any", "inet", "inet6"]
 Accepted = Callable[[socket.socket, str], None]
@@ -212,11 +216,11 @@ class Listener:
                     except (BlockingIOError, InterruptedError, ConnectionAbortedError):
                         continue
                     except OSError as exc:
-                        if exc.errno in (errno.EMFILE, errno.ENFILE):
-                            # Out of descriptors: back off instead of spinning.
-                            threading.Event().wait(0.05)
-                            continue
-                        raise
+                        # Out of descriptors or buffers, say: keep listening,
+                        # but back off instead of spinning on the same error.
+                        logger.warning("accept failed on %s: %s", self.listen_port, exc)
+                        time.sleep(0.05)
+                        continue
                     conn.setblocking(True)
                     origin = peer[0] if isinstance(peer, tuple) else "unix"
                     on_accept(conn, str(origin))

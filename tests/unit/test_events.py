@@ -1,0 +1,68 @@
+"""Engine events in the caller: logged under "nbtunnel", never printed."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from nbtunnel import Manager
+
+
+def test_engine_log_records_land_under_nbtunnel(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    manager = Manager(engine="inline")
+    seen: list[dict] = []
+    manager.subscribe(seen.append)
+    with caplog.at_level(logging.DEBUG, logger="nbtunnel"):
+        manager._on_event(
+            {
+                "event": "log",
+                "level": logging.ERROR,
+                "logger": "paramiko.transport",
+                "message": "Socket exception: Connection reset by peer",
+            }
+        )
+    record = caplog.records[-1]
+    assert record.name == "nbtunnel.engine.paramiko.transport"
+    assert record.levelno == logging.ERROR
+    assert seen and seen[0]["event"] == "log"
+
+
+def test_a_failing_listener_does_not_stop_the_others(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    manager = Manager(engine="inline")
+    seen: list[dict] = []
+
+    def broken(message: dict) -> None:
+        raise RuntimeError("listener bug")
+
+    manager.subscribe(broken)
+    manager.subscribe(seen.append)
+    manager._on_event({"event": "state", "tunnel": 1, "state": "up"})
+    assert seen == [{"event": "state", "tunnel": 1, "state": "up"}]
+    assert "listener failed" in caplog.text
+
+
+def test_nothing_reaches_stderr_without_logging_configured() -> None:
+    # Python prints unhandled WARNING+ records to stderr ("last resort");
+    # in a kernel that lands in a cell.  The package's NullHandler stops it.
+    code = textwrap.dedent(
+        """
+        import logging
+        from nbtunnel import Manager
+        Manager(engine="inline")._on_event(
+            {"event": "log", "level": logging.ERROR, "logger": "paramiko.transport",
+             "message": "Socket exception"}
+        )
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
