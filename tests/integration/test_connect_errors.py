@@ -221,22 +221,19 @@ def test_no_key_at_all(
 
 
 def test_port_in_use_fails_the_call_and_leaves_nothing(
-    manager: Manager, sshd, targets
+    manager: Manager, sshd, targets, taken_port: int
 ) -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        free = free_port()
-        before = set(sshd.session_pids())
-        line = sshd.line(
-            "-L",
-            f"{free}:{targets.host}:{targets.echo}",
-            "-L",
-            f"127.0.0.1:{port}:{targets.host}:{targets.echo}",
-        )
-        with pytest.raises(ForwardError) as info:
-            manager.open(line)
+    port = taken_port
+    free = free_port()
+    before = set(sshd.session_pids())
+    line = sshd.line(
+        "-L",
+        f"{free}:{targets.host}:{targets.echo}",
+        "-L",
+        f"127.0.0.1:{port}:{targets.host}:{targets.echo}",
+    )
+    with pytest.raises(ForwardError) as info:
+        manager.open(line)
     assert f"127.0.0.1 port {port}" in str(info.value)
     assert "already listens there" in str(info.value)
     # ExitOnForwardFailure: the forward that did bind was undone too.
@@ -246,30 +243,23 @@ def test_port_in_use_fails_the_call_and_leaves_nothing(
 
 
 def test_exit_on_forward_failure_no_keeps_the_other_forwards(
-    manager: Manager, sshd, targets
+    manager: Manager, sshd, targets, taken_port: int
 ) -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        line = sshd.line(
-            "-o",
-            "ExitOnForwardFailure=no",
-            "-L",
-            f"127.0.0.1:{port}:{targets.host}:{targets.echo}",
-            "-L",
-            f"0:{targets.host}:{targets.echo}",
-        )
-        with manager.open(line) as t:
-            failed, good = t.forwards
-            assert t.state == "up"
-            assert failed.state == "failed"
-            assert f"127.0.0.1 port {port}" in (failed.error or "")
-            assert good.state == "up"
-            assert (
-                clients.echo_roundtrip("127.0.0.1", good.listen_port, b"ok", 10)
-                == b"ok"
-            )
+    line = sshd.line(
+        "-o",
+        "ExitOnForwardFailure=no",
+        "-L",
+        f"127.0.0.1:{taken_port}:{targets.host}:{targets.echo}",
+        "-L",
+        f"0:{targets.host}:{targets.echo}",
+    )
+    with manager.open(line) as t:
+        failed, good = t.forwards
+        assert t.state == "up"
+        assert failed.state == "failed"
+        assert f"127.0.0.1 port {taken_port}" in (failed.error or "")
+        assert good.state == "up"
+        assert clients.echo_roundtrip("127.0.0.1", good.listen_port, b"ok", 10) == b"ok"
 
 
 def test_connection_refused(manager: Manager, sshd, forward) -> None:
@@ -288,11 +278,9 @@ def test_unresolvable_host(manager: Manager, forward) -> None:
         manager.open(["-o", "ConnectTimeout=5", *forward, "no-such-host.invalid"])
 
 
-def test_unreachable_host_times_out(manager: Manager, rig, forward) -> None:
-    if rig.netns is None:
-        pytest.skip("needs the rig's namespace for an address nobody answers on")
+def test_unreachable_host_times_out(manager: Manager, isolated, forward) -> None:
     # Routed into the rig's own link, owned by nobody: the SYN goes unanswered.
-    silent = rig.netns.silent_addr
+    silent = isolated.silent_addr
     line = shlex.join(["-o", "ConnectTimeout=1", *forward, f"nobody@{silent}"])
     with pytest.raises(ConnectError) as info:
         manager.open(line)

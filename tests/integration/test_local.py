@@ -193,11 +193,6 @@ def test_refused_target_closes_one_connection_and_keeps_the_tunnel(
 def test_target_is_reachable_only_through_the_server(
     manager: Manager, sshd, targets
 ) -> None:
-    if sshd.netns is None:
-        pytest.skip(
-            "needs root and `ip netns` to put sshd and its targets "
-            "where only the server reaches them"
-        )
     # The target's own address, from here, is someone else's loopback.
     with manager.open(sshd.line("-L", f"0:localhost:{targets.http}")) as t:
         status, body = clients.http_get("127.0.0.1", t.forwards[0].listen_port, "/")

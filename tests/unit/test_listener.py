@@ -42,30 +42,23 @@ def test_port_zero_binds_loopback_and_reports_the_port() -> None:
         socket.create_connection(("127.0.0.1", listener.listen_port), timeout=5).close()
 
 
-def test_port_in_use_names_address_and_port() -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        listener = Listener(host="127.0.0.1", port=port)
-        with pytest.raises(ForwardError) as info:
-            listener.bind()
+def test_port_in_use_names_address_and_port(taken_port: int) -> None:
+    port = taken_port
+    listener = Listener(host="127.0.0.1", port=port)
+    with pytest.raises(ForwardError) as info:
+        listener.bind()
     message = str(info.value)
     assert f"127.0.0.1 port {port}" in message
     assert "already listens there" in message
     listener.close()
 
 
-def test_loopback_default_fails_whole_when_ipv4_port_is_taken() -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        listener = Listener(port=port)
-        with pytest.raises(ForwardError, match=f"port {port}"):
-            listener.bind()
-        # Nothing half-open: the IPv6 side is not left listening either.
-        assert listener.listen_addresses == ()
+def test_loopback_default_fails_whole_when_ipv4_port_is_taken(taken_port: int) -> None:
+    listener = Listener(port=taken_port)
+    with pytest.raises(ForwardError, match=f"port {taken_port}"):
+        listener.bind()
+    # Nothing half-open: the IPv6 side is not left listening either.
+    assert listener.listen_addresses == ()
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root may bind low ports")
