@@ -204,7 +204,7 @@ class Manager:
             # Under "nbtunnel", whatever logged it in the engine (paramiko,
             # say): that logger has a NullHandler, so nothing is printed into
             # a notebook cell unless the user configures logging.
-            origin = str(message.get("logger", "engine"))
+            origin = str(message.get("logger", "engine")).removeprefix("nbtunnel.")
             logging.getLogger(f"nbtunnel.engine.{origin}").log(
                 int(message.get("level", logging.INFO)), "%s", message.get("message")
             )

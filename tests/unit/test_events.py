@@ -30,6 +30,16 @@ def test_engine_log_records_land_under_nbtunnel(
     assert record.name == "nbtunnel.engine.paramiko.transport"
     assert record.levelno == logging.ERROR
     assert seen and seen[0]["event"] == "log"
+    with caplog.at_level(logging.DEBUG, logger="nbtunnel"):
+        manager._on_event(
+            {
+                "event": "log",
+                "level": logging.WARNING,
+                "logger": "nbtunnel.forward",
+                "message": "accept failed",
+            }
+        )
+    assert caplog.records[-1].name == "nbtunnel.engine.forward"
 
 
 def test_a_failing_listener_does_not_stop_the_others(
