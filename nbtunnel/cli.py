@@ -36,6 +36,13 @@ def _event_line(message: Message) -> str | None:
         up = display.size(int(message.get("sent", 0)))
         down = display.size(int(message.get("received", 0)))
         return f"closed {message.get('origin')} → {message.get('target')} (↑ {up}, ↓ {down})"
+    if kind == "allocated":
+        # OpenSSH's words, which scripts already look for.
+        target = message.get("target")
+        what = f"remote forward to {target}" if target else "remote SOCKS proxy"
+        return f"Allocated port {message.get('port')} for {what}"
+    if kind == "forward_stopped":
+        return f"forward {message.get('forward')} stopped"
     if kind == "forward_failed":
         return f"forward failed: {message.get('error')}"
     if kind == "connection_failed":

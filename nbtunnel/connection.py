@@ -12,12 +12,13 @@ import hashlib
 import os
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import paramiko
 from paramiko.agent import AgentSSH
 
+from . import sshext
 from .config import ConnectSettings
 from .errors import (
     AuthenticationError,
@@ -56,6 +57,37 @@ def _key_label(key: paramiko.PKey) -> str:
     return name.upper().replace("-SHA2-NISTP", " P-")
 
 
+# Called with each channel the server opens for a remote forward and the
+# (address, port) it came from, in a thread of its own.
+IncomingHandler = Callable[[paramiko.Channel, tuple[str, int]], None]
+
+
+@dataclass(frozen=True)
+class RemoteListener:
+    """What a remote forward asked the server to listen on.
+
+    ``port`` is None for a unix socket, whose path is then ``address``; for
+    TCP it is the port the server bound (allocated by it if 0 was asked).
+    """
+
+    address: str
+    port: int | None
+
+    @property
+    def text(self) -> str:
+        if self.port is None:
+            return self.address
+        host = self.address or "*"
+        return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+
+    @property
+    def _key(self) -> tuple[str, int]:
+        return (
+            self.address,
+            sshext.STREAMLOCAL_PORT if self.port is None else self.port,
+        )
+
+
 @dataclass
 class _Offer:
     """One key we may offer, and where it came from (for messages)."""
@@ -69,9 +101,14 @@ class Connection:
 
     def __init__(self, settings: ConnectSettings) -> None:
         self.settings = settings
-        self._transport: paramiko.Transport | None = None
+        self._transport: sshext.Transport | None = None
         self._agent: AgentSSH | None = None
         self._closed = threading.Event()
+        # paramiko keeps one reply slot for global requests and one handler
+        # for every incoming forwarded channel: requests are serialised, and
+        # channels are routed by the address the server reports.
+        self._remote_lock = threading.Lock()
+        self._remote: dict[tuple[str, int], IncomingHandler] = {}
 
     # -- connecting -------------------------------------------------------
 
@@ -83,11 +120,15 @@ class Connection:
         """
         try:
             sock = self._open_socket()
-            transport = paramiko.Transport(sock)
+            transport = sshext.Transport(sock)
             self._transport = transport
             self._negotiate(transport)
             self._check_host_key(transport)
             self._authenticate(transport)
+            # The single hook paramiko calls for every forwarded-tcpip (and,
+            # through sshext, forwarded-streamlocal) channel; set directly
+            # because request_port_forward() would replace it per request.
+            transport._tcp_handler = self._incoming  # type: ignore[attr-defined]
         except TunnelError:
             self.close()
             raise
@@ -359,33 +400,58 @@ class Connection:
         t = self._transport
         return t is not None and t.is_active()
 
-    def open_tcpip(
-        self, host: str, port: int, origin: tuple[str, int], timeout: float
-    ) -> paramiko.Channel:
-        """Open a ``direct-tcpip`` channel: the server connects to host:port."""
+    def _live(self) -> sshext.Transport:
         t = self._transport
-        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         if t is None or not t.is_active():
             raise ConnectError(
                 f"the SSH connection to {self.settings.target} is closed"
             )
+        return t
+
+    def open_tcpip(
+        self, host: str, port: int, origin: tuple[str, int], timeout: float
+    ) -> paramiko.Channel:
+        """Open a ``direct-tcpip`` channel: the server connects to host:port."""
+        t = self._live()
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        return self._open_channel(
+            where,
+            timeout,
+            lambda: t.open("direct-tcpip", (host, port, *origin), timeout),
+        )
+
+    def open_streamlocal(self, path: str, timeout: float) -> paramiko.Channel:
+        """Open a ``direct-streamlocal`` channel: the server connects to a unix socket."""
+        t = self._live()
+        return self._open_channel(
+            f"the unix socket {path}",
+            timeout,
+            lambda: t.open(sshext.DIRECT, (path, "", 0), timeout),
+        )
+
+    def _open_channel(
+        self, where: str, timeout: float, opener: Callable[[], paramiko.Channel]
+    ) -> paramiko.Channel:
         try:
-            return t.open_channel("direct-tcpip", (host, port), origin, timeout=timeout)
+            return opener()
         except paramiko.ChannelException as exc:
             reason = exc.text or _OPEN_FAILURES.get(exc.code, f"code {exc.code}")
             hint = ""
             if exc.code == 1:
                 hint = (
                     "; the server's sshd_config forbids it (AllowTcpForwarding, "
-                    "PermitOpen)"
+                    "AllowStreamLocalForwarding, PermitOpen)"
                 )
             raise ForwardError(
-                f"the server could not connect to {where} as the target: {reason}{hint}"
+                f"the server could not connect to {where} as the target: {reason}{hint}",
+                code=exc.code,
+                detail=exc.text,
             ) from None
         except paramiko.SSHException as exc:
             if "timeout" in str(exc).lower():
                 raise ForwardError(
-                    f"the server did not connect to {where} within {timeout:g} s"
+                    f"the server did not connect to {where} within {timeout:g} s",
+                    code=0,
                 ) from None
             raise ConnectError(
                 f"the SSH connection to {self.settings.target} was lost: {exc}"
@@ -394,6 +460,84 @@ class Connection:
             raise ConnectError(
                 f"the SSH connection to {self.settings.target} was lost: {exc}"
             ) from None
+
+    # -- remote forwards ----------------------------------------------------
+
+    def listen_remote(
+        self, address: str, port: int | None, handler: IncomingHandler
+    ) -> RemoteListener:
+        """Ask the server to listen (``tcpip-forward``, or for a unix socket
+        ``streamlocal-forward``: ``port`` None and ``address`` the path).
+
+        ``handler(channel, origin)`` then runs in a thread of its own for each
+        connection made there.  Raises ForwardError if the server refuses.
+        """
+        t = self._live()
+        with self._remote_lock:
+            if port is None:
+                reply = t.global_request(sshext.FORWARD_REQUEST, (address,))
+                listener = RemoteListener(address, None)
+            else:
+                reply = t.global_request("tcpip-forward", (address, port))
+                bound = reply.get_int() if reply is not None and port == 0 else port
+                listener = RemoteListener(address, bound)
+            if reply is None:
+                self._live()  # a lost connection is said as such
+                raise ForwardError(_refusal(address, port))
+            # Registered before the lock is released: a connection arriving
+            # right after the reply waits in _route() for it.
+            self._remote[listener._key] = handler
+        return listener
+
+    def cancel_remote(self, address: str, port: int | None) -> None:
+        """Stop routing what listen_remote() set up, and ask the server to close it.
+
+        Sent without waiting for the reply: stopping must not hang on a
+        server that no longer answers.
+        """
+        listener = RemoteListener(address, port)
+        with self._remote_lock:
+            self._remote.pop(listener._key, None)
+            t = self._transport
+            if t is None or not t.is_active():
+                return  # the server closed it with the connection
+            if listener.port is None:
+                t.global_request(sshext.CANCEL_REQUEST, (address,), wait=False)
+            else:
+                t.global_request("cancel-tcpip-forward", (address, port), wait=False)
+
+    def _incoming(
+        self,
+        chan: paramiko.Channel,
+        origin: tuple[str, int],
+        server: tuple[str, int],
+    ) -> None:
+        # Runs in paramiko's transport thread, which must never wait: every
+        # channel's data passes through it.
+        threading.Thread(
+            target=self._route,
+            args=(chan, origin, server),
+            name=f"nbtunnel-remote-{server[1]}",
+            daemon=True,
+        ).start()
+
+    def _route(
+        self,
+        chan: paramiko.Channel,
+        origin: tuple[str, int],
+        server: tuple[str, int],
+    ) -> None:
+        with self._remote_lock:
+            handler = self._remote.get(server)
+            if handler is None:
+                # The server may report the address in another spelling
+                # than was asked ("" for "*", say); the port still decides.
+                same_port = [h for (_, p), h in self._remote.items() if p == server[1]]
+                handler = same_port[0] if len(same_port) == 1 else None
+        if handler is None:
+            chan.close()
+            return
+        handler(chan, origin)
 
     def wait_closed(self, timeout: float | None = None) -> bool:
         """Block until the connection ends (for whatever reason)."""
@@ -417,3 +561,25 @@ class Connection:
             self._agent._close()  # type: ignore[attr-defined]
             self._agent = None
         self._closed.set()
+
+
+def _refusal(address: str, port: int | None) -> str:
+    # SSH_MSG_REQUEST_FAILURE carries no reason, so name the usual ones.
+    if port is None:
+        return (
+            f"the server refused to listen on the unix socket {address} (-R): "
+            "the file may exist already (sshd replaces it only with "
+            "StreamLocalBindUnlink yes), its directory may not be writable "
+            "by the login user, or AllowStreamLocalForwarding forbids it"
+        )
+    where = RemoteListener(address, port).text
+    low = (
+        "; only root may listen on ports below 1024 on that machine, use 0 for "
+        "any free port"
+        if 0 < port < 1024
+        else ""
+    )
+    return (
+        f"the server refused to listen on {where} (-R): the port may be in use "
+        "there, or its sshd_config forbids it (AllowTcpForwarding, PermitListen)" + low
+    )

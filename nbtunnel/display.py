@@ -33,7 +33,9 @@ def listen_text(f: ForwardSnapshot) -> str:
 def target_text(f: ForwardSnapshot) -> str:
     """Where connections go; ``localhost`` in a -L target is the server's."""
     if f.target_host is None and f.target_path is None:
-        return "SOCKS: anywhere the server reaches" if f.kind == "dynamic" else "SOCKS"
+        if f.kind == "dynamic":
+            return "SOCKS: anywhere the server reaches"
+        return "SOCKS: anywhere this machine reaches"
     who = "this machine connects to" if f.kind == "remote" else "the server connects to"
     return f"{who} {f.target_path or _hostport(f.target_host, f.target_port)}"
 
@@ -148,4 +150,5 @@ def html_table(tunnels: list[TunnelSnapshot]) -> str:
 def forward_line(f: ForwardSnapshot, destination: str) -> str:
     """One line for a forward's repr and the CLI."""
     flag = f.spec.split(" ", 1)[0]
-    return f"{flag} {listen_text(f)} → {target_text(f)} via {destination} [{f.state}]"
+    line = f"{flag} {listen_text(f)} → {target_text(f)} via {destination} [{f.state}]"
+    return f"{line} ({f.note})" if f.note else line

@@ -51,7 +51,19 @@ class HostKeyError(ConnectError):
 
 class ForwardError(TunnelError):
     """A forward could not be set up (bind failed, server refused), or one
-    connection through it failed (target refused, channel failed)."""
+    connection through it failed (target refused, channel failed).
+
+    For a channel the server would not open, ``code`` is the RFC 4254
+    reason code (0 when it timed out) and ``detail`` the server's words,
+    such as "Connection refused"; a SOCKS proxy answers from them.
+    """
+
+    def __init__(
+        self, message: str, *, code: int | None = None, detail: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.detail = detail
 
 
 class EngineError(TunnelError):

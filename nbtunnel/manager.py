@@ -84,8 +84,17 @@ class Forward:
         return self._snapshot.stats
 
     @property
+    def note(self) -> str | None:
+        """A caveat worth saying, e.g. that the server decides how wide -R binds."""
+        return self._first.note
+
+    @property
     def tunnel(self) -> Tunnel:
         return self._tunnel
+
+    def stop(self) -> None:
+        """Stop this forward only (a -R is cancelled on the server); the tunnel stays up."""
+        self._tunnel._manager._stop_forward(self)
 
     def __repr__(self) -> str:
         return f"<Forward {display.forward_line(self._snapshot, self._tunnel.destination)}>"
@@ -272,6 +281,13 @@ class Manager:
             except EngineError as exc:
                 final = _ended(tunnel, "failed", str(exc))
         tunnel._last, tunnel._stopped = final, True
+
+    def _stop_forward(self, forward: Forward) -> None:
+        tunnel = forward.tunnel
+        client = self._client
+        if tunnel._stopped or client is None or not client.alive:
+            return
+        client.request("stop_forward", tunnel=tunnel.id, forward=forward._first.index)
 
     def stop_all(self) -> None:
         """Stop every tunnel of this process; the engine stays for the next one."""

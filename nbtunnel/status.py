@@ -98,6 +98,7 @@ class ForwardSnapshot:
     state: State
     error: str | None = None
     stats: ForwardStats = field(default_factory=ForwardStats)
+    note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -80,6 +80,13 @@ class Engine:
         if tunnel is not None:
             tunnel.stop()
 
+    def _op_stop_forward(self, request: Message) -> None:
+        with self._lock:
+            tunnel = self._tunnels.get(int(request["tunnel"]))
+        if tunnel is None:
+            raise TunnelError(f"no tunnel {request['tunnel']} is open")
+        tunnel.stop_forward(int(request["forward"]))
+
     def _op_snapshot(self, request: Message) -> list[Message]:
         wanted = request.get("tunnel")
         with self._lock:

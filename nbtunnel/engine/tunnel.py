@@ -9,25 +9,14 @@ from collections.abc import Callable
 from ..config import ConnectSettings
 from ..connection import Connection
 from ..errors import ForwardError
+from ..forward.base import BaseForward
+from ..forward.dynamic import DynamicForward
 from ..forward.local import LocalForward
+from ..forward.remote import RemoteForward
 from ..spec import ForwardSpec
 from ..status import State, TunnelSnapshot
 
 Emit = Callable[..., None]
-
-
-def _not_yet(spec: ForwardSpec) -> str | None:
-    """Why this version cannot run a forward the grammar accepts, if it cannot."""
-    if spec.kind != "local":
-        return (
-            f"{spec.flag} forwards are not supported yet; this version runs -L forwards"
-        )
-    if spec.target_path is not None:
-        return (
-            "forwarding to a unix socket on the server (direct-streamlocal) is "
-            "not supported yet; forward to the server's TCP port instead"
-        )
-    return None
 
 
 class LiveTunnel:
@@ -50,7 +39,7 @@ class LiveTunnel:
         self.started_at = time.time()
         self._emit = emit
         self._connection = Connection(settings)
-        self._forwards: list[LocalForward] = []
+        self._forwards: list[BaseForward] = []
         self._watcher: threading.Thread | None = None
         self._stop_lock = threading.Lock()
         self._stopped = False
@@ -60,21 +49,10 @@ class LiveTunnel:
 
     def start(self) -> None:
         """Connect and start every forward; on any failure close everything and raise."""
-        for spec in self.specs:
-            why = _not_yet(spec)
-            if why:
-                raise ForwardError(f"{spec}: {why}")
         try:
             self._connection.connect()
             for index, spec in enumerate(self.specs):
-                forward = LocalForward(
-                    index,
-                    spec,
-                    self._connection,
-                    gateway_ports=self.settings.gateway_ports,
-                    family=self.settings.address_family,
-                    emit=self._event,
-                )
+                forward = self._make(index, spec)
                 self._forwards.append(forward)
                 try:
                     forward.start()
@@ -96,6 +74,32 @@ class LiveTunnel:
         )
         self._watcher.start()
         self._event("state", state="up")
+
+    def _make(self, index: int, spec: ForwardSpec) -> BaseForward:
+        if spec.kind == "remote":
+            return RemoteForward(index, spec, self._connection, emit=self._event)
+        cls = DynamicForward if spec.kind == "dynamic" else LocalForward
+        return cls(
+            index,
+            spec,
+            self._connection,
+            gateway_ports=self.settings.gateway_ports,
+            family=self.settings.address_family,
+            emit=self._event,
+        )
+
+    def stop_forward(self, index: int) -> None:
+        """Stop one forward (cancelled on the server for -R); the others carry on."""
+        if not 0 <= index < len(self._forwards):
+            raise ForwardError(
+                f"tunnel {self.id} has no forward {index} "
+                f"(it has {len(self._forwards)})"
+            )
+        forward = self._forwards[index]
+        if forward.state == "stopped":
+            return
+        forward.stop()
+        self._event("forward_stopped", forward=index)
 
     def _watch(self) -> None:
         # Blocks on the transport thread: no polling.  Reconnecting is a

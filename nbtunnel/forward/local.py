@@ -1,16 +1,14 @@
-"""Local forwards (ssh -L): listen here, open a direct-tcpip channel per connection."""
+"""Local forwards (ssh -L): listen here, open a channel to the target per connection."""
 
 from __future__ import annotations
 
 import contextlib
 import socket
-import threading
-from collections.abc import Callable
 from typing import Protocol
 
 from ..errors import ConnectError, ForwardError
 from ..spec import ForwardSpec
-from ..status import Counters, ForwardSnapshot, State
+from .base import BaseForward, EventSink
 from .listener import Family, Listener
 from .pump import Channel, Relay
 
@@ -19,19 +17,30 @@ from .pump import Channel, Relay
 # local client is not left hanging without a word.
 CHANNEL_OPEN_TIMEOUT = 30.0
 
-EventSink = Callable[..., None]
-
 
 class ChannelOpener(Protocol):
-    """What a local forward needs of the SSH connection."""
+    """What local and dynamic forwards need of the SSH connection."""
 
     def open_tcpip(
         self, host: str, port: int, origin: tuple[str, int], timeout: float
     ) -> Channel: ...
 
+    def open_streamlocal(self, path: str, timeout: float) -> Channel: ...
 
-class LocalForward:
-    """Same as ``ssh -L``: connections to a local port reach a target the server can reach."""
+
+def origin_of(sock: socket.socket) -> tuple[str, int]:
+    """The accepted client's address, as a channel's originator field wants it."""
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        peer = sock.getpeername()
+        return (str(peer[0]), int(peer[1]))
+    return ("127.0.0.1", 0)  # a unix-socket client has no address to report
+
+
+class ListeningForward(BaseForward):
+    """A forward whose connections arrive at a listener on this machine (-L, -D)."""
+
+    KIND = ""  # the spec kind a subclass serves
 
     def __init__(
         self,
@@ -43,15 +52,10 @@ class LocalForward:
         family: Family = "any",
         emit: EventSink | None = None,
     ) -> None:
-        if spec.kind != "local" or spec.target_host is None:
-            raise ValueError(f"not a local forward to a TCP target: {spec}")
-        self.index = index
-        self.spec = spec
-        self.counters = Counters()
-        self.state: State = "starting"
-        self.error: str | None = None
+        if spec.kind != self.KIND:
+            raise ValueError(f"not a {self.KIND} forward: {spec}")
+        super().__init__(index, spec, emit)
         self._connection = connection
-        self._emit = emit or (lambda *a, **k: None)
         self._listener = Listener(
             host=spec.listen_host,
             port=spec.listen_port,
@@ -59,10 +63,6 @@ class LocalForward:
             gateway_ports=gateway_ports,
             family=family,
         )
-        self._lock = threading.Lock()
-        self._relays: set[Relay] = set()
-        self._threads: set[threading.Thread] = set()
-        self._stopping = False
 
     @property
     def listen_host(self) -> str | None:
@@ -79,105 +79,44 @@ class LocalForward:
         self.state = "up"
 
     def _accepted(self, sock: socket.socket, origin: str) -> None:
-        thread = threading.Thread(
-            target=self._serve,
-            args=(sock, origin),
-            name=f"nbtunnel-conn-{self.listen_port}",
-            daemon=True,
-        )
-        with self._lock:
-            if self._stopping:
-                sock.close()
-                return
-            self._threads.add(thread)
-        thread.start()
+        self._spawn(self._guarded, sock, refuse=sock.close)
 
-    def _serve(self, sock: socket.socket, origin: str) -> None:
-        spec = self.spec
-        assert spec.target_host is not None and spec.target_port is not None
-        self.counters.opened()
+    def _guarded(self, sock: socket.socket) -> None:
         try:
-            if sock.family in (socket.AF_INET, socket.AF_INET6):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                peer = sock.getpeername()
-                src = (str(peer[0]), int(peer[1]))
-            else:
-                src = ("127.0.0.1", 0)
-            try:
-                chan = self._connection.open_tcpip(
-                    spec.target_host, spec.target_port, src, CHANNEL_OPEN_TIMEOUT
-                )
-            except (ForwardError, ConnectError) as exc:
-                # One failed connection: close it (as ssh does), record why,
-                # and keep the forward up for the next one.
-                self.counters.failed(str(exc))
-                self._emit("connection_failed", forward=self.index, error=str(exc))
-                sock.close()
-                return
-            relay = Relay(sock, chan, self.counters)
-            with self._lock:
-                if self._stopping:
-                    relay.abort()
-                self._relays.add(relay)
-            origin_text = f"{src[0]}:{src[1]}"
-            target = f"{spec.target_host}:{spec.target_port}"
-            self._emit(
-                "connection", forward=self.index, origin=origin_text, target=target
-            )
-            try:
-                relay.run()
-            finally:
-                with self._lock:
-                    self._relays.discard(relay)
-                self._emit(
-                    "connection_closed",
-                    forward=self.index,
-                    origin=origin_text,
-                    target=target,
-                    sent=relay.sent,
-                    received=relay.received,
-                    error=relay.error,
-                )
+            self._handle(sock)
         except OSError:
             with contextlib.suppress(OSError):
                 sock.close()
-        finally:
-            self.counters.closed()
-            with self._lock:
-                self._threads.discard(threading.current_thread())
 
-    def stop_accepting(self) -> None:
-        """Close the listener; connections already open carry on. Idempotent."""
-        with self._lock:
-            self._stopping = True
+    def _handle(self, sock: socket.socket) -> None:
+        raise NotImplementedError
+
+    def _close_listening(self) -> None:
         self._listener.close()
 
-    def stop(self) -> None:
-        """Close the listener and every connection, and join their threads. Idempotent."""
-        self.stop_accepting()
-        with self._lock:
-            relays = list(self._relays)
-            threads = list(self._threads)
-        for relay in relays:
-            relay.abort()
-        for thread in threads:
-            thread.join()
-        if self.state != "failed":
-            self.state = "stopped"
 
-    def snapshot(self) -> ForwardSnapshot:
+class LocalForward(ListeningForward):
+    """Same as ``ssh -L``: connections to a local port reach a target the server can reach."""
+
+    KIND = "local"
+
+    def _handle(self, sock: socket.socket) -> None:
         spec = self.spec
-        return ForwardSnapshot(
-            index=self.index,
-            spec=str(spec),
-            kind=spec.kind,
-            listen_host=self.listen_host,
-            listen_port=self.listen_port,
-            listen_path=spec.listen_path,
-            target_host=spec.target_host,
-            target_port=spec.target_port,
-            target_path=spec.target_path,
-            state=self.state,
-            error=self.error,
-            stats=self.counters.snapshot(),
-        )
+        src = origin_of(sock)
+        try:
+            if spec.target_path is not None:
+                target = spec.target_path
+                chan = self._connection.open_streamlocal(
+                    spec.target_path, CHANNEL_OPEN_TIMEOUT
+                )
+            else:
+                assert spec.target_host is not None and spec.target_port is not None
+                target = f"{spec.target_host}:{spec.target_port}"
+                chan = self._connection.open_tcpip(
+                    spec.target_host, spec.target_port, src, CHANNEL_OPEN_TIMEOUT
+                )
+        except (ForwardError, ConnectError) as exc:
+            self._connection_failed(str(exc))
+            sock.close()
+            return
+        self._relay(Relay(sock, chan, self.counters), f"{src[0]}:{src[1]}", target)

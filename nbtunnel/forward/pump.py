@@ -34,15 +34,48 @@ class Relay:
     other keeps flowing; an error in either aborts both.
     """
 
-    def __init__(self, sock: socket.socket, chan: Channel, counters: Counters) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        chan: Channel,
+        counters: Counters,
+        *,
+        target_is_sock: bool = False,
+        to_chan: bytes = b"",
+        to_sock: bytes = b"",
+    ) -> None:
+        """``target_is_sock``: the socket is the target's end (a remote
+        forward), so bytes into it count as sent to the target.  ``to_chan``
+        and ``to_sock``: bytes already read (after a SOCKS request, say) that
+        go out first."""
         self.sock = sock
         self.chan = chan
         self.counters = counters
         self.error: str | None = None
-        # Per connection, each written by one direction's thread only.
+        # Bytes to and from the target for this connection, each written by
+        # one direction's thread only.
         self.sent = 0
         self.received = 0
+        self._target_is_sock = target_is_sock
+        self._to_chan = to_chan
+        self._to_sock = to_sock
         self._aborted = threading.Event()
+
+    def _count_up(self, n: int) -> None:
+        if self._target_is_sock:
+            self.counters.add_from_target(n)
+            self.received += n
+        else:
+            self.counters.add_to_target(n)
+            self.sent += n
+
+    def _count_down(self, n: int) -> None:
+        if self._target_is_sock:
+            self.counters.add_to_target(n)
+            self.sent += n
+        else:
+            self.counters.add_from_target(n)
+            self.received += n
 
     def run(self) -> None:
         """Relay until done, in the calling thread plus one helper thread."""
@@ -70,35 +103,37 @@ class Relay:
             self.sock.shutdown(socket.SHUT_RDWR)
 
     def _up(self) -> None:
-        """This machine's client -> the target."""
-        sock, chan, add = self.sock, self.chan, self.counters.add_to_target
+        """The socket -> the channel."""
+        sock, chan, count = self.sock, self.chan, self._count_up
         try:
+            data, self._to_chan = self._to_chan, b""
             while True:
+                if data:
+                    chan.sendall(data)
+                    count(len(data))
                 data = sock.recv(BUFSIZE)
                 if not data:
                     if not self._aborted.is_set():
                         chan.shutdown_write()
                     return
-                chan.sendall(data)
-                add(len(data))
-                self.sent += len(data)
         except (OSError, EOFError) as exc:
             if not self._aborted.is_set():
                 self.abort(f"upstream ended with an error: {exc}")
 
     def _down(self) -> None:
-        """The target -> this machine's client."""
-        sock, chan, add = self.sock, self.chan, self.counters.add_from_target
+        """The channel -> the socket."""
+        sock, chan, count = self.sock, self.chan, self._count_down
         try:
+            data, self._to_sock = self._to_sock, b""
             while True:
+                if data:
+                    sock.sendall(data)
+                    count(len(data))
                 data = chan.recv(BUFSIZE)
                 if not data:
                     if not self._aborted.is_set():
                         sock.shutdown(socket.SHUT_WR)
                     return
-                sock.sendall(data)
-                add(len(data))
-                self.received += len(data)
         except (OSError, EOFError) as exc:
             if not self._aborted.is_set():
                 self.abort(f"downstream ended with an error: {exc}")

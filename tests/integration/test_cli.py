@@ -85,3 +85,29 @@ def test_help_and_version() -> None:
     proc = _run("--version")
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0 and out.startswith("nbtunnel ")
+
+
+def test_remote_forward_prints_the_allocated_port_as_ssh_does(sshd, here) -> None:
+    proc = _run(
+        *sshd.args(), "-R", f"127.0.0.1:0:127.0.0.1:{here.echo}", sshd.destination
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        match = re.fullmatch(
+            rf"Allocated port (\d+) for remote forward to 127\.0\.0\.1:{here.echo}\n",
+            first,
+        )
+        assert match, first
+        port = int(match.group(1))
+        line = proc.stdout.readline()
+        assert f"-R the server 127.0.0.1:{port} → this machine connects to" in line
+        got = clients.on_server(sshd, "echo", "127.0.0.1", port, 1000)
+        assert got == {"ok": True}
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err

@@ -326,23 +326,6 @@ def test_bad_line_fails_before_connecting(manager: Manager) -> None:
         manager.open("user@host")
 
 
-@pytest.mark.parametrize(
-    ("forward", "words"),
-    [
-        ("-R 0:localhost:80", "-R forwards are not supported yet"),
-        ("-D 0", "-D forwards are not supported yet"),
-        ("-L 0:/run/postgresql/.s.PGSQL.5432", "unix socket on the server"),
-    ],
-)
-def test_forms_not_run_yet_fail_before_connecting(
-    manager: Manager, sshd, forward: str, words: str
-) -> None:
-    before = set(sshd.session_pids())
-    with pytest.raises(ForwardError, match=words):
-        manager.open(sshd.line(*forward.split()))
-    assert set(sshd.session_pids()) == before
-
-
 def test_unsupported_cipher(manager: Manager, sshd, forward) -> None:
     with pytest.raises(ConnectError, match=r"cipher 'chacha20-poly1305@openssh\.com'"):
         manager.open(_line(sshd, "-c", "chacha20-poly1305@openssh.com", *forward))

@@ -124,19 +124,34 @@ def _threads(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/task"))
 
 
-def test_no_leaks_in_the_engine_after_many_open_stop_cycles(sshd, targets) -> None:
+def _cycle_every_kind(manager: Manager, sshd, targets, here) -> None:
+    """Open -L, -R and -D on one connection, use each, stop."""
+    line = sshd.line(
+        "-L",
+        f"0:{targets.host}:{targets.echo}",
+        "-R",
+        f"127.0.0.1:0:127.0.0.1:{here.echo}",
+        "-D",
+        "0",
+    )
+    with manager.open(line) as t:
+        local, remote, dynamic = (f.listen_port for f in t.forwards)
+        for _ in range(3):
+            data = b"z" * 1000
+            assert clients.echo_roundtrip("127.0.0.1", local, data, 10) == data
+        assert clients.socks_echo(dynamic, "localhost", targets.echo, b"d") == b"d"
+        got = clients.on_server(sshd, "echo", "127.0.0.1", remote, 1000)
+        assert got == {"ok": True}
+
+
+def test_no_leaks_in_the_engine_after_many_open_stop_cycles(
+    sshd, targets, here
+) -> None:
     manager = Manager(engine="process")
     try:
-        line = sshd.line("-L", f"0:{targets.host}:{targets.echo}")
 
         def cycle() -> None:
-            with manager.open(line) as t:
-                port = t.forwards[0].listen_port
-                for _ in range(3):
-                    assert (
-                        clients.echo_roundtrip("127.0.0.1", port, b"z" * 1000, 10)
-                        == b"z" * 1000
-                    )
+            _cycle_every_kind(manager, sshd, targets, here)
 
         cycle()  # warm up: imports, the request threads' first use
         engine = manager.engine_pid
@@ -148,28 +163,30 @@ def test_no_leaks_in_the_engine_after_many_open_stop_cycles(sshd, targets) -> No
         assert clients.wait_until(lambda: _threads(engine) <= threads, 5), (
             f"threads {threads} -> {_threads(engine)}"
         )
-        assert _fds(engine) == fds
+        assert clients.wait_until(lambda: _fds(engine) == fds, 5), (
+            f"fds {fds} -> {_fds(engine)}"
+        )
     finally:
         manager.close()
 
 
-def test_no_leaks_in_the_caller_inline(sshd, targets) -> None:
-    line = sshd.line("-L", f"0:{targets.host}:{targets.echo}")
+def test_no_leaks_in_the_caller_inline(sshd, targets, here) -> None:
     manager = Manager(engine="inline")
+
+    def cycle() -> None:
+        _cycle_every_kind(manager, sshd, targets, here)
+
     try:
-        with manager.open(line) as t:
-            clients.echo_roundtrip("127.0.0.1", t.forwards[0].listen_port, b"w", 10)
+        cycle()
         time.sleep(0.2)
         fds = _fds(os.getpid())
         names_before = sorted(t.name for t in threading.enumerate())
         for _ in range(10):
-            with manager.open(line) as t:
-                port = t.forwards[0].listen_port
-                assert clients.echo_roundtrip("127.0.0.1", port, b"w", 10) == b"w"
+            cycle()
         assert clients.wait_until(
             lambda: sorted(t.name for t in threading.enumerate()) == names_before, 5
         ), [t.name for t in threading.enumerate()]
-        assert _fds(os.getpid()) == fds
+        assert clients.wait_until(lambda: _fds(os.getpid()) == fds, 5)
     finally:
         manager.close()
 

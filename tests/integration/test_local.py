@@ -197,3 +197,27 @@ def test_target_is_reachable_only_through_the_server(
     with manager.open(sshd.line("-L", f"0:localhost:{targets.http}")) as t:
         status, body = clients.http_get("127.0.0.1", t.forwards[0].listen_port, "/")
         assert status == 200 and b"nbtunnel rig" in body
+
+
+def test_unix_socket_on_the_server(manager: Manager, sshd, targets) -> None:
+    # -L port:remote_socket (direct-streamlocal), as for PostgreSQL's socket.
+    with manager.open(sshd.line("-L", f"0:{targets.unix_echo}")) as t:
+        fwd = t.forwards[0]
+        assert fwd.target_path == str(targets.unix_echo) and fwd.target_host is None
+        data = pattern(1 * MiB)
+        assert clients.echo_roundtrip("127.0.0.1", fwd.listen_port, data) == data
+        assert fwd.stats.bytes_to_target == len(data)
+        assert "the server connects to " + str(targets.unix_echo) in repr(fwd)
+
+
+def test_a_missing_server_socket_fails_one_connection(
+    manager: Manager, sshd, targets, tmp_path: Path
+) -> None:
+    missing = tmp_path / "nobody-here.sock"
+    with manager.open(sshd.line("-L", f"0:{missing}")) as t:
+        fwd = t.forwards[0]
+        with socket.create_connection(("127.0.0.1", fwd.listen_port), timeout=10) as s:
+            assert clients.recv_all(s, 10) == b""
+        stats = clients.wait_until(lambda: fwd.stats.connections_failed and fwd.stats)
+        assert f"the unix socket {missing}" in (stats.last_error or "")
+        assert t.state == "up" and fwd.state == "up"

@@ -5,7 +5,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.client
+import ipaddress
+import json
 import socket
+import struct
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -13,7 +17,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from .data import chunks, expected_sha256
-from .sshd import free_port
+from .sshd import SshServer, free_port
 
 __all__ = [
     "echo_many",
@@ -22,9 +26,12 @@ __all__ = [
     "expected_sha256",
     "free_port",
     "http_get",
+    "on_server",
     "port_is_closed",
     "recv_all",
     "sink_upload",
+    "socks_connect",
+    "socks_echo",
     "source_download",
     "wait_until",
 ]
@@ -218,3 +225,112 @@ def wait_until(
             what = message or getattr(predicate, "__name__", "condition")
             raise TimeoutError(f"{what} not met within {timeout} s")
         time.sleep(interval)
+
+
+class SocksRefused(ConnectionError):
+    """The proxy answered a CONNECT with a failure; ``code`` is its reply code."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(f"SOCKS reply code {code:#x}")
+        self.code = code
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    got = bytearray()
+    while len(got) < n:
+        data = sock.recv(n - len(got))
+        if not data:
+            raise ConnectionError(f"proxy closed after {len(got)} of {n} reply bytes")
+        got.extend(data)
+    return bytes(got)
+
+
+def socks_connect(
+    proxy_host: str,
+    proxy_port: int,
+    host: str,
+    port: int,
+    *,
+    version: str = "5",
+    timeout: float = 30.0,
+) -> socket.socket:
+    """A socket connected through a SOCKS proxy ("5", "4" or "4a") to host:port.
+
+    Written from RFC 1928 and the SOCKS4/4a texts, independently of
+    nbtunnel's parser, so the two check each other.  Raises SocksRefused
+    with the proxy's reply code when it refuses.
+    """
+    sock = socket.create_connection((proxy_host, proxy_port), timeout=timeout)
+    try:
+        if version == "5":
+            sock.sendall(b"\x05\x01\x00")
+            if _recv_exact(sock, 2) != b"\x05\x00":
+                raise ConnectionError("the proxy refused the no-auth method")
+            try:
+                ip = ipaddress.ip_address(host)
+                addr = (b"\x01" if ip.version == 4 else b"\x04") + ip.packed
+            except ValueError:
+                addr = b"\x03" + bytes([len(host)]) + host.encode()
+            sock.sendall(b"\x05\x01\x00" + addr + struct.pack(">H", port))
+            head = _recv_exact(sock, 4)
+            if head[1] != 0:
+                raise SocksRefused(head[1])
+            size = {1: 4, 4: 16}.get(head[3])
+            _recv_exact(sock, (size or _recv_exact(sock, 1)[0]) + 2)
+        else:
+            if version == "4a":
+                ip4, name = b"\x00\x00\x00\x01", host.encode() + b"\x00"
+            else:
+                ip4, name = ipaddress.IPv4Address(host).packed, b""
+            sock.sendall(b"\x04\x01" + struct.pack(">H", port) + ip4 + b"me\x00" + name)
+            reply = _recv_exact(sock, 8)
+            if reply[1] != 0x5A:
+                raise SocksRefused(reply[1])
+        sock.settimeout(timeout)
+        return sock
+    except BaseException:
+        sock.close()
+        raise
+
+
+def socks_echo(
+    proxy_port: int,
+    host: str,
+    port: int,
+    data: bytes,
+    *,
+    version: str = "5",
+    proxy_host: str = "127.0.0.1",
+    timeout: float = 30.0,
+) -> bytes:
+    """echo_roundtrip through a SOCKS proxy."""
+    with socks_connect(
+        proxy_host, proxy_port, host, port, version=version, timeout=timeout
+    ) as sock:
+        return _roundtrip(sock, data, timeout)
+
+
+_ROOT = Path(__file__).resolve().parents[2]
+
+
+def on_server(
+    server: SshServer, *args: str | int, timeout: float = 60.0
+) -> dict[str, object]:
+    """Run ``python -m tests.rig.probe ARGS`` where the SSH server runs; its JSON reply.
+
+    The probe is a client on the server's side of the tunnel: what it
+    reaches of this machine, it reaches through the SSH connection.
+    """
+    argv = [
+        "env",
+        f"PYTHONPATH={_ROOT}",
+        sys.executable,
+        "-m",
+        "tests.rig.probe",
+        *map(str, args),
+    ]
+    result = server.exec_in_ns(argv, check=False, timeout=timeout)
+    if result.returncode != 0:
+        raise AssertionError(f"probe {args} failed: {result.stderr[-2000:]}")
+    reply: dict[str, object] = json.loads(result.stdout)
+    return reply

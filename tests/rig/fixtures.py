@@ -6,6 +6,7 @@
 - targets (session): the Targets
 - fresh_sshd (function): an independent SshServer reaching the same targets
 - isolated (session): the rig's Netns; skips the test in loopback mode
+- here (session): Targets on this machine's loopback, which -R forwards serve
 
 Tests marked ``@pytest.mark.netns`` skip in loopback mode as well.
 """
@@ -16,7 +17,7 @@ from collections.abc import Generator, Iterator
 
 import pytest
 
-from .launcher import Targets
+from .launcher import Targets, start_targets
 from .netns import NETNS_SKIP_REASON, Mode, Netns, detect_mode, sweep_stale
 from .rig import Rig, raise_nofile_limit, start_rig
 from .sshd import SshServer, start_sshd
@@ -85,3 +86,9 @@ def isolated(rig: Rig) -> Netns:
     if rig.netns is None:
         pytest.skip(_skip_reason())
     return rig.netns
+
+
+@pytest.fixture(scope="session")
+def here() -> Iterator[Targets]:
+    with start_targets(None) as t:
+        yield t

@@ -79,3 +79,11 @@ def test_engine_answers_unknown_requests_with_an_error() -> None:
         "result": [],
     }
     engine.stop_all(final=True)
+
+
+def test_stopping_a_forward_of_an_unknown_tunnel_is_an_error() -> None:
+    engine = Engine(lambda message: None)
+    reply = engine.handle({"id": 9, "op": "stop_forward", "tunnel": 42, "forward": 0})
+    assert reply["ok"] is False
+    assert "no tunnel 42" in reply["error"]["message"]
+    engine.stop_all(final=True)

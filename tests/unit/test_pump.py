@@ -104,3 +104,38 @@ def test_reset_from_the_client_ends_the_relay() -> None:
     target.close()
     t.join(5)
     assert not t.is_alive()
+
+
+def test_pending_bytes_go_first_and_a_socket_target_counts_the_other_way() -> None:
+    # A remote forward: the channel is the client's end, the socket the target's.
+    client_end, chan_end = socket.socketpair()
+    local, target = socket.socketpair()
+    counters = Counters()
+    relay = Relay(
+        local,
+        SocketChannel(chan_end),
+        counters,
+        target_is_sock=True,
+        to_sock=b"after-the-handshake:",
+        to_chan=b"early-reply:",
+    )
+    runner = threading.Thread(target=relay.run)
+    runner.start()
+    with client_end, target:
+        client_end.sendall(b"request")
+        client_end.shutdown(socket.SHUT_WR)
+        got = bytearray()
+        while data := target.recv(65536):
+            got.extend(data)
+        assert bytes(got) == b"after-the-handshake:request"
+        target.sendall(b"response")
+        target.shutdown(socket.SHUT_WR)
+        back = bytearray()
+        while data := client_end.recv(65536):
+            back.extend(data)
+        assert bytes(back) == b"early-reply:response"
+    runner.join(10)
+    assert not runner.is_alive()
+    stats = counters.snapshot()
+    assert stats.bytes_to_target == len(got) == relay.sent
+    assert stats.bytes_from_target == len(back) == relay.received

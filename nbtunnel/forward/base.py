@@ -1,0 +1,167 @@
+"""What every kind of forward shares: counters, state, its connections' threads and relays."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from ..spec import ForwardSpec
+from ..status import Counters, ForwardSnapshot, State
+from .pump import Relay
+
+EventSink = Callable[..., None]
+
+
+class BaseForward:
+    """One forward's bookkeeping; subclasses say where connections come from and go.
+
+    Every thread serving one of its connections is tracked so that stop()
+    can abort their relays and join them: nothing outlives a stopped forward.
+    """
+
+    def __init__(self, index: int, spec: ForwardSpec, emit: EventSink | None) -> None:
+        self.index = index
+        self.spec = spec
+        self.counters = Counters()
+        self.state: State = "starting"
+        self.error: str | None = None
+        # Said in displays: e.g. that the server decides how wide -R binds.
+        self.note: str | None = None
+        self._emit = emit or (lambda *a, **k: None)
+        self._lock = threading.Lock()
+        self._relays: set[Relay] = set()
+        self._threads: set[threading.Thread] = set()
+        self._stopping = False
+
+    # -- where it listens (subclasses) --------------------------------------
+
+    @property
+    def listen_host(self) -> str | None:
+        return self.spec.listen_host
+
+    @property
+    def listen_port(self) -> int | None:
+        return self.spec.listen_port
+
+    @property
+    def listen_path(self) -> str | None:
+        return self.spec.listen_path
+
+    def start(self) -> None:
+        """Start listening (here or on the server); raises ForwardError if it cannot."""
+        raise NotImplementedError
+
+    def _close_listening(self) -> None:
+        """Stop new connections arriving (close the listener, cancel on the server)."""
+        raise NotImplementedError
+
+    # -- connections ----------------------------------------------------------
+
+    def _spawn(
+        self, work: Callable[..., None], *args: Any, refuse: Callable[[], None]
+    ) -> None:
+        """Serve one connection in a new tracked thread (``refuse()`` if stopping)."""
+        thread = threading.Thread(
+            target=self._serve,
+            args=(work, *args),
+            name=f"nbtunnel-conn-{self.spec.flag}{self.index}",
+            daemon=True,
+        )
+        with self._lock:
+            if self._stopping:
+                refuse()
+                return
+            self._threads.add(thread)
+        thread.start()
+
+    def _adopt(
+        self, work: Callable[..., None], *args: Any, refuse: Callable[[], None]
+    ) -> None:
+        """Serve one connection in the calling thread, tracked (``refuse()`` if stopping)."""
+        with self._lock:
+            if self._stopping:
+                refuse()
+                return
+            self._threads.add(threading.current_thread())
+        self._serve(work, *args)
+
+    def _serve(self, work: Callable[..., None], *args: Any) -> None:
+        self.counters.opened()
+        try:
+            work(*args)
+        finally:
+            self.counters.closed()
+            with self._lock:
+                self._threads.discard(threading.current_thread())
+
+    def _connection_failed(self, error: str) -> None:
+        # One failed connection is closed, counted and said; the forward
+        # stays up for the next one.
+        self.counters.failed(error)
+        self._emit("connection_failed", forward=self.index, error=error)
+
+    def _relay(self, relay: Relay, origin: str, target: str) -> None:
+        """Run ``relay`` to its end, announcing the connection and its totals."""
+        with self._lock:
+            if self._stopping:
+                relay.abort()
+            self._relays.add(relay)
+        self._emit("connection", forward=self.index, origin=origin, target=target)
+        try:
+            relay.run()
+        finally:
+            with self._lock:
+                self._relays.discard(relay)
+            self._emit(
+                "connection_closed",
+                forward=self.index,
+                origin=origin,
+                target=target,
+                sent=relay.sent,
+                received=relay.received,
+                error=relay.error,
+            )
+
+    # -- stopping ---------------------------------------------------------------
+
+    def stop_accepting(self) -> None:
+        """No new connections; those already open carry on. Idempotent."""
+        with self._lock:
+            first = not self._stopping
+            self._stopping = True
+        if first:
+            self._close_listening()
+
+    def stop(self) -> None:
+        """Stop accepting, abort every connection and join their threads. Idempotent."""
+        self.stop_accepting()
+        with self._lock:
+            relays = list(self._relays)
+            threads = list(self._threads)
+        for relay in relays:
+            relay.abort()
+        current = threading.current_thread()
+        for thread in threads:
+            if thread is not current:
+                thread.join()
+        if self.state != "failed":
+            self.state = "stopped"
+
+    def snapshot(self) -> ForwardSnapshot:
+        spec = self.spec
+        return ForwardSnapshot(
+            index=self.index,
+            spec=str(spec),
+            kind=spec.kind,
+            listen_host=self.listen_host,
+            listen_port=self.listen_port,
+            listen_path=self.listen_path,
+            target_host=spec.target_host,
+            target_port=spec.target_port,
+            target_path=spec.target_path,
+            state=self.state,
+            error=self.error,
+            stats=self.counters.snapshot(),
+            note=self.note,
+        )
