@@ -7,6 +7,7 @@ connection and forward) → ``connection`` / ``forward`` → ``config`` /
 """
 
 import logging
+from typing import Any
 
 from ._version import __version__
 from .errors import (
@@ -21,6 +22,21 @@ from .errors import (
 from .manager import Forward, Manager, Tunnel, default_manager, open, stop_all, tunnels
 from .spec import Destination, ForwardSpec, TunnelSpec, parse
 from .status import ForwardStats
+
+
+def load_ipython_extension(ip: Any) -> None:
+    """``%load_ext nbtunnel`` (or ``c.InteractiveShellApp.extensions = ["nbtunnel"]``)."""
+    from . import magic  # IPython is imported only when a notebook asks
+
+    magic.load_ipython_extension(ip)
+
+
+def unload_ipython_extension(ip: Any) -> None:
+    """``%unload_ext nbtunnel``: stops every tunnel and removes ``%tunnel``."""
+    from . import magic
+
+    magic.unload_ipython_extension(ip)
+
 
 # A library logs; the application decides what is shown (and a notebook
 # cell must not fill with a background thread's messages).

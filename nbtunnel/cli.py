@@ -28,35 +28,6 @@ forms:
 """ + "".join(f"  {form}\n" for forms in ACCEPTED_FORMS.values() for form in forms)
 
 
-def _event_line(message: Message) -> str | None:
-    kind = message.get("event")
-    if kind == "connection":
-        return f"connection {message.get('origin')} → {message.get('target')}"
-    if kind == "connection_closed":
-        up = display.size(int(message.get("sent", 0)))
-        down = display.size(int(message.get("received", 0)))
-        return f"closed {message.get('origin')} → {message.get('target')} (↑ {up}, ↓ {down})"
-    if kind == "allocated":
-        # OpenSSH's words, which scripts already look for.
-        target = message.get("target")
-        what = f"remote forward to {target}" if target else "remote SOCKS proxy"
-        return f"Allocated port {message.get('port')} for {what}"
-    if kind == "forward_stopped":
-        return f"forward {message.get('forward')} stopped"
-    if kind == "forward_failed":
-        return f"forward failed: {message.get('error')}"
-    if kind == "connection_failed":
-        return f"connection failed: {message.get('error')}"
-    if kind == "state":
-        error = message.get("error")
-        return f"tunnel {message.get('tunnel')} {message.get('state')}" + (
-            f": {error}" if error else ""
-        )
-    if kind == "log" and int(message.get("level", 0)) >= 30:
-        return f"{message.get('logger')}: {message.get('message')}"
-    return None
-
-
 def run(argv: Sequence[str], out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     """Run the CLI; returns the exit status."""
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -75,7 +46,7 @@ def run(argv: Sequence[str], out: TextIO = sys.stdout, err: TextIO = sys.stderr)
     def on_event(message: Message) -> None:
         if message.get("event") == "state" and not opened.is_set():
             return  # the forwarding lines below say it better
-        line = _event_line(message)
+        line = display.event_line(message)
         if line:
             with write_lock:
                 out.write(line + "\n")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import html
 import time
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from .status import ForwardSnapshot, TunnelSnapshot
 
@@ -68,6 +70,7 @@ _COLUMNS = (
     "↑ sent",
     "↓ received",
     "last error",
+    "uptime",
 )
 
 
@@ -78,7 +81,7 @@ def _rows(tunnels: list[TunnelSnapshot]) -> list[tuple[str, ...]]:
             s = f.stats
             rows.append(
                 (
-                    str(t.id),
+                    t.label,
                     f.spec.split(" ", 1)[0],
                     listen_text(f),
                     target_text(f),
@@ -88,12 +91,13 @@ def _rows(tunnels: list[TunnelSnapshot]) -> list[tuple[str, ...]]:
                     size(s.bytes_to_target),
                     size(s.bytes_from_target),
                     f.error or s.last_error or (t.error or ""),
+                    uptime(t.started_at) if f.state == "up" else "",
                 )
             )
         if not t.forwards:
             rows.append(
                 (
-                    str(t.id),
+                    t.label,
                     "",
                     "",
                     "",
@@ -103,6 +107,7 @@ def _rows(tunnels: list[TunnelSnapshot]) -> list[tuple[str, ...]]:
                     "",
                     "",
                     t.error or "",
+                    "",
                 )
             )
     return rows
@@ -147,8 +152,52 @@ def html_table(tunnels: list[TunnelSnapshot]) -> str:
     )
 
 
+def html_events(events: Iterable[str]) -> str:
+    """A tunnel's recent events under its table, small and muted."""
+    items = "".join(f"<li>{html.escape(e)}</li>" for e in events)
+    if not items:
+        return ""
+    return (
+        "<details class='nbtunnel-events'><summary>recent events</summary>"
+        f"<ul style='margin:0;color:var(--jp-ui-font-color2, #757575)'>{items}</ul>"
+        "</details>"
+    )
+
+
 def forward_line(f: ForwardSnapshot, destination: str) -> str:
     """One line for a forward's repr and the CLI."""
     flag = f.spec.split(" ", 1)[0]
     line = f"{flag} {listen_text(f)} → {target_text(f)} via {destination} [{f.state}]"
     return f"{line} ({f.note})" if f.note else line
+
+
+def event_line(message: Mapping[str, Any]) -> str | None:
+    """One line for an engine event (the CLI's output, a tunnel's event list)."""
+    kind = message.get("event")
+    if kind == "connection":
+        return f"connection {message.get('origin')} → {message.get('target')}"
+    if kind == "connection_closed":
+        up = size(int(message.get("sent", 0)))
+        down = size(int(message.get("received", 0)))
+        return f"closed {message.get('origin')} → {message.get('target')} (↑ {up}, ↓ {down})"
+    if kind == "allocated":
+        # OpenSSH's words, which scripts already look for.
+        target = message.get("target")
+        what = f"remote forward to {target}" if target else "remote SOCKS proxy"
+        return f"Allocated port {message.get('port')} for {what}"
+    if kind == "forward_added":
+        return f"forward added: {message.get('spec')}"
+    if kind == "forward_stopped":
+        return f"forward {message.get('forward')} stopped"
+    if kind == "forward_failed":
+        return f"forward failed: {message.get('error')}"
+    if kind == "connection_failed":
+        return f"connection failed: {message.get('error')}"
+    if kind == "state":
+        error = message.get("error")
+        return f"tunnel {message.get('tunnel')} {message.get('state')}" + (
+            f": {error}" if error else ""
+        )
+    if kind == "log" and int(message.get("level", 0)) >= 30:
+        return f"{message.get('logger')}: {message.get('message')}"
+    return None

@@ -6,22 +6,25 @@ import atexit
 import logging
 import os
 import threading
+import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import replace
 from types import TracebackType
-from typing import Literal
+from typing import Any, Literal
 
 from . import display
 from .config import resolve
 from .engine.client import EngineClient, EventHandler, InlineClient, ProcessClient
 from .engine.protocol import Message
-from .errors import EngineError, SpecError
+from .errors import EngineError, ForwardError, SpecError
 from .spec import ForwardSpec, TunnelSpec, parse, parse_forward
 from .status import ForwardSnapshot, ForwardStats, State, TunnelSnapshot
 
 logger = logging.getLogger("nbtunnel")
 EngineMode = Literal["process", "inline"]
 ENGINE_ENV = "NBTUNNEL_ENGINE"
+EVENTS_KEPT = 12
 
 
 class Forward:
@@ -99,10 +102,15 @@ class Forward:
     def __repr__(self) -> str:
         return f"<Forward {display.forward_line(self._snapshot, self._tunnel.destination)}>"
 
-    def _repr_html_(self) -> str:
+    def _one(self) -> TunnelSnapshot:
         snap = self._tunnel._snapshot
-        one = replace(snap, forwards=(snap.forwards[self._first.index],))
-        return display.html_table([one])
+        return replace(snap, forwards=(snap.forwards[self._first.index],))
+
+    def _repr_html_(self) -> str:
+        return display.html_table([self._one()])
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(display.text_table([self._one()]))
 
 
 class Tunnel:
@@ -117,12 +125,25 @@ class Tunnel:
         self._manager = manager
         self.spec = spec
         self.id = snapshot.id
+        self.name = snapshot.label
         self.destination = snapshot.destination
         self._last = snapshot
         self._stopped = False
-        self.forwards: tuple[Forward, ...] = tuple(
-            Forward(self, f) for f in snapshot.forwards
-        )
+        self._forwards: list[Forward] = []
+        # The latest events, newest last, shown in its display.
+        self.events: deque[str] = deque(maxlen=EVENTS_KEPT)
+        self._adopt(snapshot)
+
+    def _adopt(self, snapshot: TunnelSnapshot) -> None:
+        """Handles for forwards the engine added since (they only ever grow)."""
+        self._last = snapshot
+        for f in snapshot.forwards[len(self._forwards) :]:
+            self._forwards.append(Forward(self, f))
+
+    @property
+    def forwards(self) -> tuple[Forward, ...]:
+        """Its forwards in the order they were asked for, stopped ones included."""
+        return tuple(self._forwards)
 
     @property
     def _snapshot(self) -> TunnelSnapshot:
@@ -161,7 +182,7 @@ class Tunnel:
 
     def __repr__(self) -> str:
         snap = self._snapshot
-        lines = [f"<Tunnel {self.id} via {self.destination} [{snap.state}]"]
+        lines = [f"<Tunnel {self.name} via {self.destination} [{snap.state}]"]
         lines += [
             "  " + display.forward_line(f, self.destination) for f in snap.forwards
         ]
@@ -170,7 +191,13 @@ class Tunnel:
         return "\n".join(lines) + ">"
 
     def _repr_html_(self) -> str:
-        return display.html_table([self._snapshot])
+        return display.html_table([self._snapshot]) + display.html_events(self.events)
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        text = display.text_table([self._snapshot])
+        if self.events:
+            text += "\nrecent events:\n" + "\n".join(f"  {e}" for e in self.events)
+        p.text(text)
 
 
 class Manager:
@@ -185,6 +212,7 @@ class Manager:
         self._client: EngineClient | None = None
         self._tunnels: dict[int, Tunnel] = {}
         self._listeners: list[EventHandler] = []
+        self._early: dict[int, deque[str]] = {}
 
     # -- the engine -------------------------------------------------------
 
@@ -219,31 +247,80 @@ class Manager:
             )
         else:
             logger.debug("engine event: %s", message)
+            self._record(message)
         for callback in list(self._listeners):
             try:
                 callback(message)
             except Exception:
                 logger.exception("nbtunnel event listener failed")
 
+    def _record(self, message: Message) -> None:
+        line = display.event_line(message)
+        tunnel_id = message.get("tunnel")
+        if not line or not isinstance(tunnel_id, int):
+            return
+        with self._lock:
+            tunnel = self._tunnels.get(tunnel_id)
+            # Events of an open still in flight ("Allocated port") wait for
+            # its handle.
+            events = (
+                tunnel.events
+                if tunnel is not None
+                else self._early.setdefault(tunnel_id, deque(maxlen=EVENTS_KEPT))
+            )
+            events.append(f"{time.strftime('%H:%M:%S')} {line}")
+            while len(self._early) > 16:  # those of opens that failed
+                self._early.pop(next(iter(self._early)))
+
     # -- tunnels ----------------------------------------------------------
 
-    def open(self, line: str | Sequence[str]) -> Tunnel:
-        """Open the forwards of one ``ssh`` command line over one SSH connection."""
+    def open(self, line: str | Sequence[str], *, name: str | None = None) -> Tunnel:
+        """Open the forwards of one ``ssh`` command line over one SSH connection.
+
+        ``name`` labels it in tables (default: the host, made unique).
+        """
         spec = parse(line)
         if not spec.forwards:
             raise _no_forwards(spec)
         settings = resolve(spec)
+        with self._lock:
+            taken = {t.name for t in self._tunnels.values()}
+        if name is not None and name in taken:
+            raise SpecError(f"a tunnel named '{name}' is open already", text=name)
         client = self._engine()
         result = client.request(
             "open",
             destination=spec.destination.text,
             settings=settings.to_dict(),
             forwards=[[f.flag, f.text] for f in spec.forwards],
+            name=name or _unique(spec.destination.host, taken),
         )
         tunnel = Tunnel(self, spec, TunnelSnapshot.from_dict(result))
         with self._lock:
             self._tunnels[tunnel.id] = tunnel
+            tunnel.events.extend(self._early.pop(tunnel.id, ()))
         return tunnel
+
+    def add(
+        self, tunnel: Tunnel, forwards: Sequence[ForwardSpec]
+    ) -> tuple[Forward, ...]:
+        """Start more forwards on a live tunnel's connection; returns the new handles."""
+        client = self._client
+        if tunnel._stopped or client is None or not client.alive:
+            raise ForwardError(f"tunnel {tunnel.name} is not running")
+        result = client.request(
+            "add", tunnel=tunnel.id, forwards=[[f.flag, f.text] for f in forwards]
+        )
+        before = len(tunnel._forwards)
+        tunnel._adopt(TunnelSnapshot.from_dict(result))
+        return tunnel.forwards[before:]
+
+    def get(self, name: str) -> Tunnel | None:
+        """The live tunnel with this name (or number)."""
+        for tunnel in self.tunnels():
+            if name in (tunnel.name, str(tunnel.id)):
+                return tunnel
+        return None
 
     def tunnels(self) -> list[Tunnel]:
         """Every live tunnel, oldest first."""
@@ -308,6 +385,15 @@ class Manager:
             client.close()
 
 
+def _unique(host: str, taken: set[str]) -> str:
+    base = host.split(".")[0] if not host.replace(".", "").isdigit() else host
+    name, n = base, 1
+    while name in taken:
+        n += 1
+        name = f"{base}-{n}"
+    return name
+
+
 def _ended(tunnel: Tunnel, state: State, error: str | None) -> TunnelSnapshot:
     last = tunnel._last
     forwards = tuple(replace(f, state=state, error=error) for f in last.forwards)
@@ -334,6 +420,16 @@ def default_manager() -> Manager:
             _default = Manager()
             atexit.register(_default.close)
         return _default
+
+
+def close_default() -> None:
+    """Stop every tunnel and end the engine of the default manager (kernel shutdown)."""
+    global _default
+    with _default_lock:
+        manager, _default = _default, None
+    if manager is not None:
+        atexit.unregister(manager.close)
+        manager.close()
 
 
 def open(line: str | Sequence[str]) -> Tunnel:

@@ -120,6 +120,12 @@ class TunnelSnapshot:
     error: str | None
     forwards: tuple[ForwardSnapshot, ...]
     started_at: float = 0.0
+    name: str = ""
+
+    @property
+    def label(self) -> str:
+        """The name people use for it, or its number."""
+        return self.name or str(self.id)
 
     @property
     def stats(self) -> ForwardStats:

@@ -60,7 +60,12 @@ class Engine:
             tunnel_id = self._next_id
             self._next_id += 1
         tunnel = LiveTunnel(
-            tunnel_id, request["destination"], settings, forwards, self._emit
+            tunnel_id,
+            request["destination"],
+            settings,
+            forwards,
+            self._emit,
+            name=str(request.get("name") or ""),
         )
         tunnel.start()
         if not self._register(tunnel):
@@ -80,12 +85,22 @@ class Engine:
         if tunnel is not None:
             tunnel.stop()
 
-    def _op_stop_forward(self, request: Message) -> None:
+    def _live(self, request: Message) -> LiveTunnel:
         with self._lock:
             tunnel = self._tunnels.get(int(request["tunnel"]))
         if tunnel is None:
             raise TunnelError(f"no tunnel {request['tunnel']} is open")
-        tunnel.stop_forward(int(request["forward"]))
+        return tunnel
+
+    def _op_add(self, request: Message) -> Message:
+        tunnel = self._live(request)
+        tunnel.add(
+            tuple(parse_forward(flag, text) for flag, text in request["forwards"])
+        )
+        return tunnel.snapshot().to_dict()
+
+    def _op_stop_forward(self, request: Message) -> None:
+        self._live(request).stop_forward(int(request["forward"]))
 
     def _op_snapshot(self, request: Message) -> list[Message]:
         wanted = request.get("tunnel")

@@ -29,8 +29,10 @@ class LiveTunnel:
         settings: ConnectSettings,
         forwards: tuple[ForwardSpec, ...],
         emit: Emit,
+        name: str = "",
     ) -> None:
         self.id = tunnel_id
+        self.name = name
         self.destination = destination
         self.settings = settings
         self.specs = forwards
@@ -88,6 +90,29 @@ class LiveTunnel:
             emit=self._event,
         )
 
+    def add(self, specs: tuple[ForwardSpec, ...]) -> None:
+        """Start more forwards on the live connection, all or none of them."""
+        # Under the stop lock: a stop() meanwhile would miss the new forwards.
+        with self._stop_lock:
+            if self._stopped or self.state != "up":
+                raise ForwardError(
+                    f"tunnel {self.id} is {self.state}; open a new one for these forwards"
+                )
+            started: list[BaseForward] = []
+            try:
+                for spec in specs:
+                    forward = self._make(len(self._forwards) + len(started), spec)
+                    forward.start()
+                    started.append(forward)
+            except BaseException:
+                for forward in started:
+                    forward.stop()
+                raise
+            self._forwards.extend(started)
+            self.specs += specs
+        for forward in started:
+            self._event("forward_added", forward=forward.index, spec=str(forward.spec))
+
     def stop_forward(self, index: int) -> None:
         """Stop one forward (cancelled on the server for -R); the others carry on."""
         if not 0 <= index < len(self._forwards):
@@ -144,4 +169,5 @@ class LiveTunnel:
             error=self.error,
             forwards=tuple(f.snapshot() for f in self._forwards),
             started_at=self.started_at,
+            name=self.name,
         )

@@ -11,7 +11,7 @@ PACKAGE = Path(nbtunnel.__file__).parent
 
 # Top to bottom; a module may import only from its own layer or below.
 LAYERS = [
-    {"cli", "__main__"},
+    {"cli", "__main__", "magic"},
     {"manager"},
     {"engine"},
     {"connection", "sshext", "forward"},

@@ -1,0 +1,232 @@
+"""``%tunnel``: the ssh command line in a notebook cell (``%load_ext nbtunnel``).
+
+A view over the process's default manager: it parses, asks the manager, and
+displays.  A TunnelError becomes IPython's UsageError, which a notebook shows
+as one red line without a traceback (a subclass would not do: ipython#14024);
+``-v`` shows the whole exception instead.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.core.magic import Magics, line_magic, magics_class
+
+from . import display
+from .errors import SpecError, TunnelError
+from .manager import Forward, Manager, Tunnel, close_default, default_manager
+from .spec import ForwardSpec, TunnelSpec, parse, parse_forward
+
+USAGE = """\
+%tunnel [--name NAME] [ssh options] (-L spec | -R spec | -D spec)... destination
+%tunnel [list]              the table of every tunnel and forward
+%tunnel stop NAME|all       stop one tunnel, or all of them
+%tunnel -KL [bind:]port     cancel one forward (also -KR, -KD), as ssh's ~C does
+
+Running the same line again returns the tunnel already up.  A destination
+that is a live tunnel's name, or the same destination with the same options,
+adds the forwards to that tunnel's SSH connection."""
+
+_CANCEL = {"-KL": "local", "-KR": "remote", "-KD": "dynamic"}
+
+
+class TunnelTable:
+    """Every tunnel of the kernel, displayed as one table (HTML in a notebook)."""
+
+    def __init__(self, manager: Manager) -> None:
+        self._manager = manager
+
+    def _repr_html_(self) -> str:
+        return display.html_table(self._manager.snapshots())
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(display.text_table(self._manager.snapshots()))
+
+    def __repr__(self) -> str:
+        return display.text_table(self._manager.snapshots())
+
+
+@magics_class
+class TunnelMagics(Magics):
+    @line_magic
+    def tunnel(self, line: str) -> object:
+        """Open, list and stop SSH forwards with ssh's own syntax. See %tunnel?."""
+        try:
+            words = shlex.split(line)
+        except ValueError as exc:
+            raise UsageError(f"cannot split the line: {exc}") from None
+        verbose = "-v" in words
+        try:
+            return run(words, default_manager())
+        except TunnelError as exc:
+            if verbose:
+                raise
+            raise UsageError(str(exc)) from None
+
+
+TunnelMagics.tunnel.__doc__ = USAGE
+
+
+def run(words: list[str], manager: Manager) -> object:
+    """What ``%tunnel WORDS`` does, with the manager to do it."""
+    if not words or words == ["list"]:
+        return TunnelTable(manager)
+    if words[0] == "stop":
+        _stop(words[1:], manager)
+        return None
+    if words[0] in _CANCEL:
+        _cancel(words, manager)
+        return None
+    if words[0] in ("help", "-h", "--help"):
+        print(USAGE)
+        return None
+    name, rest = _name(words)
+    return _open(parse(rest), name, manager)
+
+
+def _name(words: list[str]) -> tuple[str | None, list[str]]:
+    if "--name" not in words:
+        return None, words
+    i = words.index("--name")
+    if i + 1 >= len(words):
+        raise SpecError("--name needs a value: --name NAME", text="--name")
+    return words[i + 1], words[:i] + words[i + 2 :]
+
+
+def _stop(args: list[str], manager: Manager) -> None:
+    if len(args) != 1:
+        raise SpecError("usage: %tunnel stop NAME|all", text=" ".join(args))
+    if args[0] == "all":
+        manager.stop_all()
+        return
+    tunnel = manager.get(args[0])
+    if tunnel is None:
+        raise SpecError(
+            f"no tunnel named '{args[0]}' is open{_known(manager)}", text=args[0]
+        )
+    tunnel.stop()
+
+
+def _known(manager: Manager) -> str:
+    names = [t.name for t in manager.tunnels()]
+    return f" (open: {', '.join(names)})" if names else " (none is open)"
+
+
+def _cancel(words: list[str], manager: Manager) -> None:
+    flag, args = words[0], words[1:]
+    kind = _CANCEL[flag]
+    if len(args) != 1:
+        raise SpecError(
+            f"usage: %tunnel {flag} [bind_address:]port", text=" ".join(args)
+        )
+    # "[bind:]port" is a dynamic forward's grammar, whatever the kind.
+    wanted = parse_forward("-D", args[0])
+    for tunnel in manager.tunnels():
+        for forward in tunnel.forwards:
+            if _matches(forward, kind, wanted.listen_host, wanted.listen_port):
+                forward.stop()
+                return
+    raise SpecError(
+        f"no -{flag[-1]} forward listens on {args[0]} (see %tunnel for the list)",
+        text=args[0],
+    )
+
+
+def _matches(forward: Forward, kind: str, host: str | None, port: int | None) -> bool:
+    if forward.kind != kind or forward.listen_port != port or forward.state != "up":
+        return False
+    if host is None or forward.listen_host == host:
+        return True
+    return host in ("*", "") and forward.listen_host in ("", "*", "0.0.0.0", "::")
+
+
+def _open(spec: TunnelSpec, name: str | None, manager: Manager) -> Tunnel:
+    same_line = _find(manager, lambda t: t.spec.text == spec.text)
+    if same_line is not None:
+        return same_line  # the cell ran again: the tunnel is up, same ports
+    live = _find(
+        manager,
+        lambda t: t.name == spec.destination.text or _shares(t.spec, spec),
+    )
+    if live is not None:
+        return _add(live, spec.forwards, manager)
+    _check_ports(spec.forwards, spec, manager)
+    return manager.open(spec.text, name=name)
+
+
+def _find(manager: Manager, test: Callable[[Tunnel], bool]) -> Tunnel | None:
+    return next((t for t in manager.tunnels() if t.state == "up" and test(t)), None)
+
+
+def _shares(live: TunnelSpec, new: TunnelSpec) -> bool:
+    """Same destination and the same options: one SSH connection serves both,
+    as OpenSSH's ControlMaster would share it."""
+    return replace(live, forwards=(), verbose=0) == replace(new, forwards=(), verbose=0)
+
+
+def _add(tunnel: Tunnel, forwards: tuple[ForwardSpec, ...], manager: Manager) -> Tunnel:
+    running = {str(f.spec) for f in tunnel.forwards if f.state == "up"}
+    missing = tuple(f for f in forwards if str(f) not in running)
+    if missing:
+        _check_ports(missing, tunnel.spec, manager)
+        manager.add(tunnel, missing)
+    return tunnel
+
+
+def _check_ports(
+    forwards: tuple[ForwardSpec, ...], spec: TunnelSpec, manager: Manager
+) -> None:
+    """A fixed port another live forward holds is named, with who holds it."""
+    for wanted in forwards:
+        if not wanted.listen_port:
+            continue
+        for tunnel in manager.tunnels():
+            # -L/-D ports are on this machine; -R ports on that tunnel's server.
+            same_machine = wanted.kind != "remote" or _shares(tunnel.spec, spec)
+            for held in tunnel.forwards:
+                if (
+                    same_machine
+                    and (held.kind == "remote") == (wanted.kind == "remote")
+                    and held.state == "up"
+                    and held.listen_port == wanted.listen_port
+                ):
+                    raise SpecError(
+                        f"port {wanted.listen_port} of '{wanted}' is held by tunnel "
+                        f"'{tunnel.name}' ({held.spec}); stop that forward with "
+                        f"%tunnel -K{held.spec.flag[-1]} {held.listen_port} or pick "
+                        "another port (0 for any free one)",
+                        text=str(wanted),
+                    )
+
+
+def load_ipython_extension(ip: InteractiveShell) -> None:
+    ip.register_magics(TunnelMagics)
+    _hook_shutdown(ip)
+
+
+def unload_ipython_extension(ip: InteractiveShell) -> None:
+    close_default()
+    # IPython leaves a magic in place when its extension unloads.
+    ip.magics_manager.magics["line"].pop("tunnel", None)
+
+
+def _hook_shutdown(ip: InteractiveShell) -> None:
+    # IPython has no shutdown event, and atexit is cut short when
+    # jupyter_client follows its shutdown request with SIGTERM after about
+    # 2.5 s; the kernel's do_shutdown runs first on a shutdown and a restart.
+    kernel = getattr(ip, "kernel", None)
+    if kernel is None or getattr(kernel, "_nbtunnel_hooked", False):
+        return
+    original = kernel.do_shutdown
+
+    def do_shutdown(restart: bool) -> Any:
+        close_default()
+        return original(restart)
+
+    kernel.do_shutdown = do_shutdown
+    kernel._nbtunnel_hooked = True

@@ -1,0 +1,92 @@
+"""A real IPython kernel (jupyter_client) per test, and a helper to run code in it."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jupyter_client.blocking.client import BlockingKernelClient
+from jupyter_client.manager import KernelManager
+
+ROOT = Path(__file__).resolve().parents[2]
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+@dataclass
+class Ran:
+    """What one execute request gave: its reply and every output of that cell."""
+
+    reply: dict[str, Any]
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.reply["status"] == "ok")
+
+    @property
+    def text(self) -> str:
+        """Streams, results and errors as a person would read them (no colours)."""
+        parts = []
+        for msg in self.outputs:
+            content = msg["content"]
+            if msg["msg_type"] == "stream":
+                parts.append(content["text"])
+            elif msg["msg_type"] in ("execute_result", "display_data"):
+                parts.append(content["data"].get("text/plain", ""))
+            elif msg["msg_type"] == "error":
+                parts.append("\n".join(content["traceback"]))
+        return ANSI.sub("", "\n".join(parts))
+
+    def html(self) -> str:
+        return "".join(
+            m["content"]["data"].get("text/html", "")
+            for m in self.outputs
+            if m["msg_type"] in ("execute_result", "display_data")
+        )
+
+
+@dataclass
+class Kernel:
+    km: KernelManager
+    kc: BlockingKernelClient
+
+    def run(self, code: str, timeout: float = 60.0) -> Ran:
+        outputs: list[dict[str, Any]] = []
+        reply = self.kc.execute_interactive(
+            code, timeout=timeout, output_hook=outputs.append
+        )
+        shown = ("stream", "execute_result", "display_data", "error")
+        return Ran(reply["content"], [m for m in outputs if m["msg_type"] in shown])
+
+    def value(self, expression: str) -> Any:
+        """The Python literal the kernel prints for ``expression``."""
+        ran = self.run(f"print(repr({expression}))")
+        assert ran.ok, ran.text
+        import ast
+
+        return ast.literal_eval(ran.text.strip())
+
+    @property
+    def pid(self) -> int:
+        return int(self.km.provisioner.process.pid)  # type: ignore[union-attr]
+
+
+@pytest.fixture
+def kernel(tmp_path: Path) -> Iterator[Kernel]:
+    km = KernelManager(kernel_name="python3")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    km.start_kernel(cwd=str(tmp_path), env=env)
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+        yield Kernel(km, kc)
+    finally:
+        kc.stop_channels()
+        if km.has_kernel:
+            km.shutdown_kernel(now=True)

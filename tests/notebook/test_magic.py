@@ -1,0 +1,169 @@
+"""%tunnel in a real kernel (jupyter_client) against the rig's real sshd.
+
+The test process is the kernel's outside world: it connects to the ports the
+kernel's forwards open, and asks the server's side whether -R ports listen.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from tests.rig import clients, procs
+
+from .conftest import Kernel
+
+pytestmark = [pytest.mark.integration, pytest.mark.notebook]
+
+
+def _open(kernel: Kernel, line: str, var: str = "t") -> list[int]:
+    ran = kernel.run(f"{var} = %tunnel {line}")
+    assert ran.ok, ran.text
+    return kernel.value(f"[f.listen_port for f in {var}.forwards]")
+
+
+def test_open_rerun_list_add_cancel_and_stop(kernel: Kernel, sshd, targets) -> None:
+    assert kernel.run("%load_ext nbtunnel").ok
+    assert kernel.run("%load_ext nbtunnel").ok  # twice is harmless
+    line = sshd.line("-L", f"0:{targets.host}:{targets.echo}")
+    (port,) = _open(kernel, line)
+    assert clients.echo_roundtrip("127.0.0.1", port, b"from outside", 10) == (
+        b"from outside"
+    )
+    # The same cell again: the same tunnel, the same port, no second tunnel.
+    assert _open(kernel, line, "t2") == [port]
+    assert kernel.value("t2 is t and len(__import__('nbtunnel').tunnels())") == 1
+
+    listed = kernel.run("%tunnel")
+    assert listed.ok
+    assert f"127.0.0.1:{port}" in listed.text
+    assert f"the server connects to {targets.host}:{targets.echo}" in listed.text
+    assert "<table" in listed.html()
+
+    # Same destination and options: the forward joins the live connection.
+    more = sshd.line("-L", f"0:{targets.host}:{targets.http}")
+    ports = _open(kernel, more, "t3")
+    assert len(ports) == 2 and ports[0] == port
+    assert kernel.value("t3 is t and len(__import__('nbtunnel').tunnels())") == 1
+    http_port = ports[1]
+
+    assert kernel.run(f"%tunnel -KL {port}").ok
+    assert clients.wait_until(lambda: clients.port_is_closed("127.0.0.1", port), 5)
+    status, _ = clients.http_get("127.0.0.1", http_port, "/bytes/10")
+    assert status == 200
+
+    assert kernel.run("%tunnel stop all").ok
+    assert clients.wait_until(lambda: clients.port_is_closed("127.0.0.1", http_port), 5)
+    assert kernel.value("len(__import__('nbtunnel').tunnels())") == 0
+
+
+def test_errors_are_one_line_without_a_traceback(kernel: Kernel, sshd, targets) -> None:
+    assert kernel.run("%load_ext nbtunnel").ok
+    bad = kernel.run("%tunnel -L 9000:db user@host")
+    assert not bad.ok
+    assert bad.reply["ename"] == "UsageError"
+    assert "'9000:db'" in bad.reply["evalue"]
+    assert "Traceback" not in bad.text and "File " not in bad.text
+    refused = kernel.run(f"%tunnel -p {targets.refused_port} -L 0:x:1 u@127.0.0.1")
+    assert not refused.ok and refused.reply["ename"] == "UsageError"
+    assert "refused" in refused.reply["evalue"]
+    assert "paramiko" not in refused.text.lower()
+    assert "Traceback" not in refused.text
+    # -v asks for the whole story.
+    verbose = kernel.run("%tunnel -v -L 9000:db user@host")
+    assert verbose.reply["ename"] == "SpecError"
+    assert "Traceback" in verbose.text or len(verbose.reply["traceback"]) > 1
+    nothing = kernel.run("%tunnel stop nosuch")
+    assert "no tunnel named 'nosuch'" in nothing.reply["evalue"]
+    cancel = kernel.run("%tunnel -KR 1234")
+    assert "no -R forward listens on 1234" in cancel.reply["evalue"]
+
+
+def test_a_fixed_port_held_elsewhere_names_the_holder(
+    kernel: Kernel, sshd, targets
+) -> None:
+    assert kernel.run("%load_ext nbtunnel").ok
+    port = clients.free_port()
+    _open(
+        kernel, "--name db " + sshd.line("-L", f"{port}:{targets.host}:{targets.echo}")
+    )
+    other = sshd.line(
+        "-o", "ServerAliveInterval=7", "-L", f"{port}:{targets.host}:{targets.http}"
+    )
+    held = kernel.run(f"%tunnel {other}")
+    assert not held.ok
+    assert f"port {port}" in held.reply["evalue"]
+    assert "tunnel 'db'" in held.reply["evalue"]
+
+
+def test_events_go_to_the_display_not_into_cells(kernel: Kernel, sshd, targets) -> None:
+    assert kernel.run("%load_ext nbtunnel").ok
+    (port,) = _open(kernel, sshd.line("-L", f"0:{targets.host}:{targets.echo}"))
+    for _ in range(3):
+        clients.echo_roundtrip("127.0.0.1", port, b"x", 10)
+    quiet = kernel.run("import time; time.sleep(0.5)")
+    assert quiet.ok and quiet.outputs == []  # no thread printed into this cell
+    shown = kernel.run("t")
+    assert "recent events" in shown.text and "connection" in shown.text
+
+
+def _engine_pid(kernel: Kernel) -> int:
+    pid = kernel.value("__import__('nbtunnel').default_manager().engine_pid")
+    assert isinstance(pid, int)
+    return pid
+
+
+def _open_both(kernel: Kernel, sshd, targets, here) -> tuple[int, int, int]:
+    assert kernel.run("%load_ext nbtunnel").ok
+    local, remote = _open(
+        kernel,
+        sshd.line(
+            "-L",
+            f"0:{targets.host}:{targets.echo}",
+            "-R",
+            f"127.0.0.1:0:127.0.0.1:{here.echo}",
+        ),
+    )
+    assert clients.on_server(sshd, "echo", "127.0.0.1", remote, 100)["ok"]
+    return local, remote, _engine_pid(kernel)
+
+
+def _released(sshd, local: int, remote: int, engine: int) -> None:
+    assert clients.wait_until(lambda: clients.port_is_closed("127.0.0.1", local), 5)
+    assert clients.wait_until(
+        lambda: clients.on_server(sshd, "closed", "127.0.0.1", remote)["closed"], 5
+    )
+    assert clients.wait_until(lambda: not procs.is_alive(engine), 5)
+
+
+def test_shutdown_releases_everything(kernel: Kernel, sshd, targets, here) -> None:
+    local, remote, engine = _open_both(kernel, sshd, targets, here)
+    kernel.km.shutdown_kernel(now=False)
+    _released(sshd, local, remote, engine)
+
+
+def test_restart_releases_everything(kernel: Kernel, sshd, targets, here) -> None:
+    local, remote, engine = _open_both(kernel, sshd, targets, here)
+    kernel.km.restart_kernel(now=False)
+    _released(sshd, local, remote, engine)
+    kernel.kc.wait_for_ready(timeout=60)
+    # A fresh kernel: the extension loads again and works.
+    _open_both(kernel, sshd, targets, here)
+
+
+def test_sigkill_of_the_kernel_leaves_nothing(
+    kernel: Kernel, sshd, targets, here
+) -> None:
+    local, remote, engine = _open_both(kernel, sshd, targets, here)
+    os.kill(kernel.pid, signal.SIGKILL)
+    _released(sshd, local, remote, engine)
+
+
+def test_unload_stops_everything(kernel: Kernel, sshd, targets, here) -> None:
+    local, remote, engine = _open_both(kernel, sshd, targets, here)
+    assert kernel.run("%unload_ext nbtunnel").ok
+    _released(sshd, local, remote, engine)
+    gone = kernel.run("%tunnel")
+    assert not gone.ok  # the magic left with the extension

@@ -1,0 +1,56 @@
+"""%tunnel's own words, before anything connects (a real inline manager, no server)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from IPython.core.error import UsageError
+from nbtunnel import Manager, SpecError
+from nbtunnel.magic import USAGE, TunnelMagics, TunnelTable, run
+
+
+@pytest.fixture
+def manager() -> Iterator[Manager]:
+    m = Manager(engine="inline")
+    yield m
+    m.close()
+
+
+@pytest.mark.parametrize(
+    ("words", "message"),
+    [
+        (["--name"], "--name needs a value"),
+        (["stop"], "usage: %tunnel stop NAME|all"),
+        (["stop", "a", "b"], "usage: %tunnel stop NAME|all"),
+        (["stop", "nosuch"], "no tunnel named 'nosuch' is open (none is open)"),
+        (["-KL"], "usage: %tunnel -KL [bind_address:]port"),
+        (["-KD", "1080"], "no -D forward listens on 1080"),
+        (["-KR", "x:y:z"], "-D spec"),
+        (["-L", "9000:db", "user@host"], "'9000:db'"),
+        (["user@host"], "no forward"),
+    ],
+)
+def test_bad_words_say_what_is_wrong(
+    manager: Manager, words: list[str], message: str
+) -> None:
+    with pytest.raises(SpecError, match=re.escape(message)):
+        run(words, manager)
+
+
+def test_list_and_help(manager: Manager, capsys: pytest.CaptureFixture[str]) -> None:
+    table = run([], manager)
+    assert isinstance(table, TunnelTable) and repr(table) == "no tunnels"
+    assert isinstance(run(["list"], manager), TunnelTable)
+    assert run(["help"], manager) is None
+    assert capsys.readouterr().out.strip() == USAGE.strip()
+
+
+def test_errors_become_one_line_usage_errors() -> None:
+    magics = TunnelMagics(shell=None)
+    with pytest.raises(UsageError, match="cannot split the line"):
+        magics.tunnel("-L 'unbalanced")
+    with pytest.raises(UsageError, match="'9000:db'") as caught:
+        magics.tunnel("-L 9000:db user@host")
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
