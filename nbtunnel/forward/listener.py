@@ -62,7 +62,11 @@ def _bind_addresses(
 def _bind_error(address: str, port: int, exc: OSError) -> ForwardError:
     shown = f"[{address}]" if ":" in address else address
     message = f"cannot listen on {shown} port {port}: {exc.strerror}"
-    if exc.errno == errno.EADDRINUSE:
+    if exc.errno == errno.EADDRINUSE and port == 0:
+        message += (
+            "; this machine has no free port left to give (see ip_local_port_range)"
+        )
+    elif exc.errno == errno.EADDRINUSE:
         message += (
             "; another program (or another tunnel) already listens there: "
             "pick another port, or 0 for any free port"
@@ -91,6 +95,14 @@ def _listen_tcp(family: int, address: str, port: int) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+# Tries at a port free in every family the listener binds (port 0).
+PORT_ATTEMPTS = 8
+
+
+class _SecondFamilyTaken(ForwardError):
+    """The port the first family got is in use in the second one."""
 
 
 class Listener:
@@ -128,11 +140,32 @@ class Listener:
         try:
             if self._path is not None:
                 self._bind_unix(self._path)
+            elif self._port:
+                self._bind_tcp(self._port)
             else:
-                self._bind_tcp(self._port or 0)
+                self._bind_any_port()
         except BaseException:
             self._close_sockets()
             raise
+
+    def _bind_any_port(self) -> None:
+        # The port the first family got may be taken in the second (IPv6
+        # ports are allocated apart from IPv4's): try again, where ssh would
+        # settle for fewer addresses.  The refused first sockets are held
+        # until the end, so the system cannot offer the same port twice.
+        held: list[socket.socket] = []
+        try:
+            for _ in range(PORT_ATTEMPTS - 1):
+                try:
+                    self._bind_tcp(0)
+                    return
+                except _SecondFamilyTaken:
+                    held += self._socks
+                    self._socks.clear()
+            self._bind_tcp(0)
+        finally:
+            for sock in held:
+                sock.close()
 
     def _bind_tcp(self, port: int) -> None:
         pairs = _bind_addresses(
@@ -152,6 +185,10 @@ class Listener:
                 optional = i > 0 and self._host in (None, "localhost", "*")
                 if optional and exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
                     continue
+                if i > 0 and not self._port and exc.errno == errno.EADDRINUSE:
+                    raise _SecondFamilyTaken(
+                        str(_bind_error(address, port, exc))
+                    ) from None
                 raise _bind_error(address, port, exc) from None
             if port == 0:
                 # The other addresses take the same port, as ssh does, so

@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _wait_exited(pid: int, timeout: float) -> bool:
     """Exited, reaped or not: an orphan's zombie stays until PID 1 reaps it,
-    and this container's PID 1 does not."""
+    and this container's PID 1 does not.  Its main thread is "Z" before the
+    other threads have closed the fds they share, so wait for ports too."""
     return clients.wait_until(lambda: not procs.is_alive(pid), timeout, 0.01)
 
 
@@ -65,7 +66,12 @@ def test_sigkill_of_the_caller_ends_its_engine_within_2_s(sshd, targets) -> None
         caller.wait(10)
         assert _wait_exited(engine, 2.0), "the engine outlived its caller"
         assert time.monotonic() - killed_at < 2.5
-        assert clients.port_is_closed("127.0.0.1", port)
+        # The main thread shows "Z" as soon as it is done, while the other
+        # threads may still be dropping the shared fd table: the listener
+        # closes a moment later, not necessarily before that.
+        assert clients.wait_until(
+            lambda: clients.port_is_closed("127.0.0.1", port), 1.0
+        )
         assert clients.wait_until(lambda: not (set(sshd.session_pids()) & sessions), 5)
     finally:
         if caller.poll() is None:
@@ -240,7 +246,9 @@ def test_pdeathsig_ends_the_engine_when_a_forked_child_keeps_the_pipe_open(
         caller.wait(10)
         assert procs.is_alive(child)  # the pipe is still open...
         assert _wait_exited(engine, 2.0)  # ...and yet the engine is gone
-        assert clients.port_is_closed("127.0.0.1", info["port"])
+        assert clients.wait_until(
+            lambda: clients.port_is_closed("127.0.0.1", info["port"]), 1.0
+        )
     finally:
         if child is not None and procs.is_alive(child):
             os.kill(child, signal.SIGKILL)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import socket
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -151,3 +154,51 @@ def test_error_codes_have_hints() -> None:
     err = _bind_error("::1", 9, OSError(errno.EACCES, "Permission denied"))
     assert "[::1] port 9" in str(err)
     assert "use 0 for any free port" in str(err)
+
+
+_BOTH_TAKEN = r"""
+import socket, subprocess
+from nbtunnel.errors import ForwardError
+from nbtunnel.forward.listener import Listener
+subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+# Per network namespace: this one hands out only two ports, and IPv6 holds both.
+with open("/proc/sys/net/ipv4/ip_local_port_range", "w") as f:
+    f.write("50000 50001")
+held = []
+for port in (50000, 50001):
+    s = socket.socket(socket.AF_INET6)
+    s.bind(("::1", port))
+    s.listen()
+    held.append(s)
+try:
+    Listener(host=None, port=0).bind()
+except ForwardError as exc:
+    print("refused:", exc)
+# Nothing half-open: IPv4 got each port in turn and gave it back.
+for port in (50000, 50001):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", port))
+print("ports free")
+"""
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("unshare") is None,
+    reason="needs root and unshare(1) for a network namespace with a two-port range",
+)
+def test_port_zero_gives_up_cleanly_when_the_other_family_holds_every_port() -> None:
+    result = subprocess.run(
+        ["unshare", "-n", sys.executable, "-c", _BOTH_TAKEN],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
+    assert result.returncode == 0, result.stderr
+    refused, free = result.stdout.splitlines()
+    # IPv4 found no port free of IPv6's owners, or got one whose IPv6 twin
+    # was taken on every try: either way a refusal that says so.
+    assert refused.startswith("refused: cannot listen on ")
+    assert "Address already in use" in refused
+    assert "pick another port, or 0" not in refused or "[::1] port 5000" in refused
+    assert free == "ports free"
