@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import termios
 import threading
 from collections.abc import Sequence
 from types import FrameType
@@ -26,6 +27,26 @@ line per event, until Ctrl-C.  For example:
 
 forms:
 """ + "".join(f"  {form}\n" for forms in ACCEPTED_FORMS.values() for form in forms)
+
+
+def _ask_terminal(text: str, secret: bool) -> str | None:
+    """Ask on the terminal that is stdin, the question on stderr (stdout
+    carries the event lines); a secret is read with echo off."""
+    sys.stderr.write(text)
+    sys.stderr.flush()
+    fd = sys.stdin.fileno()
+    saved = termios.tcgetattr(fd)
+    if secret:
+        quiet = list(saved)
+        quiet[3] &= ~termios.ECHO
+        termios.tcsetattr(fd, termios.TCSAFLUSH, quiet)
+    try:
+        line = sys.stdin.readline()
+    finally:
+        termios.tcsetattr(fd, termios.TCSAFLUSH, saved)
+        if secret:
+            sys.stderr.write("\n")
+    return line.rstrip("\n") if line else None
 
 
 def run(argv: Sequence[str], out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
@@ -64,7 +85,8 @@ def run(argv: Sequence[str], out: TextIO = sys.stdout, err: TextIO = sys.stderr)
     previous = signal.signal(signal.SIGTERM, on_signal)
     try:
         try:
-            tunnel = manager.open(list(argv))
+            prompt = _ask_terminal if sys.stdin.isatty() else None
+            tunnel = manager.open(list(argv), prompt=prompt)
         except SpecError as exc:
             err.write(f"nbtunnel: {exc}\n")
             return 2

@@ -5,12 +5,17 @@ from __future__ import annotations
 import dataclasses
 import getpass
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from .spec import TunnelSpec
 
-StrictMode = Literal["yes", "accept-new", "no"]
+StrictMode = Literal["ask", "yes", "accept-new", "no"]
+
+# Asks a person: prompt(text, secret) -> their answer, or None if nobody can
+# answer (no terminal, a frontend without input) or they declined.
+Prompt = Callable[[str, bool], "str | None"]
 DEFAULT_PORT = 22
 # OpenSSH's default identity files, in the order ssh(1) tries them.
 DEFAULT_IDENTITY_NAMES = ("id_ed25519", "id_ecdsa", "id_rsa")
@@ -31,7 +36,7 @@ class ConnectSettings:
     identities_only: bool = False
     agent_socket: str | None = None
     known_hosts: str = ""
-    strict_host_key_checking: StrictMode = "yes"
+    strict_host_key_checking: StrictMode = "ask"
     connect_timeout: float | None = None
     address_family: Literal["any", "inet", "inet6"] = "any"
     compression: bool = False
@@ -71,10 +76,11 @@ def _yes(value: str | None) -> bool:
 
 
 def _strict_mode(value: str | None) -> StrictMode:
-    # "ask" is OpenSSH's default; asking needs a person at a prompt, which
-    # arrives with the prompt plumbing.  Until a prompt is wired in, nobody
-    # can answer, and OpenSSH then behaves as "yes": refuse unknown hosts.
-    if value in (None, "yes", "ask"):
+    # "ask" is OpenSSH's default: a person is asked about an unknown host
+    # when one can answer; when nobody can, it acts as "yes" (refuses).
+    if value in (None, "ask"):
+        return "ask"
+    if value == "yes":
         return "yes"
     if value in ("no", "off"):
         return "no"

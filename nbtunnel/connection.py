@@ -19,7 +19,7 @@ import paramiko
 from paramiko.agent import AgentSSH
 
 from . import sshext
-from .config import ConnectSettings
+from .config import ConnectSettings, Prompt
 from .errors import (
     AuthenticationError,
     ConnectError,
@@ -99,8 +99,11 @@ class _Offer:
 class Connection:
     """One SSH connection (one paramiko Transport) and the channels it opens."""
 
-    def __init__(self, settings: ConnectSettings) -> None:
+    def __init__(self, settings: ConnectSettings, prompt: Prompt | None = None) -> None:
         self.settings = settings
+        # Asks the person behind the caller (a host key, a passphrase); None
+        # when nobody can answer.
+        self._prompt = prompt
         self._transport: sshext.Transport | None = None
         self._agent: AgentSSH | None = None
         self._closed = threading.Event()
@@ -280,14 +283,48 @@ class Connection:
                 f"by other key types ({', '.join(sorted(known))}); refusing "
                 "rather than trusting a key nobody has seen"
             )
-        if s.strict_host_key_checking == "yes":
+        mode = s.strict_host_key_checking
+        if mode == "ask" and self._prompt is not None:
+            self._ask_host_key(name, key)
+        elif mode in ("yes", "ask"):
+            nobody = " Nobody could be asked about it here." if mode == "ask" else ""
             raise HostKeyError(
-                f"the host key of {name} is unknown: {label}. If that "
+                f"the host key of {name} is unknown: {label}.{nobody} If that "
                 "fingerprint is the server's, accept and record it with "
                 "-o StrictHostKeyChecking=accept-new (into "
                 f"{s.known_hosts})"
             )
         self._record_host_key(name, key)
+
+    def _ask_host_key(self, name: str, key: paramiko.PKey) -> None:
+        assert self._prompt is not None
+        print_ = fingerprint(key)
+        # OpenSSH's own question, so the answer people know works here too.
+        question = (
+            f"The authenticity of host '{name}' can't be established.\n"
+            f"{_key_label(key)} key fingerprint is {print_}.\n"
+            "This key is not known by any other names.\n"
+            "Are you sure you want to continue connecting (yes/no/[fingerprint])? "
+        )
+        for _ in range(3):
+            answer = self._prompt(question, False)
+            if answer is None:
+                raise HostKeyError(
+                    f"the host key of {name} ({print_}) is unknown and nobody "
+                    "answered whether to trust it"
+                )
+            answer = answer.strip()
+            if answer.lower() == "yes" or answer == print_:
+                return
+            if answer.lower() == "no":
+                raise HostKeyError(
+                    f"the host key of {name} ({print_}) was refused: you answered no"
+                )
+            question = "Please type 'yes', 'no' or the fingerprint: "
+        raise HostKeyError(
+            f"the host key of {name} ({print_}) was not accepted: no answer was "
+            "'yes', 'no' or the fingerprint"
+        )
 
     def _record_host_key(self, name: str, key: paramiko.PKey) -> None:
         path = self.settings.known_hosts
@@ -307,20 +344,31 @@ class Connection:
     # -- authentication ---------------------------------------------------
 
     def _offers(self, notes: list[str]) -> Iterator[_Offer]:
+        """Keys to offer, in ssh's order: the agent's, then the files.
+
+        An encrypted file comes last and its passphrase is asked only when
+        it is reached, so nobody is asked for a key that is not needed.
+        """
         s = self.settings
         files: list[_Offer] = []
+        locked: list[str] = []
+        wanted: set[bytes] = set()
         for path in s.identities:
             try:
                 files.append(_Offer(paramiko.PKey.from_path(path), path))
             except FileNotFoundError:
                 notes.append(f"identity file {path} does not exist")
-            except paramiko.PasswordRequiredException:
-                notes.append(
-                    f"{path} is encrypted; load it into ssh-agent (ssh-add {path})"
-                )
+            except (paramiko.PasswordRequiredException, TypeError) as exc:
+                # paramiko raises TypeError for an OpenSSH-format key that
+                # needs a passphrase (cryptography's words) and
+                # PasswordRequiredException for a PEM one.
+                if isinstance(exc, TypeError) and "password" not in str(exc):
+                    raise
+                locked.append(path)
+                wanted |= _public_blob(path)
             except (paramiko.SSHException, OSError, ValueError) as exc:
                 notes.append(f"cannot read identity file {path}: {exc}")
-        wanted = {o.key.asbytes() for o in files}
+        wanted |= {o.key.asbytes() for o in files}
         offered: set[bytes] = set()
         for agent_key in self._agent_keys(notes):
             blob = agent_key.asbytes()
@@ -331,6 +379,33 @@ class Connection:
         for offer in files:
             if offer.key.asbytes() not in offered:
                 yield offer
+        for path in locked:
+            if _public_blob(path) & offered:
+                continue  # the agent holds it unlocked already
+            key = self._unlock(path, notes)
+            if key is not None:
+                yield _Offer(key, path)
+
+    def _unlock(self, path: str, notes: list[str]) -> paramiko.PKey | None:
+        """An encrypted key, with a passphrase asked for (three tries, as ssh)."""
+        if self._prompt is None:
+            notes.append(
+                f"{path} is encrypted and nobody could be asked its passphrase; "
+                f"load it into ssh-agent (ssh-add {path})"
+            )
+            return None
+        for _ in range(3):
+            passphrase = self._prompt(f"Enter passphrase for key '{path}': ", True)
+            if not passphrase:
+                notes.append(f"{path} is encrypted and no passphrase was given")
+                return None
+            try:
+                # bytes, whatever the stubs say: cryptography checks.
+                return paramiko.PKey.from_path(path, password=passphrase.encode())  # type: ignore[arg-type]
+            except (paramiko.SSHException, ValueError):
+                continue  # the wrong passphrase: ask again
+        notes.append(f"{path}: wrong passphrase, three times")
+        return None
 
     def _agent_keys(self, notes: list[str]) -> tuple[paramiko.PKey, ...]:
         path = self.settings.agent_socket
@@ -561,6 +636,15 @@ class Connection:
             self._agent._close()  # type: ignore[attr-defined]
             self._agent = None
         self._closed.set()
+
+
+def _public_blob(path: str) -> set[bytes]:
+    """The public key beside a private one (``path.pub``), as ssh reads it."""
+    try:
+        with open(path + ".pub", encoding="ascii") as f:
+            return {base64.b64decode(f.read().split()[1])}
+    except (OSError, IndexError, ValueError):
+        return set()
 
 
 def _refusal(address: str, port: int | None) -> str:

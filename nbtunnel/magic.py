@@ -8,16 +8,18 @@ as one red line without a traceback (a subclass would not do: ipython#14024);
 
 from __future__ import annotations
 
+import getpass
 import shlex
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from IPython.core.error import UsageError
+from IPython.core.error import StdinNotImplementedError, UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.core.magic import Magics, line_magic, magics_class
 
 from . import display
+from .config import Prompt
 from .errors import SpecError, TunnelError
 from .manager import Forward, Manager, Tunnel, close_default, default_manager
 from .spec import ForwardSpec, TunnelSpec, parse, parse_forward
@@ -61,18 +63,47 @@ class TunnelMagics(Magics):
         except ValueError as exc:
             raise UsageError(f"cannot split the line: {exc}") from None
         verbose = "-v" in words
+        asker = Asker()
         try:
-            return run(words, default_manager())
+            return run(words, default_manager(), asker)
         except TunnelError as exc:
             if verbose:
                 raise
-            raise UsageError(str(exc)) from None
+            raise UsageError(str(exc) + asker.why_not()) from None
 
 
 TunnelMagics.tunnel.__doc__ = USAGE
 
 
-def run(words: list[str], manager: Manager) -> object:
+class Asker:
+    """Asks in the notebook what ssh would ask in a terminal.
+
+    getpass and input go through the kernel to the frontend (ipykernel
+    swaps them in for the cell's thread, which is the one that asks).
+    Nothing typed is printed or kept: the answer goes to the engine only.
+    """
+
+    def __init__(self) -> None:
+        self.refused = False
+
+    def __call__(self, text: str, secret: bool) -> str | None:
+        try:
+            return getpass.getpass(text) if secret else input(text)
+        except StdinNotImplementedError:
+            self.refused = True
+            return None
+
+    def why_not(self) -> str:
+        if not self.refused:
+            return ""
+        return (
+            " (nbtunnel could not ask: this frontend does not allow input; "
+            "run the cell in a notebook, or pass the answer another way, e.g. "
+            "-o StrictHostKeyChecking=accept-new, or a key loaded in ssh-agent)"
+        )
+
+
+def run(words: list[str], manager: Manager, prompt: Prompt | None = None) -> object:
     """What ``%tunnel WORDS`` does, with the manager to do it."""
     if not words or words == ["list"]:
         return TunnelTable(manager)
@@ -86,7 +117,7 @@ def run(words: list[str], manager: Manager) -> object:
         print(USAGE)
         return None
     name, rest = _name(words)
-    return _open(parse(rest), name, manager)
+    return _open(parse(rest), name, manager, prompt)
 
 
 def _name(words: list[str]) -> tuple[str | None, list[str]]:
@@ -145,7 +176,9 @@ def _matches(forward: Forward, kind: str, host: str | None, port: int | None) ->
     return host in ("*", "") and forward.listen_host in ("", "*", "0.0.0.0", "::")
 
 
-def _open(spec: TunnelSpec, name: str | None, manager: Manager) -> Tunnel:
+def _open(
+    spec: TunnelSpec, name: str | None, manager: Manager, prompt: Prompt | None
+) -> Tunnel:
     same_line = _find(manager, lambda t: t.spec.text == spec.text)
     if same_line is not None:
         return same_line  # the cell ran again: the tunnel is up, same ports
@@ -156,7 +189,7 @@ def _open(spec: TunnelSpec, name: str | None, manager: Manager) -> Tunnel:
     if live is not None:
         return _add(live, spec.forwards, manager)
     _check_ports(spec.forwards, spec, manager)
-    return manager.open(spec.text, name=name)
+    return manager.open(spec.text, name=name, prompt=prompt)
 
 
 def _find(manager: Manager, test: Callable[[Tunnel], bool]) -> Tunnel | None:

@@ -14,7 +14,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 from . import display
-from .config import resolve
+from .config import Prompt, resolve
 from .engine.client import EngineClient, EventHandler, InlineClient, ProcessClient
 from .engine.protocol import Message
 from .errors import EngineError, ForwardError, SpecError
@@ -274,10 +274,20 @@ class Manager:
 
     # -- tunnels ----------------------------------------------------------
 
-    def open(self, line: str | Sequence[str], *, name: str | None = None) -> Tunnel:
+    def open(
+        self,
+        line: str | Sequence[str],
+        *,
+        name: str | None = None,
+        prompt: Prompt | None = None,
+    ) -> Tunnel:
         """Open the forwards of one ``ssh`` command line over one SSH connection.
 
         ``name`` labels it in tables (default: the host, made unique).
+        ``prompt(text, secret)`` asks a person what ssh would ask (an unknown
+        host key, a key's passphrase) and returns the answer, or None; it
+        runs in the calling thread.  Without it nothing is asked: an unknown
+        host is refused, an encrypted key skipped.
         """
         spec = parse(line)
         if not spec.forwards:
@@ -294,6 +304,8 @@ class Manager:
             settings=settings.to_dict(),
             forwards=[[f.flag, f.text] for f in spec.forwards],
             name=name or _unique(spec.destination.host, taken),
+            can_prompt=prompt is not None,
+            on_prompt=prompt,
         )
         tunnel = Tunnel(self, spec, TunnelSnapshot.from_dict(result))
         with self._lock:
@@ -432,9 +444,17 @@ def close_default() -> None:
         manager.close()
 
 
-def open(line: str | Sequence[str]) -> Tunnel:
-    """Open the forwards of one ``ssh`` command line, e.g. ``"-L 0:db:5432 user@host"``."""
-    return default_manager().open(line)
+def open(
+    line: str | Sequence[str],
+    *,
+    name: str | None = None,
+    prompt: Prompt | None = None,
+) -> Tunnel:
+    """Open the forwards of one ``ssh`` command line, e.g. ``"-L 0:db:5432 user@host"``.
+
+    See :meth:`Manager.open` for ``name`` and ``prompt``.
+    """
+    return default_manager().open(line, name=name, prompt=prompt)
 
 
 def tunnels() -> list[Tunnel]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
+import queue
 import subprocess
 import sys
 import threading
@@ -11,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from ..config import Prompt
 from ..errors import EngineError
 from .core import Engine
 from .process import PARENT_ENV
@@ -25,7 +28,12 @@ class EngineClient:
 
     pid: int
 
-    def request(self, op: str, **args: Any) -> Any:
+    def request(self, op: str, *, on_prompt: Prompt | None = None, **args: Any) -> Any:
+        """Send one request and wait for its result (raising its error).
+
+        ``on_prompt(text, secret)`` answers the questions the engine asks
+        while serving it (a host key, a passphrase), in the calling thread.
+        """
         raise NotImplementedError
 
     @property
@@ -50,14 +58,34 @@ class InlineClient(EngineClient):
     """
 
     def __init__(self, on_event: EventHandler) -> None:
-        self._engine = Engine(on_event)
+        self._on_event = on_event
+        self._engine = Engine(self._event)
         self.pid = os.getpid()
         self._closed = False
+        self._ids = itertools.count(1)
+        self._askers: dict[int, Prompt] = {}
 
-    def request(self, op: str, **args: Any) -> Any:
+    def _event(self, message: Message) -> None:
+        if message.get("event") != "prompt":
+            self._on_event(message)
+            return
+        # Asked from the thread serving the request, which is the caller's.
+        asker = self._askers.get(int(message.get("request") or 0))
+        answer = asker(str(message["text"]), bool(message["secret"])) if asker else None
+        self._engine.handle(
+            {"op": "answer", "prompt": message["prompt"], "answer": answer}
+        )
+
+    def request(self, op: str, *, on_prompt: Prompt | None = None, **args: Any) -> Any:
         if self._closed:
             raise EngineError("the inline engine is closed")
-        return _result(self._engine.handle({"id": 0, "op": op, **args}))
+        request_id = next(self._ids)
+        if on_prompt is not None:
+            self._askers[request_id] = on_prompt
+        try:
+            return _result(self._engine.handle({"id": request_id, "op": op, **args}))
+        finally:
+            self._askers.pop(request_id, None)
 
     @property
     def alive(self) -> bool:
@@ -75,6 +103,9 @@ class _Pending:
     done: threading.Event = field(default_factory=threading.Event)
     reply: Message | None = None
     abandoned: bool = False
+    # Questions the engine asks while serving it, for the waiting caller.
+    questions: queue.SimpleQueue[Message] = field(default_factory=queue.SimpleQueue)
+    wake: threading.Event = field(default_factory=threading.Event)
 
 
 class ProcessClient(EngineClient):
@@ -173,11 +204,29 @@ class ProcessClient(EngineClient):
                     return
                 self.pid = int(message.get("pid", 0))
                 self._ready.set()
+            elif message.get("event") == "prompt":
+                self._route_question(message)
             elif "event" in message:
                 with contextlib.suppress(Exception):
                     self._on_event(message)
             elif "id" in message:
                 self._deliver(message)
+
+    def _route_question(self, message: Message) -> None:
+        # To the thread waiting on the request that caused it: in a kernel,
+        # only the cell's own thread may ask the frontend for input.
+        with self._lock:
+            pending = self._pending.get(int(message.get("request") or 0))
+        if pending is None or pending.abandoned:
+            self._answer(message, None)
+            return
+        pending.questions.put(message)
+        pending.wake.set()
+
+    def _answer(self, question: Message, answer: str | None) -> None:
+        with contextlib.suppress(EngineError):
+            ignored = self._send("answer", prompt=question["prompt"], answer=answer)
+            ignored.abandoned = True  # nobody waits for its reply
 
     def _deliver(self, reply: Message) -> None:
         with self._lock:
@@ -194,6 +243,7 @@ class ProcessClient(EngineClient):
             return
         pending.reply = reply
         pending.done.set()
+        pending.wake.set()
 
     def _fail_pending(self, why: str) -> None:
         with self._lock:
@@ -203,6 +253,7 @@ class ProcessClient(EngineClient):
             self._pending.clear()
         for p in pending:
             p.done.set()
+            p.wake.set()
 
     def _send(self, op: str, **args: Any) -> _Pending:
         with self._lock:
@@ -228,12 +279,26 @@ class ProcessClient(EngineClient):
             ) from None
         return pending
 
-    def request(self, op: str, **args: Any) -> Any:
+    def request(self, op: str, *, on_prompt: Prompt | None = None, **args: Any) -> Any:
         pending = self._send(op, **args)
+        question: Message | None = None
         try:
-            pending.done.wait()
+            while not pending.done.is_set():
+                pending.wake.wait()
+                pending.wake.clear()
+                while not pending.questions.empty():
+                    question = pending.questions.get()
+                    answer = (
+                        on_prompt(str(question["text"]), bool(question["secret"]))
+                        if on_prompt is not None
+                        else None
+                    )
+                    self._answer(question, answer)
+                    question = None
         except BaseException:
             pending.abandoned = True
+            if question is not None:
+                self._answer(question, None)  # interrupted while asking
             raise
         if pending.reply is None:
             raise EngineError(

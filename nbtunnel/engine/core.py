@@ -7,13 +7,73 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from ..config import ConnectSettings
+from ..config import ConnectSettings, Prompt
 from ..errors import TunnelError
 from ..spec import parse_forward
 from .protocol import Message, error_to_dict
 from .tunnel import LiveTunnel
 
 EventSink = Callable[[Message], None]
+
+# How long a question waits for its answer before counting as unanswered.
+PROMPT_TIMEOUT = 300.0
+
+
+class _Question:
+    def __init__(self) -> None:
+        self.answered = threading.Event()
+        self.answer: str | None = None
+
+
+class Prompts:
+    """Questions for the person behind the caller, asked through events.
+
+    The question travels as a ``prompt`` event naming the request it
+    belongs to; the caller asks, and sends the answer back as an ``answer``
+    request.  Answers are never logged or kept.
+    """
+
+    def __init__(self, emit: Callable[..., None]) -> None:
+        self._emit = emit
+        self._lock = threading.Lock()
+        self._waiting: dict[int, _Question] = {}
+        self._next = 1
+        self._closed = False
+
+    def asker(self, request_id: object) -> Prompt:
+        def ask(text: str, secret: bool) -> str | None:
+            question = _Question()
+            with self._lock:
+                if self._closed:
+                    return None
+                prompt_id = self._next
+                self._next += 1
+                self._waiting[prompt_id] = question
+            # Registered first: an inline caller answers inside emit().
+            self._emit(
+                "prompt", prompt=prompt_id, request=request_id, text=text, secret=secret
+            )
+            question.answered.wait(PROMPT_TIMEOUT)
+            with self._lock:
+                self._waiting.pop(prompt_id, None)
+            return question.answer
+
+        return ask
+
+    def answer(self, prompt_id: int, answer: str | None) -> None:
+        with self._lock:
+            question = self._waiting.get(prompt_id)
+        if question is not None:
+            question.answer = answer
+            question.answered.set()
+
+    def close(self) -> None:
+        """Every open question counts as unanswered; no new ones are asked."""
+        with self._lock:
+            self._closed = True
+            waiting = list(self._waiting.values())
+        for question in waiting:
+            question.answered.set()
 
 
 class Engine:
@@ -29,6 +89,7 @@ class Engine:
         self._tunnels: dict[int, LiveTunnel] = {}
         self._next_id = 1
         self._closed = False
+        self._prompts = Prompts(self._emit)
 
     def _emit(self, kind: str, **data: Any) -> None:
         self._emit_message({"event": kind, **data})
@@ -66,6 +127,9 @@ class Engine:
             forwards,
             self._emit,
             name=str(request.get("name") or ""),
+            prompt=self._prompts.asker(request.get("id"))
+            if request.get("can_prompt")
+            else None,
         )
         tunnel.start()
         if not self._register(tunnel):
@@ -108,6 +172,12 @@ class Engine:
             tunnels = list(self._tunnels.values())
         return [t.snapshot().to_dict() for t in tunnels if wanted in (None, t.id)]
 
+    def _op_answer(self, request: Message) -> None:
+        answer = request.get("answer")
+        self._prompts.answer(
+            int(request["prompt"]), answer if isinstance(answer, str) else None
+        )
+
     def _op_stop_all(self, request: Message) -> None:
         self.stop_all()
 
@@ -118,5 +188,6 @@ class Engine:
             self._tunnels.clear()
             if final:
                 self._closed = True
+                self._prompts.close()
         for tunnel in tunnels:
             tunnel.stop()

@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from ..config import ConnectSettings
+from ..config import ConnectSettings, Prompt
 from ..connection import Connection
 from ..errors import ForwardError
 from ..forward.base import BaseForward
@@ -30,6 +30,7 @@ class LiveTunnel:
         forwards: tuple[ForwardSpec, ...],
         emit: Emit,
         name: str = "",
+        prompt: Prompt | None = None,
     ) -> None:
         self.id = tunnel_id
         self.name = name
@@ -40,7 +41,7 @@ class LiveTunnel:
         self.error: str | None = None
         self.started_at = time.time()
         self._emit = emit
-        self._connection = Connection(settings)
+        self._connection = Connection(settings, prompt)
         self._forwards: list[BaseForward] = []
         self._watcher: threading.Thread | None = None
         self._stop_lock = threading.Lock()

@@ -111,3 +111,47 @@ def test_remote_forward_prints_the_allocated_port_as_ssh_does(sshd, here) -> Non
             proc.kill()
             proc.communicate()
     assert proc.returncode == 0, err
+
+
+def test_asks_about_an_unknown_host_on_a_terminal(
+    sshd, targets, tmp_path: Path
+) -> None:
+    import pty
+
+    known = tmp_path / "kh"
+    args = [
+        "-p", str(sshd.port), "-i", str(sshd.client_key),
+        "-o", f"UserKnownHostsFile={known}",
+        "-L", f"0:{targets.host}:{targets.echo}", sshd.destination,
+    ]  # fmt: skip
+    main, tty = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nbtunnel", *args],
+        stdin=tty,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    os.close(tty)
+    try:
+        assert proc.stderr is not None
+        seen = b""
+        while b"(yes/no/[fingerprint])?" not in seen:
+            chunk = os.read(proc.stderr.fileno(), 4096)  # the question, on stderr
+            assert chunk, seen
+            seen += chunk
+        os.write(main, b"yes\n")
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert "forwarding -L this machine" in first, first
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        os.close(main)
+    assert proc.returncode == 0
+    assert known.exists()

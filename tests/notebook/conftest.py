@@ -55,10 +55,29 @@ class Kernel:
     km: KernelManager
     kc: BlockingKernelClient
 
-    def run(self, code: str, timeout: float = 60.0) -> Ran:
+    def run(
+        self,
+        code: str,
+        timeout: float = 60.0,
+        answers: list[str] | None = None,
+        asked: list[tuple[str, bool]] | None = None,
+    ) -> Ran:
+        """Run code; ``answers`` (if given) are typed into its input requests,
+        whose (prompt, password) go to ``asked``; without, input is refused."""
         outputs: list[dict[str, Any]] = []
+        typed = list(answers or [])
+
+        def type_in(msg: dict[str, Any]) -> None:
+            if asked is not None:
+                asked.append((msg["content"]["prompt"], msg["content"]["password"]))
+            self.kc.input(typed.pop(0) if typed else "")
+
         reply = self.kc.execute_interactive(
-            code, timeout=timeout, output_hook=outputs.append
+            code,
+            timeout=timeout,
+            output_hook=outputs.append,
+            allow_stdin=answers is not None,
+            stdin_hook=type_in,
         )
         shown = ("stream", "execute_result", "display_data", "error")
         return Ran(reply["content"], [m for m in outputs if m["msg_type"] in shown])

@@ -167,3 +167,53 @@ def test_unload_stops_everything(kernel: Kernel, sshd, targets, here) -> None:
     _released(sshd, local, remote, engine)
     gone = kernel.run("%tunnel")
     assert not gone.ok  # the magic left with the extension
+
+
+def test_an_unknown_host_is_asked_in_the_notebook(
+    kernel: Kernel, sshd, targets, tmp_path
+) -> None:
+    assert kernel.run("%load_ext nbtunnel").ok
+    known = tmp_path / "kh"
+    line = (
+        f"-p {sshd.port} -i {sshd.client_key} -o UserKnownHostsFile={known} "
+        f"-L 0:{targets.host}:{targets.echo} {sshd.destination}"
+    )
+    refused = kernel.run(f"%tunnel {line}")  # this frontend allows no input
+    assert not refused.ok and "could not ask" in refused.reply["evalue"]
+    asked: list[tuple[str, bool]] = []
+    ran = kernel.run(f"t = %tunnel {line}", answers=["yes"], asked=asked)
+    assert ran.ok, ran.text
+    ((question, password),) = asked
+    assert "Are you sure you want to continue connecting" in question and not password
+    assert "yes" not in ran.text  # the answer is not echoed into the cell
+    port = kernel.value("t.forwards[0].listen_port")
+    assert clients.echo_roundtrip("127.0.0.1", port, b"asked", 10) == b"asked"
+    assert known.exists()
+
+
+def test_a_passphrase_is_asked_with_getpass_and_kept_nowhere(
+    kernel: Kernel, sshd, targets, tmp_path
+) -> None:
+    import shutil
+    import subprocess
+
+    key = tmp_path / "locked"
+    shutil.copyfile(sshd.client_key, key)
+    key.chmod(0o600)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-p", "-P", "", "-N", "hunter2 long", "-f", str(key)],
+        check=True,
+        timeout=30,
+    )
+    assert kernel.run("%load_ext nbtunnel").ok
+    line = (
+        f"-p {sshd.port} -i {key} -o IdentitiesOnly=yes "
+        f"-o UserKnownHostsFile={sshd.known_hosts} "
+        f"-L 0:{targets.host}:{targets.echo} {sshd.destination}"
+    )
+    asked: list[tuple[str, bool]] = []
+    ran = kernel.run(f"t = %tunnel {line}", answers=["hunter2 long"], asked=asked)
+    assert ran.ok, ran.text
+    assert asked == [(f"Enter passphrase for key '{key}': ", True)]
+    history = kernel.value("'\\n'.join(In)")
+    assert "hunter2" not in history and "hunter2" not in ran.text

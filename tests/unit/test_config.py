@@ -14,7 +14,7 @@ def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     s = resolve(parse("-L 0:db:5432 alice@example.com"), home=str(tmp_path))
     assert (s.host, s.port, s.user) == ("example.com", 22, "alice")
     assert s.known_hosts == str(tmp_path / ".ssh" / "known_hosts")
-    assert s.strict_host_key_checking == "yes"
+    assert s.strict_host_key_checking == "ask"  # ssh's default
     assert s.identities == ()
     assert s.agent_socket is None
     assert s.known_hosts_name == "example.com"
@@ -43,7 +43,7 @@ def test_command_line_wins_over_options(tmp_path: Path) -> None:
     ("value", "mode"),
     [
         ("yes", "yes"),
-        ("ask", "yes"),
+        ("ask", "ask"),
         ("accept-new", "accept-new"),
         ("no", "no"),
         ("off", "no"),

@@ -87,3 +87,38 @@ def test_stopping_a_forward_of_an_unknown_tunnel_is_an_error() -> None:
     assert reply["ok"] is False
     assert "no tunnel 42" in reply["error"]["message"]
     engine.stop_all(final=True)
+
+
+def test_a_question_waits_for_its_answer_and_closing_releases_it() -> None:
+    import threading
+
+    from nbtunnel.engine.core import Prompts
+
+    asked: list[dict] = []
+    prompts = Prompts(lambda kind, **data: asked.append({"event": kind, **data}))
+    ask = prompts.asker(request_id=7)
+    got: list[str | None] = []
+    asking = threading.Thread(target=lambda: got.append(ask("Passphrase: ", True)))
+    asking.start()
+    while not asked:
+        threading.Event().wait(0.01)
+    assert asked[0] == {
+        "event": "prompt",
+        "prompt": 1,
+        "request": 7,
+        "text": "Passphrase: ",
+        "secret": True,
+    }
+    prompts.answer(99, "for nobody")  # an unknown question: ignored
+    prompts.answer(1, "s3cret")
+    asking.join(5)
+    assert got == ["s3cret"]
+    # Closing: a question still open counts as unanswered, new ones are not asked.
+    second = threading.Thread(target=lambda: got.append(ask("Again: ", False)))
+    second.start()
+    while len(asked) < 2:
+        threading.Event().wait(0.01)
+    prompts.close()
+    second.join(5)
+    assert got == ["s3cret", None]
+    assert ask("Late: ", False) is None and len(asked) == 2
