@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import termios
@@ -93,17 +94,19 @@ def run(argv: Sequence[str], out: TextIO = sys.stdout, err: TextIO = sys.stderr)
         except TunnelError as exc:
             err.write(f"nbtunnel: {exc}\n")
             return 1
-        opened.set()
-        snap = tunnel._snapshot
-        for f in snap.forwards:
-            out.write(f"forwarding {display.forward_line(f, tunnel.destination)}\n")
-        out.write("press Ctrl-C to stop\n")
-        out.flush()
-        try:
+        except KeyboardInterrupt:
+            err.write("nbtunnel: interrupted before the forwards were up\n")
+            return 130
+        # Ctrl-C from here on is the way to stop, even while these print.
+        with contextlib.suppress(KeyboardInterrupt):
+            opened.set()
+            snap = tunnel._snapshot
+            for f in snap.forwards:
+                out.write(f"forwarding {display.forward_line(f, tunnel.destination)}\n")
+            out.write("press Ctrl-C to stop\n")
+            out.flush()
             while not done.wait(3600):
                 pass
-        except KeyboardInterrupt:
-            pass
     finally:
         manager.close()
         signal.signal(signal.SIGTERM, previous)

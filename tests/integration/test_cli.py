@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -146,6 +147,7 @@ def test_asks_about_an_unknown_host_on_a_terminal(
         assert proc.stdout is not None
         first = proc.stdout.readline()
         assert "forwarding -L this machine" in first, first
+        assert proc.stdout.readline().strip() == "press Ctrl-C to stop"
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=15)
     finally:
@@ -155,3 +157,20 @@ def test_asks_about_an_unknown_host_on_a_terminal(
         os.close(main)
     assert proc.returncode == 0
     assert known.exists()
+
+
+def test_ctrl_c_while_connecting_exits_130(isolated) -> None:
+    # An address that drops every packet: the connect is still waiting.
+    proc = _run("-L", "0:localhost:1", f"nobody@{isolated.silent_addr}")
+    try:
+        time.sleep(1.0)
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130
+    assert "interrupted before the forwards were up" in err
+    assert "Traceback" not in err
