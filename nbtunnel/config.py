@@ -44,6 +44,8 @@ class ConnectSettings:
     server_alive_interval: int = 0
     gateway_ports: bool = False
     exit_on_forward_failure: bool = True
+    # -J / ProxyJump: the hops in order, each reached through the one before.
+    jumps: tuple[ConnectSettings, ...] = ()
 
     @property
     def known_hosts_name(self) -> str:
@@ -68,6 +70,7 @@ class ConnectSettings:
         data = dict(data)
         for key in ("identities", "ciphers"):
             data[key] = tuple(data.get(key, ()))
+        data["jumps"] = tuple(cls.from_dict(j) for j in data.get("jumps", ()))
         return cls(**data)
 
 
@@ -121,6 +124,13 @@ def resolve(spec: TunnelSpec, *, home: str | None = None) -> ConnectSettings:
     if not ciphers and cipher_option:
         ciphers = tuple(c for c in cipher_option.split(",") if c)
     gateway_option = spec.option("GatewayPorts")
+    # As ssh: the command line's -i and -o are the final host's; each jump
+    # host gets its own defaults (its ~/.ssh/config section, once read).
+    jumps = (
+        ()
+        if spec.jump_none
+        else tuple(resolve(TunnelSpec(destination=hop), home=home) for hop in spec.jump)
+    )
 
     return ConnectSettings(
         host=spec.option("HostName") or spec.destination.host,
@@ -142,4 +152,5 @@ def resolve(spec: TunnelSpec, *, home: str | None = None) -> ConnectSettings:
         gateway_ports=spec.gateway_ports or _yes(gateway_option),
         # nbtunnel's default is "yes": a notebook user wants the call to fail.
         exit_on_forward_failure=spec.option("ExitOnForwardFailure") != "no",
+        jumps=jumps,
     )

@@ -99,11 +99,20 @@ class _Offer:
 class Connection:
     """One SSH connection (one paramiko Transport) and the channels it opens."""
 
-    def __init__(self, settings: ConnectSettings, prompt: Prompt | None = None) -> None:
+    def __init__(
+        self,
+        settings: ConnectSettings,
+        prompt: Prompt | None = None,
+        *,
+        via: paramiko.Channel | None = None,
+    ) -> None:
         self.settings = settings
         # Asks the person behind the caller (a host key, a passphrase); None
         # when nobody can answer.
         self._prompt = prompt
+        # A channel of the jump host before this one, instead of a socket.
+        self._via = via
+        self._hops: list[Connection] = []
         self._transport: sshext.Transport | None = None
         self._agent: AgentSSH | None = None
         self._closed = threading.Event()
@@ -122,7 +131,7 @@ class Connection:
         failure nothing is left open.
         """
         try:
-            sock = self._open_socket()
+            sock = self._via if self._via is not None else self._jump()
             transport = sshext.Transport(sock)
             self._transport = transport
             self._negotiate(transport)
@@ -146,6 +155,36 @@ class Connection:
         except BaseException:
             self.close()
             raise
+
+    def _jump(self) -> socket.socket | paramiko.Channel:
+        """The socket to the server, or with -J a channel through the last hop."""
+        hops = self.settings.jumps
+        if not hops:
+            return self._open_socket()
+        via: paramiko.Channel | None = None
+        for n, hop in enumerate(hops, 1):
+            connection = Connection(hop, self._prompt, via=via)
+            where = f"jump host {n} ({hop.target})"
+            try:
+                connection.connect()
+            except TunnelError as exc:
+                raise type(exc)(f"{where}: {exc}") from None
+            self._hops.append(connection)
+            after = hops[n] if n < len(hops) else self.settings
+            try:
+                via = connection.open_tcpip(
+                    after.host, after.port, ("127.0.0.1", 0), self.timeout
+                )
+            except TunnelError as exc:
+                nxt = f"jump host {n + 1}" if n < len(hops) else "the destination"
+                why = (
+                    exc.detail if isinstance(exc, ForwardError) and exc.detail else exc
+                )
+                raise ConnectError(
+                    f"{where} could not reach {nxt} ({after.target}): {why}"
+                ) from None
+        assert via is not None
+        return via
 
     @property
     def timeout(self) -> float:
@@ -635,6 +674,10 @@ class Connection:
         if self._agent is not None:
             self._agent._close()  # type: ignore[attr-defined]
             self._agent = None
+        # The jump hosts last, the nearest one first: each carries the next.
+        hops, self._hops = self._hops, []
+        for hop in reversed(hops):
+            hop.close()
         self._closed.set()
 
 

@@ -41,7 +41,7 @@ STREAMLOCAL_PORT = 0
 class Transport(paramiko.Transport):
     """paramiko's Transport plus OpenSSH's streamlocal channels."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket | paramiko.Channel) -> None:
         super().__init__(sock)
         # Why each refused channel was refused, by channel id: paramiko
         # keeps one slot for the whole transport, which concurrent opens

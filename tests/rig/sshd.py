@@ -257,11 +257,14 @@ def start_sshd(
     *,
     port: int | None = None,
     workdir: Path | None = None,
+    inner: bool = False,
 ) -> SshServer:
     """Start an sshd for the current user.
 
     netns given: sshd runs inside it, listening on the namespace's veth
-    addresses (v4 and v6). Otherwise it listens on 127.0.0.1 on a free port.
+    addresses (v4 and v6), or with ``inner`` on the namespace's own
+    127.0.0.1 only, where nothing outside the namespace reaches it (a host
+    behind a jump host). Otherwise it listens on 127.0.0.1 on a free port.
     workdir: where keys, config and log go (a fresh temp dir if None; removed
     by close() only if made here).
     """
@@ -269,14 +272,16 @@ def start_sshd(
     wd = make_tempdir("sshd") if workdir is None else workdir
     wd.mkdir(parents=True, exist_ok=True)
     try:
-        return _start(netns, port, wd, owns)
+        return _start(netns, port, wd, owns, inner)
     except BaseException:
         if owns:
             shutil.rmtree(wd, ignore_errors=True)
         raise
 
 
-def _start(netns: Netns | None, port: int | None, wd: Path, owns: bool) -> SshServer:
+def _start(
+    netns: Netns | None, port: int | None, wd: Path, owns: bool, inner: bool
+) -> SshServer:
     _ensure_privsep_dir()
     host_key = wd / "host_ed25519"
     client_key = wd / "client_ed25519"
@@ -288,7 +293,11 @@ def _start(netns: Netns | None, port: int | None, wd: Path, owns: bool) -> SshSe
     (wd / "authorized_keys").chmod(0o600)
     user = pwd.getpwuid(os.geteuid()).pw_name
     config = wd / "sshd_config"
-    if netns is not None:
+    if netns is not None and inner:
+        host, host6 = "127.0.0.1", None
+        listen = [host]
+        names = [host]
+    elif netns is not None:
         host, host6 = netns.ns_addr, netns.ns_addr6
         listen = [host, host6]
         names = [host, host6]

@@ -78,3 +78,21 @@ def test_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_settings_round_trip_as_plain_data(tmp_path: Path) -> None:
     s = resolve(parse("-i a -i b -c aes128-ctr -L 0:db:5432 h"), home=str(tmp_path))
     assert ConnectSettings.from_dict(s.to_dict()) == s
+
+
+def test_jump_hosts_get_their_own_defaults(tmp_path: Path) -> None:
+    dot = tmp_path / ".ssh"
+    dot.mkdir()
+    (dot / "id_ed25519").write_text("key")
+    s = resolve(
+        parse("-J a@bastion:2200,b -i /keys/final -o Port=2222 -L 0:db:5432 c@h"),
+        home=str(tmp_path),
+    )
+    first, second = s.jumps
+    assert (first.user, first.host, first.port) == ("a", "bastion", 2200)
+    assert second.host == "b" and second.port == 22
+    # -i and -o are the final host's; a hop takes the default key.
+    assert s.identities == ("/keys/final",) and s.port == 2222
+    assert first.identities == (str(dot / "id_ed25519"),)
+    assert ConnectSettings.from_dict(s.to_dict()) == s
+    assert resolve(parse("-J none -L 0:db:5432 h"), home=str(tmp_path)).jumps == ()

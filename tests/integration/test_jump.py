@@ -1,0 +1,123 @@
+"""Jump hosts (-J, -o ProxyJump) through real sshds.
+
+The hosts behind the jump host listen on the namespace's own 127.0.0.1,
+which nothing outside the namespace reaches: a forward that works went
+through every hop.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from nbtunnel import ConnectError, HostKeyError, Manager
+
+from tests.rig import clients
+from tests.rig.sshd import SshServer, start_sshd
+
+pytestmark = [pytest.mark.integration, pytest.mark.netns]
+
+
+@pytest.fixture
+def inner(rig) -> Iterator[list[SshServer]]:
+    """Two sshds only the namespace reaches, accepting the rig's client key."""
+    servers = []
+    try:
+        for _ in range(2):
+            server = start_sshd(rig.netns, inner=True)
+            servers.append(server)
+            keys = server.workdir / "authorized_keys"
+            keys.write_text(keys.read_text() + rig.sshd.client_key_pub.read_text())
+        yield servers
+    finally:
+        for server in servers:
+            server.close()
+
+
+@pytest.fixture
+def home(tmp_path: Path, sshd, inner, monkeypatch) -> Path:
+    """A HOME whose ~/.ssh gives the jump hosts their key and host keys, as a
+    user's would (the command line's -i and -o are the final host's)."""
+    dot = tmp_path / ".ssh"
+    dot.mkdir(mode=0o700)
+    (dot / "id_ed25519").write_bytes(sshd.client_key.read_bytes())
+    (dot / "id_ed25519").chmod(0o600)
+    known = [sshd.known_hosts.read_text()]
+    known += [s.known_hosts.read_text() for s in inner]
+    (dot / "known_hosts").write_text("".join(known))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    return tmp_path
+
+
+def _line(final: SshServer, jump: str, targets, *, option: bool = False) -> str:
+    hop = ["-o", f"ProxyJump={jump}"] if option else ["-J", jump]
+    return shlex.join(
+        [
+            *hop,
+            "-p",
+            str(final.port),
+            "-i",
+            str(final.client_key),
+            "-o",
+            f"UserKnownHostsFile={final.known_hosts}",
+            "-L",
+            f"0:{targets.host}:{targets.echo}",
+            f"{final.user}@{final.host}",
+        ]
+    )
+
+
+def _bastion(server: SshServer) -> str:
+    return f"{server.user}@{server.host}:{server.port}"
+
+
+@pytest.mark.parametrize("option", [False, True], ids=["-J", "ProxyJump"])
+def test_a_host_behind_a_jump_host(
+    manager: Manager, sshd, inner, home, targets, option: bool
+) -> None:
+    final = inner[0]
+    assert clients.port_is_closed(final.host, final.port)  # not from here
+    with manager.open(_line(final, _bastion(sshd), targets, option=option)) as t:
+        data = b"through the bastion" * 1000
+        assert (
+            clients.echo_roundtrip("127.0.0.1", t.forwards[0].listen_port, data) == data
+        )
+    # The final host saw the login come from inside the namespace.
+    assert "Accepted publickey" in final.log_tail()
+
+
+def test_two_hops(manager: Manager, sshd, inner, home, targets) -> None:
+    middle, final = inner
+    hops = f"{_bastion(sshd)},{_bastion(middle)}"
+    with manager.open(_line(final, hops, targets)) as t:
+        assert (
+            clients.echo_roundtrip("127.0.0.1", t.forwards[0].listen_port, b"2") == b"2"
+        )
+    assert "Accepted publickey" in middle.log_tail()
+    assert "Accepted publickey" in final.log_tail()
+
+
+def test_a_broken_middle_hop_is_named(
+    manager: Manager, sshd, inner, home, targets
+) -> None:
+    final = inner[1]
+    dead = f"{sshd.user}@127.0.0.1:{targets.refused_port}"
+    with pytest.raises(ConnectError) as info:
+        manager.open(_line(final, f"{_bastion(sshd)},{dead}", targets))
+    text = str(info.value)
+    assert text.startswith(
+        f"jump host 1 ({sshd.user}@{sshd.host}:{sshd.port}) could not"
+    )
+    assert f"jump host 2 ({sshd.user}@127.0.0.1:{targets.refused_port})" in text
+    assert "refused" in text.lower()
+
+
+def test_a_jump_host_with_an_unknown_key_is_named(
+    manager: Manager, sshd, inner, home, targets
+) -> None:
+    (home / ".ssh" / "known_hosts").write_text("")
+    with pytest.raises(HostKeyError, match=r"^jump host 1 \(.*\): the host key of"):
+        manager.open(_line(inner[0], _bastion(sshd), targets))
