@@ -1,4 +1,5 @@
-"""Resolve a parsed command line into the settings of one SSH connection."""
+"""Resolve a parsed command line and the ssh_config files into the settings of one
+SSH connection (and the forwards the config adds)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .spec import TunnelSpec
+from . import sshconfig
+from .errors import SpecError
+from .spec import ForwardSpec, TunnelSpec, parse_destination, parse_forward
 
 StrictMode = Literal["ask", "yes", "accept-new", "no"]
 
@@ -17,6 +20,8 @@ StrictMode = Literal["ask", "yes", "accept-new", "no"]
 # answer (no terminal, a frontend without input) or they declined.
 Prompt = Callable[[str, bool], "str | None"]
 DEFAULT_PORT = 22
+SYSTEM_CONFIG = "/etc/ssh/ssh_config"
+MAX_JUMPS = 8
 # OpenSSH's default identity files, in the order ssh(1) tries them.
 DEFAULT_IDENTITY_NAMES = ("id_ed25519", "id_ecdsa", "id_rsa")
 
@@ -90,67 +95,151 @@ def _strict_mode(value: str | None) -> StrictMode:
     return "accept-new"
 
 
-def resolve(spec: TunnelSpec, *, home: str | None = None) -> ConnectSettings:
-    """Turn a parsed line into connection settings (as ssh(1) would read it).
+def config_files(spec: TunnelSpec, home: str) -> list[tuple[str, str]]:
+    """The ssh_config files to read, in order, each with where its Includes start.
 
-    Command-line options win over ``-o`` options, which win over defaults.
-    ``~/.ssh/config`` is not read yet: a config alias is used as a host name.
+    As ssh: ``-F file`` alone (``-F none``: no file), else ``~/.ssh/config``
+    then ``/etc/ssh/ssh_config``.
     """
-    home = home if home is not None else os.path.expanduser("~")
-
-    def expand(path: str) -> str:
+    user_dir = os.path.join(home, ".ssh")
+    if spec.config_file == "none":
+        return []
+    if spec.config_file is not None:
+        path = spec.config_file
         if path == "~" or path.startswith("~/"):
             path = home + path[1:]
-        return os.path.abspath(path)
+        return [(os.path.abspath(path), user_dir)]
+    return [
+        (os.path.join(user_dir, "config"), user_dir),
+        (SYSTEM_CONFIG, os.path.dirname(SYSTEM_CONFIG)),
+    ]
 
-    identities = [expand(p) for p in spec.identities]
+
+def _host_config(spec: TunnelSpec, home: str) -> sshconfig.HostConfig:
+    return sshconfig.lookup(
+        config_files(spec, home),
+        spec.destination.host,
+        user=spec.login or spec.destination.user,
+        local_user=getpass.getuser(),
+        home=home,
+    )
+
+
+def forwards_from_config(
+    spec: TunnelSpec, *, home: str | None = None
+) -> tuple[ForwardSpec, ...]:
+    """The host's ``LocalForward``, ``RemoteForward`` and ``DynamicForward`` lines."""
+    home = home if home is not None else os.path.expanduser("~")
+    cfg = _host_config(spec, home)
+    found: list[ForwardSpec] = []
+    for key, flag in (
+        ("LocalForward", "-L"),
+        ("RemoteForward", "-R"),
+        ("DynamicForward", "-D"),
+    ):
+        for value in cfg.all(key):
+            # The config separates the two ends with a space, -L with ":".
+            found.append(parse_forward(flag, ":".join(value.split())))
+    return tuple(found)
+
+
+def resolve(
+    spec: TunnelSpec, *, home: str | None = None, _depth: int = 0
+) -> ConnectSettings:
+    """Turn a parsed line into connection settings, as ssh(1) would read them.
+
+    The command line wins over ``-o`` options, which win over the ssh_config
+    files (first match wins), which win over defaults.
+    """
+    home = home if home is not None else os.path.expanduser("~")
+    if _depth > MAX_JUMPS:
+        raise SpecError(
+            f"ProxyJump for '{spec.destination.host}' goes more than {MAX_JUMPS} "
+            "hops deep; does a host's ProxyJump lead back to itself?",
+            text=spec.destination.host,
+        )
+    cfg = _host_config(spec, home)
+
+    def option(key: str) -> str | None:
+        given = spec.option(key)
+        return given if given is not None else cfg.get(key)
+
+    port_option = cfg.get("Port")
+    port = spec.effective_port or (int(port_option) if port_option else DEFAULT_PORT)
+    user = spec.user or cfg.get("User") or getpass.getuser()
+    table = sshconfig.tokens(cfg, port=port, user=user, home=home)
+    hostname = option("HostName")
+    host = spec.destination.host
+    if hostname:
+        host = sshconfig.expand(hostname, {**table, "h": host}, home)
+        table["h"] = host
+
+    def path(value: str) -> str:
+        return os.path.abspath(sshconfig.expand(value, table, home))
+
+    identities = [path(p) for p in spec.identities]
     identity_option = spec.option("IdentityFile")
     if identity_option is not None:
-        identities.append(expand(identity_option))
+        identities.append(path(identity_option))
+    identities += [path(p) for p in cfg.all("IdentityFile")]
     if not identities:
         for name in DEFAULT_IDENTITY_NAMES:
             candidate = os.path.join(home, ".ssh", name)
             if os.path.exists(candidate):
                 identities.append(candidate)
 
-    timeout = spec.option("ConnectTimeout")
-    alive = spec.option("ServerAliveInterval")
+    timeout = option("ConnectTimeout")
+    alive = option("ServerAliveInterval")
     family = spec.address_family
-    family_option = spec.option("AddressFamily")
+    family_option = option("AddressFamily")
     if family == "any" and family_option in ("inet", "inet6"):
         family = family_option  # type: ignore[assignment]
     ciphers = spec.ciphers
-    cipher_option = spec.option("Ciphers")
+    cipher_option = option("Ciphers")
     if not ciphers and cipher_option:
         ciphers = tuple(c for c in cipher_option.split(",") if c)
-    gateway_option = spec.option("GatewayPorts")
-    # As ssh: the command line's -i and -o are the final host's; each jump
-    # host gets its own defaults (its ~/.ssh/config section, once read).
-    jumps = (
-        ()
-        if spec.jump_none
-        else tuple(resolve(TunnelSpec(destination=hop), home=home) for hop in spec.jump)
-    )
+    known_hosts = option("UserKnownHostsFile")
 
     return ConnectSettings(
-        host=spec.option("HostName") or spec.destination.host,
-        port=spec.effective_port or DEFAULT_PORT,
-        user=spec.user or getpass.getuser(),
+        host=host,
+        port=port,
+        user=user,
         identities=tuple(dict.fromkeys(identities)),
-        identities_only=_yes(spec.option("IdentitiesOnly")),
+        identities_only=_yes(option("IdentitiesOnly")),
         agent_socket=os.environ.get("SSH_AUTH_SOCK") or None,
-        known_hosts=expand(
-            spec.option("UserKnownHostsFile")
-            or os.path.join("~", ".ssh", "known_hosts")
-        ),
-        strict_host_key_checking=_strict_mode(spec.option("StrictHostKeyChecking")),
+        # ssh allows several files; the first is the one written to.
+        known_hosts=path(known_hosts.split()[0])
+        if known_hosts
+        else os.path.join(home, ".ssh", "known_hosts"),
+        strict_host_key_checking=_strict_mode(option("StrictHostKeyChecking")),
         connect_timeout=float(timeout) if timeout and int(timeout) > 0 else None,
         address_family=family,
-        compression=spec.compression or _yes(spec.option("Compression")),
+        compression=spec.compression or _yes(option("Compression")),
         ciphers=ciphers,
         server_alive_interval=int(alive) if alive else 0,
-        gateway_ports=spec.gateway_ports or _yes(gateway_option),
+        gateway_ports=spec.gateway_ports or _yes(option("GatewayPorts")),
         # nbtunnel's default is "yes": a notebook user wants the call to fail.
-        exit_on_forward_failure=spec.option("ExitOnForwardFailure") != "no",
-        jumps=jumps,
+        exit_on_forward_failure=option("ExitOnForwardFailure") != "no",
+        jumps=_jumps(spec, cfg, home, _depth),
+    )
+
+
+def _jumps(
+    spec: TunnelSpec, cfg: sshconfig.HostConfig, home: str, depth: int
+) -> tuple[ConnectSettings, ...]:
+    # As ssh: the command line's -i and -o are the final host's; each jump
+    # host is resolved on its own, with its own section of the config.
+    if spec.jump_none:
+        return ()
+    hops = spec.jump
+    configured = cfg.get("ProxyJump")
+    if not hops and configured and configured.lower() != "none":
+        hops = tuple(parse_destination(h) for h in configured.split(","))
+    return tuple(
+        resolve(
+            TunnelSpec(destination=hop, config_file=spec.config_file),
+            home=home,
+            _depth=depth + 1,
+        )
+        for hop in hops
     )

@@ -202,8 +202,8 @@ class Connection:
             infos = socket.getaddrinfo(s.host, s.port, family, socket.SOCK_STREAM)
         except socket.gaierror as exc:
             raise ConnectError(
-                f"cannot resolve host '{s.host}': {exc.strerror}; check the name "
-                "(a ~/.ssh/config alias is not read yet) or use an IP address"
+                f"cannot resolve host '{s.host}': {exc.strerror}; check the name, "
+                "or give it a HostName in ~/.ssh/config (or -F file)"
             ) from None
         last: OSError | None = None
         for fam, kind, proto, _, addr in infos:

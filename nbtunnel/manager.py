@@ -14,7 +14,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 from . import display
-from .config import Prompt, resolve
+from .config import Prompt, forwards_from_config, resolve
 from .engine.client import EngineClient, EventHandler, InlineClient, ProcessClient
 from .engine.protocol import Message
 from .errors import EngineError, ForwardError, SpecError
@@ -290,7 +290,8 @@ class Manager:
         host is refused, an encrypted key skipped.
         """
         spec = parse(line)
-        if not spec.forwards:
+        forwards = spec.forwards + forwards_from_config(spec)
+        if not forwards:
             raise _no_forwards(spec)
         settings = resolve(spec)
         with self._lock:
@@ -302,7 +303,7 @@ class Manager:
             "open",
             destination=spec.destination.text,
             settings=settings.to_dict(),
-            forwards=[[f.flag, f.text] for f in spec.forwards],
+            forwards=[[f.flag, f.text] for f in forwards],
             name=name or _unique(spec.destination.host, taken),
             can_prompt=prompt is not None,
             on_prompt=prompt,

@@ -121,3 +121,56 @@ def test_a_jump_host_with_an_unknown_key_is_named(
     (home / ".ssh" / "known_hosts").write_text("")
     with pytest.raises(HostKeyError, match=r"^jump host 1 \(.*\): the host key of"):
         manager.open(_line(inner[0], _bastion(sshd), targets))
+
+
+def _config(sshd, inner, tmp_path: Path) -> Path:
+    """An ssh_config naming every host, each with its own key and host keys."""
+    middle, final = inner
+    text = f"""
+Host bastion
+    HostName {sshd.host}
+    Port {sshd.port}
+    User {sshd.user}
+    IdentityFile {sshd.client_key}
+    UserKnownHostsFile {sshd.known_hosts}
+Host middle final
+    HostName 127.0.0.1
+    User {sshd.user}
+Host middle
+    Port {middle.port}
+    IdentityFile {middle.client_key}
+    UserKnownHostsFile {middle.known_hosts}
+    ProxyJump bastion
+Host final
+    Port {final.port}
+    IdentityFile {final.client_key}
+    UserKnownHostsFile {final.known_hosts}
+    ProxyJump middle
+"""
+    path = tmp_path / "ssh_config"
+    path.write_text(text)
+    return path
+
+
+def test_a_config_alias(manager: Manager, sshd, inner, targets, tmp_path: Path) -> None:
+    config = _config(sshd, inner, tmp_path)
+    line = f"-F {config} -L 0:{targets.host}:{targets.echo} bastion"
+    with manager.open(line) as t:
+        assert (
+            clients.echo_roundtrip("127.0.0.1", t.forwards[0].listen_port, b"a") == b"a"
+        )
+
+
+def test_proxyjump_in_the_config_two_hops(
+    manager: Manager, sshd, inner, targets, tmp_path: Path
+) -> None:
+    config = _config(sshd, inner, tmp_path)
+    # final's ProxyJump is middle, whose ProxyJump is bastion: each hop with
+    # its own key and known_hosts from its own section.
+    line = f"-F {config} -L 0:{targets.host}:{targets.echo} final"
+    with manager.open(line) as t:
+        data = b"two hops from the config" * 100
+        assert (
+            clients.echo_roundtrip("127.0.0.1", t.forwards[0].listen_port, data) == data
+        )
+    assert "Accepted publickey" in inner[1].log_tail()

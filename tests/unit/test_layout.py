@@ -16,6 +16,7 @@ LAYERS = [
     {"engine"},
     {"connection", "sshext", "forward"},
     {"config", "display"},
+    {"sshconfig"},
     {"spec", "_words"},
     {"status", "errors", "_version"},
 ]

@@ -1,0 +1,224 @@
+"""ssh_config(5) files: which settings apply to one host, as OpenSSH reads them.
+
+- ``Host`` patterns (``*``, ``?``, ``!negation``) and ``Match`` with ``all``,
+  ``host``, ``originalhost``, ``user`` and ``localuser``; a ``Match`` with any
+  other criterion (``exec``, ``canonical``, ...) never applies;
+- ``Include`` with globs, relative to ``~/.ssh`` (or ``/etc/ssh`` for the
+  system file), read in place;
+- the first value obtained for a keyword wins, except for the keywords
+  that add up (``IdentityFile``, ``CertificateFile``, the forwards);
+- ``%`` tokens and ``~`` in the keywords that take them.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import getpass
+import glob
+import os
+import re
+import shlex
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from .errors import SpecError
+
+# Keywords whose every occurrence counts, in order.
+MULTI = frozenset(
+    {
+        "identityfile",
+        "certificatefile",
+        "localforward",
+        "remoteforward",
+        "dynamicforward",
+    }
+)
+# Keywords taking % tokens and ~, as ssh_config(5) lists them.
+TOKENS = frozenset(
+    {
+        "identityfile",
+        "certificatefile",
+        "userknownhostsfile",
+        "identityagent",
+        "proxycommand",
+        "hostname",
+        "localforward",
+        "remoteforward",
+    }
+)
+MAX_DEPTH = 16  # ssh's limit on nested Includes
+
+
+@dataclass
+class HostConfig:
+    """The options one host gets, keywords in lower case."""
+
+    host: str
+    values: dict[str, list[str]] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
+
+    def get(self, key: str) -> str | None:
+        found = self.values.get(key.lower())
+        return found[0] if found else None
+
+    def all(self, key: str) -> list[str]:
+        return list(self.values.get(key.lower(), ()))
+
+
+class ConfigError(SpecError):
+    """A config line that cannot be read; says the file and line."""
+
+
+# "Keyword value", "Keyword=value" and "Keyword = value" are the same.
+_LINE = re.compile(r"(\S+?)(?:\s*=\s*|\s+)(.*)$")
+
+
+def _words(line: str) -> list[str]:
+    line = line.strip()
+    if not line or line.startswith("#"):
+        return []
+    m = _LINE.match(line)
+    if m is None:
+        return [line]
+    return [m.group(1), *shlex.split(m.group(2), comments=True)]
+
+
+def _matches(value: str, patterns: str | list[str]) -> bool:
+    """ssh's pattern-list rule: any positive match and no negated one."""
+    items = patterns.split(",") if isinstance(patterns, str) else patterns
+    matched = False
+    for pattern in items:
+        if pattern.startswith("!"):
+            if fnmatch.fnmatchcase(value, pattern[1:]):
+                return False
+        elif fnmatch.fnmatchcase(value, pattern):
+            matched = True
+    return matched
+
+
+class _Reader:
+    def __init__(self, host: str, user: str | None, local_user: str, home: str) -> None:
+        self.found = HostConfig(host)
+        self.user = user
+        self.local_user = local_user
+        self.home = home
+
+    def _match(self, args: list[str]) -> bool:
+        pairs = iter(args)
+        for criterion in pairs:
+            name = criterion.lower()
+            if name == "all":
+                continue
+            value = next(pairs, None)
+            if value is None:
+                return False
+            subject = {
+                "host": self.found.get("hostname") or self.found.host,
+                "originalhost": self.found.host,
+                "user": self.user or self.found.get("user") or self.local_user,
+                "localuser": self.local_user,
+            }.get(name)
+            if subject is None or not _matches(subject, value):
+                return False  # exec, canonical, ...: not something we run
+        return True
+
+    def read(self, path: str, base: str, depth: int = 0) -> None:
+        if depth > MAX_DEPTH:
+            raise ConfigError(f"{path}: Include nested more than {MAX_DEPTH} deep")
+        try:
+            with open(path, encoding="utf-8") as f:
+                lines = f.readlines()
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read ssh config {path}: {exc.strerror}"
+            ) from None
+        self.found.files.append(path)
+        active = True
+        for number, line in enumerate(lines, 1):
+            try:
+                words = _words(line)
+            except ValueError as exc:
+                raise ConfigError(f"{path} line {number}: {exc}") from None
+            if not words:
+                continue
+            key, args = words[0].lower(), words[1:]
+            if key == "host":
+                active = _matches(self.found.host, args)
+            elif key == "match":
+                active = self._match(args)
+            elif not active:
+                continue
+            elif key == "include":
+                for pattern in args:
+                    self._include(pattern, base, depth)
+            elif args:
+                self._set(key, args)
+
+    def _include(self, pattern: str, base: str, depth: int) -> None:
+        if pattern == "~" or pattern.startswith("~/"):
+            pattern = self.home + pattern[1:]
+        if not os.path.isabs(pattern):
+            pattern = os.path.join(base, pattern)
+        for path in sorted(glob.glob(pattern)):
+            self.read(path, base, depth + 1)
+
+    def _set(self, key: str, args: list[str]) -> None:
+        value = " ".join(args)
+        values = self.found.values.setdefault(key, [])
+        if key in MULTI or not values:
+            values.append(value)
+
+
+def lookup(
+    paths: list[tuple[str, str]],
+    host: str,
+    *,
+    user: str | None,
+    local_user: str,
+    home: str,
+) -> HostConfig:
+    """The settings ``host`` gets from the files, read in order.
+
+    ``paths``: (file, directory its relative Includes start from).
+    ``user``: the login given on the command line, if any (for Match user).
+    """
+    reader = _Reader(host, user, local_user, home)
+    for path, base in paths:
+        reader.read(path, base)
+    return reader.found
+
+
+def tokens(config: HostConfig, *, port: int, user: str, home: str) -> dict[str, str]:
+    """What each ``%`` token stands for, for this host."""
+    return {
+        "%": "%",
+        "h": config.get("hostname") or config.host,
+        "n": config.host,
+        "p": str(port),
+        "r": user,
+        "u": getpass.getuser(),
+        "d": home,
+        "l": socket.gethostname().split(".")[0],
+        "L": socket.gethostname(),
+    }
+
+
+def expand(value: str, table: dict[str, str], home: str) -> str:
+    """``%`` tokens and a leading ``~``, as ssh expands them."""
+    out = []
+    chars: Iterator[str] = iter(value)
+    for ch in chars:
+        if ch != "%":
+            out.append(ch)
+            continue
+        token = next(chars, "")
+        if token not in table:
+            raise ConfigError(f"unknown token %{token} in '{value}'")
+        out.append(table[token])
+    text = "".join(out)
+    if text == "~" or text.startswith("~/"):
+        text = home + text[1:]
+    return text
