@@ -164,8 +164,21 @@ def resolve(
         given = spec.option(key)
         return given if given is not None else cfg.get(key)
 
+    def number(key: str, value: str) -> int:
+        # The command line's numbers were checked by the grammar; a config
+        # file's were not.
+        try:
+            return int(value)
+        except ValueError:
+            where = ", ".join(cfg.files) or "the command line"
+            raise SpecError(
+                f"{key} {value!r} is not a number (in {where})", text=value
+            ) from None
+
     port_option = cfg.get("Port")
-    port = spec.effective_port or (int(port_option) if port_option else DEFAULT_PORT)
+    port = spec.effective_port or (
+        number("Port", port_option) if port_option else DEFAULT_PORT
+    )
     user = spec.user or cfg.get("User") or getpass.getuser()
     table = sshconfig.tokens(cfg, port=port, user=user, home=home)
     hostname = option("HostName")
@@ -212,11 +225,13 @@ def resolve(
         if known_hosts
         else os.path.join(home, ".ssh", "known_hosts"),
         strict_host_key_checking=_strict_mode(option("StrictHostKeyChecking")),
-        connect_timeout=float(timeout) if timeout and int(timeout) > 0 else None,
+        connect_timeout=float(number("ConnectTimeout", timeout))
+        if timeout and number("ConnectTimeout", timeout) > 0
+        else None,
         address_family=family,
         compression=spec.compression or _yes(option("Compression")),
         ciphers=ciphers,
-        server_alive_interval=int(alive) if alive else 0,
+        server_alive_interval=number("ServerAliveInterval", alive) if alive else 0,
         gateway_ports=spec.gateway_ports or _yes(option("GatewayPorts")),
         # nbtunnel's default is "yes": a notebook user wants the call to fail.
         exit_on_forward_failure=option("ExitOnForwardFailure") != "no",
