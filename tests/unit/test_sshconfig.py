@@ -146,5 +146,7 @@ def test_a_proxyjump_loop_is_refused(tmp_path: Path) -> None:
 
 def test_a_config_number_that_is_not_one_names_its_file(tmp_path: Path) -> None:
     config = _write(tmp_path / ".ssh" / "config", "Host a\n  Port twenty-two\n")
-    with pytest.raises(SpecError, match=rf"Port 'twenty-two' is not a number \(in {config}"):
+    with pytest.raises(
+        SpecError, match=rf"Port 'twenty-two' is not a number \(in {config}"
+    ):
         resolve(parse("-L 0:db:1 a"), home=str(tmp_path))
