@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import getpass
 import shlex
-from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -21,8 +20,9 @@ from IPython.core.magic import Magics, line_magic, magics_class
 from . import display
 from .config import Prompt
 from .errors import SpecError, TunnelError
-from .manager import Forward, Manager, Tunnel, close_default, default_manager
+from .manager import Manager, Tunnel, close_default, default_manager
 from .spec import ForwardSpec, TunnelSpec, parse, parse_forward
+from .status import ForwardSnapshot, TunnelSnapshot
 
 USAGE = """\
 %tunnel [--name NAME] [ssh options] (-L spec | -R spec | -D spec)... destination
@@ -148,6 +148,20 @@ def _known(manager: Manager) -> str:
     return f" (open: {', '.join(names)})" if names else " (none is open)"
 
 
+# Every live tunnel with one snapshot of it: a Forward's state or stats is a
+# round trip to the engine each time it is read, this is one for them all.
+Live = list[tuple[Tunnel, TunnelSnapshot]]
+
+
+def _live(manager: Manager) -> Live:
+    handles = {t.id: t for t in manager.tunnels()}
+    return [
+        (handles[snap.id], snap)
+        for snap in manager.snapshots()
+        if snap.id in handles and snap.state == "up"
+    ]
+
+
 def _cancel(words: list[str], manager: Manager) -> None:
     flag, args = words[0], words[1:]
     kind = _CANCEL[flag]
@@ -157,10 +171,10 @@ def _cancel(words: list[str], manager: Manager) -> None:
         )
     # "[bind:]port" is a dynamic forward's grammar, whatever the kind.
     wanted = parse_forward("-D", args[0])
-    for tunnel in manager.tunnels():
-        for forward in tunnel.forwards:
+    for tunnel, snap in _live(manager):
+        for forward in snap.forwards:
             if _matches(forward, kind, wanted.listen_host, wanted.listen_port):
-                forward.stop()
+                tunnel.forwards[forward.index].stop()
                 return
     raise SpecError(
         f"no -{flag[-1]} forward listens on {args[0]} (see %tunnel for the list)",
@@ -168,7 +182,9 @@ def _cancel(words: list[str], manager: Manager) -> None:
     )
 
 
-def _matches(forward: Forward, kind: str, host: str | None, port: int | None) -> bool:
+def _matches(
+    forward: ForwardSnapshot, kind: str, host: str | None, port: int | None
+) -> bool:
     if forward.kind != kind or forward.listen_port != port or forward.state != "up":
         return False
     if host is None or forward.listen_host == host:
@@ -179,21 +195,15 @@ def _matches(forward: Forward, kind: str, host: str | None, port: int | None) ->
 def _open(
     spec: TunnelSpec, name: str | None, manager: Manager, prompt: Prompt | None
 ) -> Tunnel:
-    same_line = _find(manager, lambda t: t.spec.text == spec.text)
-    if same_line is not None:
-        return same_line  # the cell ran again: the tunnel is up, same ports
-    live = _find(
-        manager,
-        lambda t: t.name == spec.destination.text or _shares(t.spec, spec),
-    )
-    if live is not None:
-        return _add(live, spec.forwards, manager)
-    _check_ports(spec.forwards, spec, manager)
+    live = _live(manager)
+    for tunnel, _ in live:
+        if tunnel.spec.text == spec.text:
+            return tunnel  # the cell ran again: the tunnel is up, same ports
+    for tunnel, snap in live:
+        if tunnel.name == spec.destination.text or _shares(tunnel.spec, spec):
+            return _add(tunnel, snap, spec.forwards, live, manager)
+    _check_ports(spec.forwards, spec, live)
     return manager.open(spec.text, name=name, prompt=prompt)
-
-
-def _find(manager: Manager, test: Callable[[Tunnel], bool]) -> Tunnel | None:
-    return next((t for t in manager.tunnels() if t.state == "up" and test(t)), None)
 
 
 def _shares(live: TunnelSpec, new: TunnelSpec) -> bool:
@@ -202,36 +212,42 @@ def _shares(live: TunnelSpec, new: TunnelSpec) -> bool:
     return replace(live, forwards=(), verbose=0) == replace(new, forwards=(), verbose=0)
 
 
-def _add(tunnel: Tunnel, forwards: tuple[ForwardSpec, ...], manager: Manager) -> Tunnel:
-    running = {str(f.spec) for f in tunnel.forwards if f.state == "up"}
+def _add(
+    tunnel: Tunnel,
+    snap: TunnelSnapshot,
+    forwards: tuple[ForwardSpec, ...],
+    live: Live,
+    manager: Manager,
+) -> Tunnel:
+    running = {f.spec for f in snap.forwards if f.state == "up"}
     missing = tuple(f for f in forwards if str(f) not in running)
     if missing:
-        _check_ports(missing, tunnel.spec, manager)
+        _check_ports(missing, tunnel.spec, live)
         manager.add(tunnel, missing)
     return tunnel
 
 
 def _check_ports(
-    forwards: tuple[ForwardSpec, ...], spec: TunnelSpec, manager: Manager
+    forwards: tuple[ForwardSpec, ...], spec: TunnelSpec, live: Live
 ) -> None:
     """A fixed port another live forward holds is named, with who holds it."""
     for wanted in forwards:
         if not wanted.listen_port:
             continue
-        for tunnel in manager.tunnels():
+        for tunnel, snap in live:
             # -L/-D ports are on this machine; -R ports on that tunnel's server.
-            same_machine = wanted.kind != "remote" or _shares(tunnel.spec, spec)
-            for held in tunnel.forwards:
+            if wanted.kind == "remote" and not _shares(tunnel.spec, spec):
+                continue
+            for held in snap.forwards:
                 if (
-                    same_machine
-                    and (held.kind == "remote") == (wanted.kind == "remote")
+                    (held.kind == "remote") == (wanted.kind == "remote")
                     and held.state == "up"
                     and held.listen_port == wanted.listen_port
                 ):
                     raise SpecError(
                         f"port {wanted.listen_port} of '{wanted}' is held by tunnel "
                         f"'{tunnel.name}' ({held.spec}); stop that forward with "
-                        f"%tunnel -K{held.spec.flag[-1]} {held.listen_port} or pick "
+                        f"%tunnel -K{held.spec[1]} {held.listen_port} or pick "
                         "another port (0 for any free one)",
                         text=str(wanted),
                     )
