@@ -201,7 +201,8 @@ def resolve(
             if os.path.exists(candidate):
                 identities.append(candidate)
 
-    timeout = option("ConnectTimeout")
+    timeout_option = option("ConnectTimeout")
+    timeout = number("ConnectTimeout", timeout_option) if timeout_option else 0
     alive = option("ServerAliveInterval")
     family = spec.address_family
     family_option = option("AddressFamily")
@@ -225,9 +226,7 @@ def resolve(
         if known_hosts
         else os.path.join(home, ".ssh", "known_hosts"),
         strict_host_key_checking=_strict_mode(option("StrictHostKeyChecking")),
-        connect_timeout=float(number("ConnectTimeout", timeout))
-        if timeout and number("ConnectTimeout", timeout) > 0
-        else None,
+        connect_timeout=float(timeout) if timeout > 0 else None,
         address_family=family,
         compression=spec.compression or _yes(option("Compression")),
         ciphers=ciphers,

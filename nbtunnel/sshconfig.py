@@ -34,19 +34,6 @@ MULTI = frozenset(
         "dynamicforward",
     }
 )
-# Keywords taking % tokens and ~, as ssh_config(5) lists them.
-TOKENS = frozenset(
-    {
-        "identityfile",
-        "certificatefile",
-        "userknownhostsfile",
-        "identityagent",
-        "proxycommand",
-        "hostname",
-        "localforward",
-        "remoteforward",
-    }
-)
 MAX_DEPTH = 16  # ssh's limit on nested Includes
 
 

@@ -133,7 +133,6 @@ class Transport(paramiko.Transport):
         with self.lock:
             late = chanid in self._abandoned
             self._abandoned.discard(chanid)
-            self.channel_events.pop(chanid, None)
         chan = self._channels.get(chanid) if late else None  # type: ignore[attr-defined]
         if chan is not None:
             chan.close()
