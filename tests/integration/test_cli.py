@@ -20,9 +20,10 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _run(*args: str) -> subprocess.Popen[str]:
+def _run(*args: str, stdin: int | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "nbtunnel", *args],
+        stdin=stdin,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -126,15 +127,7 @@ def test_asks_about_an_unknown_host_on_a_terminal(
         "-L", f"0:{targets.host}:{targets.echo}", sshd.destination,
     ]  # fmt: skip
     main, tty = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "nbtunnel", *args],
-        stdin=tty,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    proc = _run(*args, stdin=tty)
     os.close(tty)
     try:
         assert proc.stderr is not None

@@ -15,6 +15,8 @@ import threading
 from nbtunnel.forward.pump import Relay
 from nbtunnel.status import Counters
 
+from tests.rig import clients
+
 
 class SocketChannel:
     def __init__(self, sock: socket.socket) -> None:
@@ -124,16 +126,12 @@ def test_pending_bytes_go_first_and_a_socket_target_counts_the_other_way() -> No
     with client_end, target:
         client_end.sendall(b"request")
         client_end.shutdown(socket.SHUT_WR)
-        got = bytearray()
-        while data := target.recv(65536):
-            got.extend(data)
-        assert bytes(got) == b"after-the-handshake:request"
+        got = clients.recv_all(target, 10)
+        assert got == b"after-the-handshake:request"
         target.sendall(b"response")
         target.shutdown(socket.SHUT_WR)
-        back = bytearray()
-        while data := client_end.recv(65536):
-            back.extend(data)
-        assert bytes(back) == b"early-reply:response"
+        back = clients.recv_all(client_end, 10)
+        assert back == b"early-reply:response"
     runner.join(10)
     assert not runner.is_alive()
     stats = counters.snapshot()
