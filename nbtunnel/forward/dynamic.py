@@ -9,7 +9,7 @@ from typing import Protocol, TypeVar
 
 from ..errors import ConnectError, ForwardError
 from .local import CHANNEL_OPEN_TIMEOUT, ListeningForward, origin_of
-from .pump import Relay
+from .pump import Channel, Relay
 from .socks import Handshake, Reason, Request, SocksError
 
 # A client that connects and says nothing must not hold a thread for ever.
@@ -108,7 +108,7 @@ class DynamicForward(ListeningForward):
         src = origin_of(sock)
         origin = f"{src[0]}:{src[1]}"
 
-        def connect(request: Request) -> object:
+        def connect(request: Request) -> Channel:
             return self._connection.open_tcpip(
                 request.host, request.port, src, CHANNEL_OPEN_TIMEOUT
             )
@@ -119,5 +119,5 @@ class DynamicForward(ListeningForward):
             self._connection_failed(f"SOCKS client {origin}: {exc}")
             sock.close()
             return
-        relay = Relay(sock, chan, self.counters, to_chan=rest)  # type: ignore[arg-type]
+        relay = Relay(sock, chan, self.counters, to_chan=rest)
         self._relay(relay, origin, request.target)
