@@ -144,8 +144,8 @@ def test_a_refused_target_fails_one_connection_not_the_forward(
     line = sshd.line("-R", f"127.0.0.1:0:127.0.0.1:{here.refused_port}")
     with manager.open(line) as t:
         fwd = t.forwards[0]
-        got = clients.on_server(sshd, "echo", "127.0.0.1", fwd.listen_port, 10)
-        assert got == {"ok": False}  # connected, then closed without a byte
+        got = clients.on_server(sshd, "hung-up", "127.0.0.1", fwd.listen_port)
+        assert got == {"hung_up": True}  # connected, then closed without a byte
         stats = clients.wait_until(lambda: fwd.stats.connections_failed and fwd.stats)
         assert "refused" in (stats.last_error or "").lower()
         assert f"127.0.0.1:{here.refused_port}" in (stats.last_error or "")
@@ -228,3 +228,21 @@ def test_remote_dynamic_forward_is_a_socks_proxy_on_the_server(
             sshd, "socks-echo", port, "localhost", here.echo, 10, "5"
         )
         assert fwd.stats.connections_failed == 1
+
+
+def test_remote_dynamic_forward_with_no_bind_address(
+    manager: Manager, sshd, here
+) -> None:
+    # "-R 0" as typed: the server binds "localhost", maybe on one family
+    # only (see the dashboard test), so the proxy is looked for on both.
+    with manager.open(sshd.line("-R", "0")) as t:
+        port = t.forwards[0].listen_port
+        served = [
+            host
+            for host in _loopbacks(sshd)
+            if clients.on_server(
+                sshd, "socks-echo", port, "localhost", here.echo, 1 * MiB, "5", host
+            )
+            == {"ok": True}
+        ]
+        assert served

@@ -7,8 +7,11 @@ remote forward from where its users would: the server.
     push HOST PORT NBYTES          the sink's reply {"count", "sha256"}
     echo HOST PORT NBYTES          {"ok"}: the pattern came back unchanged
     echo-unix PATH NBYTES          {"ok"}
-    socks-echo PROXYPORT HOST PORT NBYTES VERSION   {"ok"} or {"refused": code}
+    socks-echo PROXYPORT HOST PORT NBYTES VERSION [PROXYHOST]
+                                   {"ok"}, {"refused": code} or {"error"};
+                                   the proxy on 127.0.0.1 unless PROXYHOST
     closed HOST PORT               {"closed"}: a connection is refused
+    hung-up HOST PORT              {"hung_up"}: accepted, then closed with no byte
     closed-unix PATH               {"closed"}
     free-port                      {"port"}: one nothing listens on there
 """
@@ -52,11 +55,26 @@ def main(argv: list[str]) -> dict[str, object]:
         data = pattern(int(args[3]))
         try:
             back = clients.socks_echo(
-                int(args[0]), args[1], int(args[2]), data, version=args[4]
+                int(args[0]),
+                args[1],
+                int(args[2]),
+                data,
+                version=args[4],
+                proxy_host=args[5] if len(args) > 5 else "127.0.0.1",
             )
         except clients.SocksRefused as exc:
             return {"refused": exc.code}
+        except OSError as exc:  # no proxy there, or something else answering
+            return {"error": repr(exc)}
         return {"ok": back == data}
+    if command == "hung-up":
+        # Reads only: a peer that closes at once may reset a writer.
+        with socket.create_connection((args[0], int(args[1])), timeout=30) as sock:
+            try:
+                got = clients.recv_all(sock, 30)
+            except ConnectionResetError:
+                got = b""
+        return {"hung_up": got == b""}
     if command == "closed":
         return {"closed": clients.port_is_closed(args[0], int(args[1]))}
     if command == "closed-unix":
