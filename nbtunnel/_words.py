@@ -78,6 +78,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "IdentitiesOnly": _YES_NO,
     "GatewayPorts": _YES_NO,
     "PasswordAuthentication": _YES_NO,
+    "KbdInteractiveAuthentication": _YES_NO,
+    "PubkeyAuthentication": _YES_NO,
+    "HashKnownHosts": _YES_NO,
     "BatchMode": _YES_NO,
     "Compression": _YES_NO,
     "AddressFamily": ("any", "inet", "inet6"),
@@ -95,7 +98,12 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "Reconnect": _YES_NO,
 }
 
-COUNTS = ("ServerAliveInterval", "ServerAliveCountMax", "ConnectTimeout")
+COUNTS = (
+    "ServerAliveInterval",
+    "ServerAliveCountMax",
+    "ConnectTimeout",
+    "NumberOfPasswordPrompts",
+)
 
 SUPPORTED_OPTIONS: tuple[str, ...] = (
     "StrictHostKeyChecking",
@@ -111,6 +119,15 @@ SUPPORTED_OPTIONS: tuple[str, ...] = (
     "ProxyJump",
     "GatewayPorts",
     "PasswordAuthentication",
+    "KbdInteractiveAuthentication",
+    "PubkeyAuthentication",
+    "PreferredAuthentications",
+    "NumberOfPasswordPrompts",
+    "CertificateFile",
+    "IdentityAgent",
+    "ProxyCommand",
+    "HashKnownHosts",
+    "GlobalKnownHostsFile",
     "BatchMode",
     "Compression",
     "AddressFamily",
@@ -134,7 +151,8 @@ def canonical_key(key: str) -> str | None:
 def is_secret(key: str) -> bool:
     """Whether a key names a secret (a password or a passphrase)."""
     lowered = key.lower()
-    return "pass" in lowered and lowered != "passwordauthentication"
+    # PasswordAuthentication and NumberOfPasswordPrompts only say how to ask.
+    return "pass" in lowered and lowered not in _CANONICAL
 
 
 _DIGITS = re.compile(r"[0-9]+")

@@ -12,7 +12,13 @@ from typing import Any, Literal
 
 from . import sshconfig
 from .errors import SpecError
-from .spec import ForwardSpec, TunnelSpec, parse_destination, parse_forward
+from .spec import (
+    Destination,
+    ForwardSpec,
+    TunnelSpec,
+    parse_destination,
+    parse_forward,
+)
 
 StrictMode = Literal["ask", "yes", "accept-new", "no"]
 
@@ -22,6 +28,10 @@ Prompt = Callable[[str, bool], "str | None"]
 DEFAULT_PORT = 22
 SYSTEM_CONFIG = "/etc/ssh/ssh_config"
 MAX_JUMPS = 8
+# ssh(1)'s PreferredAuthentications, less the methods nbtunnel lacks
+# (gssapi-with-mic, hostbased).
+AUTH_METHODS = ("publickey", "keyboard-interactive", "password")
+GLOBAL_KNOWN_HOSTS = ("/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2")
 # OpenSSH's default identity files, in the order ssh(1) tries them.
 DEFAULT_IDENTITY_NAMES = ("id_ed25519", "id_ecdsa", "id_rsa")
 
@@ -39,8 +49,16 @@ class ConnectSettings:
     user: str = ""
     identities: tuple[str, ...] = ()
     identities_only: bool = False
+    certificates: tuple[str, ...] = ()
     agent_socket: str | None = None
+    auth_methods: tuple[str, ...] = AUTH_METHODS
+    password_prompts: int = 3
+    # No questions at all (BatchMode yes): what would be asked fails instead.
+    batch_mode: bool = False
+    # Where a new host key is written; every file of known_hosts_files is read.
     known_hosts: str = ""
+    known_hosts_files: tuple[str, ...] = ()
+    hash_known_hosts: bool = False
     strict_host_key_checking: StrictMode = "ask"
     connect_timeout: float | None = None
     address_family: Literal["any", "inet", "inet6"] = "any"
@@ -51,6 +69,8 @@ class ConnectSettings:
     exit_on_forward_failure: bool = True
     # -J / ProxyJump: the hops in order, each reached through the one before.
     jumps: tuple[ConnectSettings, ...] = ()
+    # ProxyCommand, its tokens expanded: run by a shell, spoken to on stdio.
+    proxy_command: str | None = None
 
     @property
     def known_hosts_name(self) -> str:
@@ -73,7 +93,13 @@ class ConnectSettings:
     def from_dict(cls, data: dict[str, Any]) -> ConnectSettings:
         """Inverse of :meth:`to_dict`."""
         data = dict(data)
-        for key in ("identities", "ciphers"):
+        for key in (
+            "identities",
+            "ciphers",
+            "certificates",
+            "auth_methods",
+            "known_hosts_files",
+        ):
             data[key] = tuple(data.get(key, ()))
         data["jumps"] = tuple(cls.from_dict(j) for j in data.get("jumps", ()))
         return cls(**data)
@@ -212,7 +238,15 @@ def resolve(
     cipher_option = option("Ciphers")
     if not ciphers and cipher_option:
         ciphers = tuple(c for c in cipher_option.split(",") if c)
-    known_hosts = option("UserKnownHostsFile")
+    certificates = [path(p) for p in _given(spec, "CertificateFile")]
+    certificates += [path(p) for p in cfg.all("CertificateFile")]
+    user_files = _files(option("UserKnownHostsFile"), path) or [
+        os.path.join(home, ".ssh", "known_hosts"),
+        os.path.join(home, ".ssh", "known_hosts2"),
+    ]
+    global_files = _files(option("GlobalKnownHostsFile"), path)
+    prompts = option("NumberOfPasswordPrompts")
+    jumps, proxy_command = _proxy(spec, cfg, home, _depth)
 
     return ConnectSettings(
         host=host,
@@ -220,11 +254,22 @@ def resolve(
         user=user,
         identities=tuple(dict.fromkeys(identities)),
         identities_only=_yes(option("IdentitiesOnly")),
-        agent_socket=os.environ.get("SSH_AUTH_SOCK") or None,
+        certificates=tuple(dict.fromkeys(certificates)),
+        agent_socket=_agent(option("IdentityAgent"), path),
+        auth_methods=_auth_methods(option),
+        password_prompts=number("NumberOfPasswordPrompts", prompts) if prompts else 3,
+        batch_mode=_yes(option("BatchMode")),
         # ssh allows several files; the first is the one written to.
-        known_hosts=path(known_hosts.split()[0])
-        if known_hosts
-        else os.path.join(home, ".ssh", "known_hosts"),
+        known_hosts=user_files[0] if user_files else os.devnull,
+        known_hosts_files=tuple(
+            user_files
+            + (
+                global_files
+                if option("GlobalKnownHostsFile")
+                else list(GLOBAL_KNOWN_HOSTS)
+            )
+        ),
+        hash_known_hosts=_yes(option("HashKnownHosts")),
         strict_host_key_checking=_strict_mode(option("StrictHostKeyChecking")),
         connect_timeout=float(timeout) if timeout > 0 else None,
         address_family=family,
@@ -234,21 +279,90 @@ def resolve(
         gateway_ports=spec.gateway_ports or _yes(option("GatewayPorts")),
         # nbtunnel's default is "yes": a notebook user wants the call to fail.
         exit_on_forward_failure=option("ExitOnForwardFailure") != "no",
-        jumps=_jumps(spec, cfg, home, _depth),
+        jumps=jumps,
+        proxy_command=sshconfig.expand(proxy_command, table, home)
+        if proxy_command
+        else None,
     )
 
 
-def _jumps(
+def _given(spec: TunnelSpec, key: str) -> list[str]:
+    """Every ``-o key=...`` of the command line, in order."""
+    return [value for name, value in spec.options if name == key]
+
+
+def _files(value: str | None, path: Callable[[str], str]) -> list[str]:
+    # "UserKnownHostsFile none" means no file at all.
+    if value is None:
+        return []
+    return [path(p) for p in value.split() if p.lower() != "none"]
+
+
+def _agent(value: str | None, path: Callable[[str], str]) -> str | None:
+    """``IdentityAgent``: a socket path, ``none``, or ``SSH_AUTH_SOCK``/``$VAR``."""
+    if value is None or value == "SSH_AUTH_SOCK":
+        return os.environ.get("SSH_AUTH_SOCK") or None
+    if value.lower() == "none":
+        return None
+    if value.startswith("$"):
+        return os.environ.get(value[1:]) or None
+    return path(value)
+
+
+def _auth_methods(option: Callable[[str], str | None]) -> tuple[str, ...]:
+    preferred = option("PreferredAuthentications")
+    methods = (
+        [m for m in preferred.split(",") if m in AUTH_METHODS]
+        if preferred
+        else list(AUTH_METHODS)
+    )
+    for method, key in (
+        ("publickey", "PubkeyAuthentication"),
+        ("keyboard-interactive", "KbdInteractiveAuthentication"),
+        ("password", "PasswordAuthentication"),
+    ):
+        if option(key) == "no" and method in methods:
+            methods.remove(method)
+    return tuple(methods)
+
+
+def _proxy(
     spec: TunnelSpec, cfg: sshconfig.HostConfig, home: str, depth: int
+) -> tuple[tuple[ConnectSettings, ...], str | None]:
+    """The jump hosts, or the ProxyCommand: whichever ssh would use."""
+    if spec.jump_none:
+        return (), None
+    command = spec.option("ProxyCommand")
+    if spec.jump:
+        if command is not None and command.lower() != "none":
+            raise SpecError(
+                "-J (or ProxyJump) and ProxyCommand cannot both be given; "
+                "choose one way to reach the host",
+                text="ProxyCommand",
+            )
+        return _jumps(spec.jump, spec, home, depth), None
+    if command is None:
+        # In a config file the first of ProxyJump and ProxyCommand wins.
+        for key in cfg.values:
+            if key in ("proxyjump", "proxycommand"):
+                value = cfg.get(key) or "none"
+                if value.lower() == "none":
+                    return (), None
+                if key == "proxycommand":
+                    command = value
+                    break
+                hops = tuple(parse_destination(h) for h in value.split(","))
+                return _jumps(hops, spec, home, depth), None
+    if command is None or command.lower() == "none":
+        return (), None
+    return (), command
+
+
+def _jumps(
+    hops: tuple[Destination, ...], spec: TunnelSpec, home: str, depth: int
 ) -> tuple[ConnectSettings, ...]:
     # As ssh: the command line's -i and -o are the final host's; each jump
     # host is resolved on its own, with its own section of the config.
-    if spec.jump_none:
-        return ()
-    hops = spec.jump
-    configured = cfg.get("ProxyJump")
-    if not hops and configured and configured.lower() != "none":
-        hops = tuple(parse_destination(h) for h in configured.split(","))
     return tuple(
         resolve(
             TunnelSpec(destination=hop, config_file=spec.config_file),

@@ -1,32 +1,27 @@
 """One SSH connection: TCP, handshake, host-key check, authentication, channels.
 
-This is the only module that imports paramiko.  Its exceptions are turned
-into nbtunnel's here, each with a sentence a person can act on.
+With ``sshext`` (the messages paramiko lacks) and ``auth`` (logging in), the
+only module that imports paramiko.  Its exceptions are turned into
+nbtunnel's here, each with a sentence a person can act on.
 """
 
 from __future__ import annotations
 
-import base64
 import errno
-import hashlib
 import os
 import socket
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import paramiko
-from paramiko.agent import AgentSSH
 
-from . import sshext
+from . import knownhosts, sshext
+from .auth import Login, blob_fingerprint, fingerprint, key_label
 from .config import ConnectSettings, Prompt
-from .errors import (
-    AuthenticationError,
-    ConnectError,
-    ForwardError,
-    HostKeyError,
-    TunnelError,
-)
+from .errors import ConnectError, ForwardError, HostKeyError, TunnelError
+from .proxy import ProxyCommand
 
 DEFAULT_CONNECT_TIMEOUT = 30.0
 
@@ -42,19 +37,6 @@ _OPEN_FAILURES = {
     3: "unknown channel type",
     4: "resource shortage",
 }
-
-
-def fingerprint(key: paramiko.PKey) -> str:
-    """OpenSSH's ``SHA256:`` fingerprint of a public key."""
-    digest = hashlib.sha256(key.asbytes()).digest()
-    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
-
-
-def _key_label(key: paramiko.PKey) -> str:
-    name = key.get_name()
-    if name.startswith("ssh-"):
-        name = name[4:]
-    return name.upper().replace("-SHA2-NISTP", " P-")
 
 
 # Called with each channel the server opens for a remote forward and the
@@ -88,14 +70,6 @@ class RemoteListener:
         )
 
 
-@dataclass
-class _Offer:
-    """One key we may offer, and where it came from (for messages)."""
-
-    key: paramiko.PKey
-    source: str
-
-
 class Connection:
     """One SSH connection (one paramiko Transport) and the channels it opens."""
 
@@ -114,13 +88,18 @@ class Connection:
         self._via = via
         self._hops: list[Connection] = []
         self._transport: sshext.Transport | None = None
-        self._agent: AgentSSH | None = None
-        self._closed = threading.Event()
+        self._login: Login | None = None
+        self._proxy: ProxyCommand | None = None
+        self._known: knownhosts.KnownHosts | None = None
         # paramiko keeps one reply slot for global requests and one handler
         # for every incoming forwarded channel: requests are serialised, and
         # channels are routed by the address the server reports.
         self._remote_lock = threading.Lock()
         self._remote: dict[tuple[str, int], IncomingHandler] = {}
+        # Told when the connection ends, from a thread that waits for it.
+        self._lost_lock = threading.Lock()
+        self._on_lost: list[Callable[[], None]] = []
+        self._watcher: threading.Thread | None = None
 
     # -- connecting -------------------------------------------------------
 
@@ -141,13 +120,26 @@ class Connection:
             # through sshext, forwarded-streamlocal) channel; set directly
             # because request_port_forward() would replace it per request.
             transport._tcp_handler = self._incoming  # type: ignore[attr-defined]
-        except TunnelError:
+            self._watcher = threading.Thread(
+                target=self._watch,
+                args=(transport,),
+                name=f"nbtunnel-watch-{self.settings.host}",
+                daemon=True,
+            )
+            self._watcher.start()
+        except TunnelError as exc:
+            proxy = self._proxy_failure() if type(exc) is ConnectError else None
             self.close()
+            if proxy:
+                raise ConnectError(f"{proxy} ({exc})") from None
             raise
         except (paramiko.SSHException, EOFError, OSError) as exc:
             # The steps above translate what they expect; this is the net
             # for the rest (the server hanging up mid-way, say).
+            proxy = self._proxy_failure()
             self.close()
+            if proxy:
+                raise ConnectError(proxy) from None
             raise ConnectError(
                 f"the SSH connection to {self.settings.target} failed: "
                 f"{str(exc) or type(exc).__name__}"
@@ -159,6 +151,9 @@ class Connection:
     def _jump(self) -> socket.socket | paramiko.Channel:
         """The socket to the server, or with -J a channel through the last hop."""
         hops = self.settings.jumps
+        if not hops and self.settings.proxy_command:
+            self._proxy = ProxyCommand(self.settings.proxy_command)
+            return self._proxy.start()
         if not hops:
             return self._open_socket()
         via: paramiko.Channel | None = None
@@ -185,6 +180,11 @@ class Connection:
                 ) from None
         assert via is not None
         return via
+
+    def _proxy_failure(self) -> str | None:
+        # A ProxyCommand that died explains the broken connection better
+        # than the handshake that saw it break.
+        return self._proxy.failure() if self._proxy is not None else None
 
     @property
     def timeout(self) -> float:
@@ -231,7 +231,28 @@ class Connection:
             ) from None
         raise ConnectError(f"cannot reach {where}: {last.strerror or last}") from None
 
-    def _negotiate(self, transport: paramiko.Transport) -> None:
+    def _host_key_types(self, offered: tuple[str, ...]) -> tuple[str, ...]:
+        """paramiko's host key types, those we can check first, as ssh orders them.
+
+        Otherwise a server with several host keys could present one nobody
+        has seen.  An RSA key is stored as "ssh-rsa" but signed with
+        rsa-sha2-* (sshd 8.8+ refuses SHA-1 "ssh-rsa" signatures).
+        """
+        s = self.settings
+        hosts = self._known_hosts()
+        known = hosts.keys_for(s.host, s.port)
+        rsa = "ssh-rsa" in known
+        plain = [
+            t for t in offered if t in known or (rsa and t.startswith("rsa-sha2-"))
+        ]
+        certs: list[str] = []
+        if hosts.authorities(s.host, s.port):
+            # A host vouched for by a CA is asked for its certificate.
+            certs = [t for t in offered if t.endswith("-cert-v01@openssh.com")]
+        first = [*certs, *plain]
+        return tuple(first) + tuple(t for t in offered if t not in first)
+
+    def _negotiate(self, transport: sshext.Transport) -> None:
         s = self.settings
         options = transport.get_security_options()
         available = tuple(options.ciphers)
@@ -246,21 +267,7 @@ class Connection:
         else:
             first = tuple(c for c in PREFERRED_CIPHERS if c in available)
             options.ciphers = first + tuple(c for c in available if c not in first)
-        known = self._known_keys()
-        if known:
-            # Ask for the key type we already know, as ssh does; otherwise a
-            # server with several host keys could present an unknown one.
-            # An RSA key is stored as "ssh-rsa" but signed with rsa-sha2-*
-            # (sshd 8.8+ refuses SHA-1 "ssh-rsa" signatures).
-            rsa = "ssh-rsa" in known
-            preferred = [
-                t
-                for t in options.key_types
-                if t in known or (rsa and t.startswith("rsa-sha2-"))
-            ]
-            options.key_types = tuple(preferred) + tuple(
-                t for t in options.key_types if t not in preferred
-            )
+        transport.host_key_types = self._host_key_types(transport.preferred_keys)
         if s.compression:
             transport.use_compression(True)
         transport.banner_timeout = self.timeout
@@ -282,58 +289,101 @@ class Connection:
 
     # -- host keys ------------------------------------------------------
 
-    def _load_known_hosts(self) -> paramiko.HostKeys:
-        keys = paramiko.HostKeys()
-        path = self.settings.known_hosts
-        if path and os.path.isfile(path):
+    def _known_hosts(self) -> knownhosts.KnownHosts:
+        if self._known is None:
             try:
-                keys.load(path)
-            except (OSError, paramiko.SSHException) as exc:
+                self._known = knownhosts.KnownHosts.load(
+                    self.settings.known_hosts_files
+                )
+            except OSError as exc:
                 raise HostKeyError(
-                    f"cannot read known hosts file {path}: {exc}"
+                    f"cannot read known hosts file {exc.filename}: "
+                    f"{exc.strerror or exc}"
                 ) from None
-        return keys
-
-    def _known_keys(self) -> dict[str, paramiko.PKey]:
-        found = self._load_known_hosts().lookup(self.settings.known_hosts_name)
-        return dict(found) if found else {}
+        return self._known
 
     def _check_host_key(self, transport: paramiko.Transport) -> None:
         s = self.settings
         key = transport.get_remote_server_key()
+        hosts = self._known_hosts()
         name = s.known_hosts_name
-        known = self._known_keys()
-        label = f"{_key_label(key)} key {fingerprint(key)}"
-        if known.get(key.get_name()) == key:
+        blob = key.asbytes()
+        revoked = hosts.revoked(s.host, s.port, blob)
+        if revoked is not None:
+            raise HostKeyError(
+                f"the host key of {name} ({key_label(key)} {fingerprint(key)}) is "
+                f"REVOKED ({revoked.path} line {revoked.line}); nbtunnel will not "
+                "connect with it"
+            )
+        why_not_cert = ""
+        if key.public_blob is not None:
+            why_not_cert = self._check_certificate(key.public_blob.key_blob)
+            if not why_not_cert:
+                return
+        known = hosts.keys_for(s.host, s.port)
+        label = f"{key_label(key)} key {fingerprint(key)}"
+        if blob in known.get(key.get_name(), ()):
             return
+        if why_not_cert:
+            why_not_cert = f" Its certificate was not accepted: {why_not_cert}."
+        where = s.known_hosts
         if key.get_name() in known:
-            old = known[key.get_name()]
+            old = known[key.get_name()][0]
             raise HostKeyError(
                 f"the host key of {name} has CHANGED: the server shows {label}, "
-                f"but {s.known_hosts} has {fingerprint(old)}. Someone may be "
+                f"but the known hosts have {blob_fingerprint(old)}. Someone may be "
                 "intercepting the connection, or the server was reinstalled. "
                 "nbtunnel never accepts a changed key; if the change is "
                 f'expected, remove the old one with: ssh-keygen -R "{name}" '
-                f"-f {s.known_hosts}"
+                f"-f {where}"
             )
         if known:
             raise HostKeyError(
-                f"{name} presented the {label}, but {s.known_hosts} knows it only "
+                f"{name} presented the {label}, but the known hosts know it only "
                 f"by other key types ({', '.join(sorted(known))}); refusing "
-                "rather than trusting a key nobody has seen"
+                "rather than trusting a key nobody has seen." + why_not_cert
             )
         mode = s.strict_host_key_checking
-        if mode == "ask" and self._prompt is not None:
+        if mode == "ask" and self._prompt is not None and not s.batch_mode:
             self._ask_host_key(name, key)
         elif mode in ("yes", "ask"):
             nobody = " Nobody could be asked about it here." if mode == "ask" else ""
             raise HostKeyError(
-                f"the host key of {name} is unknown: {label}.{nobody} If that "
-                "fingerprint is the server's, accept and record it with "
-                "-o StrictHostKeyChecking=accept-new (into "
-                f"{s.known_hosts})"
+                f"the host key of {name} is unknown: {label}.{why_not_cert}{nobody} "
+                "If that fingerprint is the server's, accept and record it with "
+                f"-o StrictHostKeyChecking=accept-new (into {where})"
             )
         self._record_host_key(name, key)
+
+    def _check_certificate(self, blob: bytes) -> str:
+        """Why the server's host certificate is not to be trusted ("" if it is):
+        signed by a ``@cert-authority`` of this host, for this host, in date."""
+        s = self.settings
+        try:
+            cert = knownhosts.parse_certificate(blob)
+        except ValueError as exc:
+            return f"it cannot be read ({exc})"
+        authorities = {e.blob for e in self._known_hosts().authorities(s.host, s.port)}
+        if cert.signature_key not in authorities:
+            return "no @cert-authority line for this host names its signer"
+        if self._known_hosts().revoked(s.host, s.port, cert.signature_key):
+            return "its certificate authority is revoked"
+        if cert.cert_type != knownhosts.CERT_HOST:
+            return "it is a user certificate, not a host one"
+        if cert.principals and s.host.lower() not in (
+            p.lower() for p in cert.principals
+        ):
+            return f"it names {', '.join(cert.principals)}, not {s.host}"
+        if not cert.valid_at(time.time()):
+            return "it is expired or not yet valid"
+        try:
+            ca_type = paramiko.Message(cert.signature_key).get_text()
+            ca = paramiko.PKey.from_type_string(ca_type, cert.signature_key)
+            if ca.verify_ssh_sig(cert.signed_data, paramiko.Message(cert.signature)):
+                return ""
+        except (paramiko.SSHException, ValueError) as exc:
+            return f"its signature cannot be checked ({exc})"
+        return "its signature does not verify"
 
     def _ask_host_key(self, name: str, key: paramiko.PKey) -> None:
         assert self._prompt is not None
@@ -341,7 +391,7 @@ class Connection:
         # OpenSSH's own question, so the answer people know works here too.
         question = (
             f"The authenticity of host '{name}' can't be established.\n"
-            f"{_key_label(key)} key fingerprint is {print_}.\n"
+            f"{key_label(key)} key fingerprint is {print_}.\n"
             "This key is not known by any other names.\n"
             "Are you sure you want to continue connecting (yes/no/[fingerprint])? "
         )
@@ -370,11 +420,13 @@ class Connection:
         if not path or path == os.devnull:
             return
         try:
-            directory = os.path.dirname(path)
-            if directory and not os.path.isdir(directory):
-                os.makedirs(directory, mode=0o700)
-            with open(path, "a", encoding="ascii") as f:
-                f.write(f"{name} {key.get_name()} {key.get_base64()}\n")
+            knownhosts.append(
+                path,
+                name,
+                key.get_name(),
+                key.asbytes(),
+                hashed=self.settings.hash_known_hosts,
+            )
         except OSError as exc:
             raise HostKeyError(
                 f"cannot record the host key of {name} in {path}: {exc.strerror}"
@@ -382,130 +434,9 @@ class Connection:
 
     # -- authentication ---------------------------------------------------
 
-    def _offers(self, notes: list[str]) -> Iterator[_Offer]:
-        """Keys to offer, in ssh's order: the agent's, then the files.
-
-        An encrypted file comes last and its passphrase is asked only when
-        it is reached, so nobody is asked for a key that is not needed.
-        """
-        s = self.settings
-        files: list[_Offer] = []
-        locked: list[str] = []
-        wanted: set[bytes] = set()
-        for path in s.identities:
-            try:
-                files.append(_Offer(paramiko.PKey.from_path(path), path))
-            except FileNotFoundError:
-                notes.append(f"identity file {path} does not exist")
-            except (paramiko.PasswordRequiredException, TypeError) as exc:
-                # paramiko raises TypeError for an OpenSSH-format key that
-                # needs a passphrase (cryptography's words) and
-                # PasswordRequiredException for a PEM one.
-                if isinstance(exc, TypeError) and "password" not in str(exc):
-                    raise
-                locked.append(path)
-                wanted |= _public_blob(path)
-            except (paramiko.SSHException, OSError, ValueError) as exc:
-                notes.append(f"cannot read identity file {path}: {exc}")
-        wanted |= {o.key.asbytes() for o in files}
-        offered: set[bytes] = set()
-        for agent_key in self._agent_keys(notes):
-            blob = agent_key.asbytes()
-            if s.identities_only and blob not in wanted:
-                continue
-            offered.add(blob)
-            yield _Offer(agent_key, "ssh-agent")
-        for offer in files:
-            if offer.key.asbytes() not in offered:
-                yield offer
-        for path in locked:
-            if _public_blob(path) & offered:
-                continue  # the agent holds it unlocked already
-            key = self._unlock(path, notes)
-            if key is not None:
-                yield _Offer(key, path)
-
-    def _unlock(self, path: str, notes: list[str]) -> paramiko.PKey | None:
-        """An encrypted key, with a passphrase asked for (three tries, as ssh)."""
-        if self._prompt is None:
-            notes.append(
-                f"{path} is encrypted and nobody could be asked its passphrase; "
-                f"load it into ssh-agent (ssh-add {path})"
-            )
-            return None
-        for _ in range(3):
-            passphrase = self._prompt(f"Enter passphrase for key '{path}': ", True)
-            if not passphrase:
-                notes.append(f"{path} is encrypted and no passphrase was given")
-                return None
-            try:
-                # bytes, whatever the stubs say: cryptography checks.
-                return paramiko.PKey.from_path(path, password=passphrase.encode())  # type: ignore[arg-type]
-            except (paramiko.SSHException, ValueError):
-                continue  # the wrong passphrase: ask again
-        notes.append(f"{path}: wrong passphrase, three times")
-        return None
-
-    def _agent_keys(self, notes: list[str]) -> tuple[paramiko.PKey, ...]:
-        path = self.settings.agent_socket
-        if not path:
-            return ()
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.settimeout(self.timeout)
-            sock.connect(path)
-            # paramiko's Agent() only reads SSH_AUTH_SOCK of this process;
-            # the caller's socket path arrives in the settings instead.
-            agent = AgentSSH()
-            agent._connect(sock)  # type: ignore[attr-defined]
-        except (OSError, paramiko.SSHException) as exc:
-            sock.close()
-            notes.append(f"ssh-agent at {path} did not answer ({exc})")
-            return ()
-        self._agent = agent
-        return tuple(agent.get_keys())
-
     def _authenticate(self, transport: paramiko.Transport) -> None:
-        s = self.settings
-        notes: list[str] = []
-        tried: list[str] = []
-        for offer in self._offers(notes):
-            tried.append(
-                f"{offer.source} ({_key_label(offer.key)} {fingerprint(offer.key)})"
-            )
-            try:
-                remaining = transport.auth_publickey(s.user, offer.key)
-            except paramiko.BadAuthenticationType as exc:
-                raise AuthenticationError(
-                    f"{s.target} does not accept keys (it allows: "
-                    f"{', '.join(exc.allowed_types)}); password and one-time-code "
-                    "logins are not supported yet"
-                ) from None
-            except paramiko.AuthenticationException:
-                continue
-            except (paramiko.SSHException, EOFError, OSError) as exc:
-                raise ConnectError(
-                    f"the connection to {s.target} broke while logging in: {exc}"
-                ) from None
-            if transport.is_authenticated():
-                return
-            raise AuthenticationError(
-                f"{s.target} accepted the key but asks for more "
-                f"({', '.join(remaining)}); multi-step logins are not supported yet"
-            )
-        detail = "; ".join(notes)
-        if not tried:
-            raise AuthenticationError(
-                f"no key to log in to {s.target} with: pass one with -i, create "
-                "~/.ssh/id_ed25519, or load a key into ssh-agent"
-                + (f" ({detail})" if detail else "")
-            )
-        raise AuthenticationError(
-            f"{s.target} refused every key offered: {', '.join(tried)}. Check "
-            f"that the public key is in ~/.ssh/authorized_keys of {s.user} on "
-            "the server, or pass the right key with -i"
-            + (f" ({detail})" if detail else "")
-        )
+        self._login = Login(self.settings, self._prompt, self.timeout)
+        self._login.run(transport)
 
     # -- using the connection ---------------------------------------------
 
@@ -653,13 +584,26 @@ class Connection:
             return
         handler(chan, origin)
 
-    def wait_closed(self, timeout: float | None = None) -> bool:
-        """Block until the connection ends (for whatever reason)."""
-        t = self._transport
-        if t is not None:
-            t.join(timeout)
-            return not t.is_alive()
-        return self._closed.wait(timeout)
+    def on_lost(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` (once, from another thread) when the connection ends,
+        for whatever reason; returns what unsubscribes it."""
+        with self._lost_lock:
+            self._on_lost.append(callback)
+
+        def cancel() -> None:
+            with self._lost_lock:
+                if callback in self._on_lost:
+                    self._on_lost.remove(callback)
+
+        return cancel
+
+    def _watch(self, transport: paramiko.Transport) -> None:
+        # Blocks on the transport's thread: no polling.
+        transport.join()
+        with self._lost_lock:
+            callbacks, self._on_lost = self._on_lost, []
+        for callback in callbacks:
+            callback()
 
     def close(self) -> None:
         """Close the connection and join its thread. Idempotent."""
@@ -671,23 +615,19 @@ class Connection:
             if t.is_alive() and t is not threading.current_thread():
                 t.join(5.0)
             t.sock.close()
-        if self._agent is not None:
-            self._agent._close()  # type: ignore[attr-defined]
-            self._agent = None
+        if self._login is not None:
+            self._login.close()
+            self._login = None
+        if self._proxy is not None:
+            self._proxy.close()
+            self._proxy = None
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None and watcher is not threading.current_thread():
+            watcher.join(5.0)
         # The jump hosts last, the nearest one first: each carries the next.
         hops, self._hops = self._hops, []
         for hop in reversed(hops):
             hop.close()
-        self._closed.set()
-
-
-def _public_blob(path: str) -> set[bytes]:
-    """The public key beside a private one (``path.pub``), as ssh reads it."""
-    try:
-        with open(path + ".pub", encoding="ascii") as f:
-            return {base64.b64decode(f.read().split()[1])}
-    except (OSError, IndexError, ValueError):
-        return set()
 
 
 def _refusal(address: str, port: int | None) -> str:

@@ -50,6 +50,15 @@ class Transport(paramiko.Transport):
         # Opens given up on: closed if the server confirms them after all,
         # so no channel is left open on the server with nobody reading it.
         self._abandoned: set[int] = set()
+        # The host key types to offer, in order, set before start_client():
+        # paramiko itself lists every certificate type after every plain one.
+        self.host_key_types: tuple[str, ...] | None = None
+
+    @property
+    def preferred_keys(self) -> tuple[str, ...]:
+        if self.host_key_types is not None:
+            return self.host_key_types
+        return tuple(super().preferred_keys)
 
     def open(
         self, kind: str, fields: Sequence[str | int], timeout: float

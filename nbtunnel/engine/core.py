@@ -10,6 +10,7 @@ from typing import Any
 from ..config import ConnectSettings, Prompt
 from ..errors import TunnelError
 from ..spec import parse_forward
+from .pool import Pool
 from .protocol import Message, error_to_dict
 from .tunnel import LiveTunnel
 
@@ -90,6 +91,7 @@ class Engine:
         self._next_id = 1
         self._closed = False
         self._prompts = Prompts(self._emit)
+        self._pool = Pool()
 
     def _emit(self, kind: str, **data: Any) -> None:
         self._emit_message({"event": kind, **data})
@@ -130,6 +132,7 @@ class Engine:
             prompt=self._prompts.asker(request.get("id"))
             if request.get("can_prompt")
             else None,
+            pool=self._pool,
         )
         tunnel.start()
         if not self._register(tunnel):

@@ -15,6 +15,7 @@ from ..forward.local import LocalForward
 from ..forward.remote import RemoteForward
 from ..spec import ForwardSpec
 from ..status import State, TunnelSnapshot
+from .pool import Pool
 
 Emit = Callable[..., None]
 
@@ -31,6 +32,7 @@ class LiveTunnel:
         emit: Emit,
         name: str = "",
         prompt: Prompt | None = None,
+        pool: Pool | None = None,
     ) -> None:
         self.id = tunnel_id
         self.name = name
@@ -41,9 +43,11 @@ class LiveTunnel:
         self.error: str | None = None
         self.started_at = time.time()
         self._emit = emit
-        self._connection = Connection(settings, prompt)
+        self._prompt = prompt
+        self._pool = pool if pool is not None else Pool()
+        self._connection: Connection | None = None
+        self._unwatch: Callable[[], None] | None = None
         self._forwards: list[BaseForward] = []
-        self._watcher: threading.Thread | None = None
         self._stop_lock = threading.Lock()
         self._stopped = False
 
@@ -53,7 +57,8 @@ class LiveTunnel:
     def start(self) -> None:
         """Connect and start every forward; on any failure close everything and raise."""
         try:
-            self._connection.connect()
+            self._connection = self._pool.acquire(self.settings, self._prompt)
+            self._unwatch = self._connection.on_lost(self._lost)
             for index, spec in enumerate(self.specs):
                 forward = self._make(index, spec)
                 self._forwards.append(forward)
@@ -71,14 +76,14 @@ class LiveTunnel:
             self.state, self.error = "failed", str(exc)
             self._teardown()
             raise
-        self.state = "up"
-        self._watcher = threading.Thread(
-            target=self._watch, name=f"nbtunnel-watch-{self.id}", daemon=True
-        )
-        self._watcher.start()
+        with self._stop_lock:
+            self.state = "up"
         self._event("state", state="up")
+        if not self._connection.is_active:
+            self._lost()  # lost before we were "up" to notice
 
     def _make(self, index: int, spec: ForwardSpec) -> BaseForward:
+        assert self._connection is not None
         if spec.kind == "remote":
             return RemoteForward(index, spec, self._connection, emit=self._event)
         cls = DynamicForward if spec.kind == "dynamic" else LocalForward
@@ -127,14 +132,13 @@ class LiveTunnel:
         forward.stop()
         self._event("forward_stopped", forward=index)
 
-    def _watch(self) -> None:
-        # Blocks on the transport thread: no polling.  Reconnecting is a
-        # later step; for now a lost connection fails the tunnel.
-        self._connection.wait_closed()
+    def _lost(self) -> None:
+        # Reconnecting is a later step; for now a lost connection fails the
+        # tunnel.
         with self._stop_lock:
-            if self._stopped:
-                return
-        self.state = "failed"
+            if self._stopped or self.state != "up":
+                return  # a failing start() says so itself
+            self.state = "failed"
         self.error = f"the SSH connection to {self.settings.target} was lost"
         for forward in self._forwards:
             forward.state, forward.error = "failed", self.error
@@ -147,18 +151,24 @@ class LiveTunnel:
                 return
             self._stopped = True
         self._teardown()
-        if self._watcher is not None:
-            self._watcher.join()
         if self.state != "failed":
             self.state = "stopped"
         self._event("state", state=self.state)
 
     def _teardown(self) -> None:
+        if self._unwatch is not None:
+            self._unwatch()
         for forward in self._forwards:
             forward.stop_accepting()
-        # Closing the connection first wakes every thread still waiting on
-        # it (a channel open can take 30 s), so the joins below are quick.
-        self._connection.close()
+        connection, self._connection = self._connection, None
+        if connection is not None and self._pool.release(connection):
+            # Closing the connection first wakes every thread still waiting
+            # on it (a channel open can take 30 s), so the joins are quick.
+            for forward in self._forwards:
+                forward.stop()
+            return
+        # Shared with other tunnels: each forward cancels what it holds
+        # (a -R on the server) and the connection carries on.
         for forward in self._forwards:
             forward.stop()
 

@@ -84,19 +84,30 @@ def test_unknown_host_key_is_refused_with_its_fingerprint(
     assert manager.tunnels() == []
 
 
+@pytest.mark.parametrize("hashed", ["no", "yes"])
 def test_accept_new_records_the_key_then_it_is_known(
-    manager: Manager, sshd, targets, forward, tmp_path: Path
+    manager: Manager, sshd, targets, forward, tmp_path: Path, hashed: str
 ) -> None:
     known = tmp_path / "sub" / "known_hosts"
-    with manager.open(
-        _line(
-            sshd, "-o", "StrictHostKeyChecking=accept-new", *forward, known_hosts=known
-        )
-    ) as t:
+    accept = [
+        "-o",
+        "StrictHostKeyChecking=accept-new",
+        "-o",
+        f"HashKnownHosts={hashed}",
+    ]
+    with manager.open(_line(sshd, *accept, *forward, known_hosts=known)) as t:
         assert t.state == "up"
     recorded = known.read_text()
-    assert recorded.startswith(f"[{sshd.host}]:{sshd.port} ssh-ed25519 ")
+    name = f"[{sshd.host}]:{sshd.port}"
+    assert recorded.startswith("|1|" if hashed == "yes" else f"{name} ssh-ed25519 ")
+    assert (name in recorded) == (hashed == "no")
     assert recorded.split()[2] == sshd.host_key_pub.read_text().split()[1]
+    # OpenSSH's own lookup finds the line, hashed or not.
+    found = subprocess.run(
+        ["ssh-keygen", "-F", name, "-f", str(known)], capture_output=True, text=True
+    )
+    assert found.returncode == 0, found.stderr
+    assert recorded.split()[2] in found.stdout
     # Known now: strict checking lets it through, and nothing is added twice.
     with manager.open(_line(sshd, *forward, known_hosts=known)) as t:
         port = t.forwards[0].listen_port

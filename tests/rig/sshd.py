@@ -13,7 +13,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -220,7 +220,13 @@ def _ensure_privsep_dir() -> None:
         PRIVSEP_DIR.chmod(0o755)
 
 
-def _config(workdir: Path, listen: Sequence[str], port: int, host_key: Path) -> str:
+def _config(
+    workdir: Path,
+    listen: Sequence[str],
+    port: int,
+    host_key: Path,
+    options: Mapping[str, Any],
+) -> str:
     opts: list[tuple[str, Any]] = [
         *(("ListenAddress", a) for a in listen),
         ("Port", port),
@@ -249,7 +255,9 @@ def _config(workdir: Path, listen: Sequence[str], port: int, host_key: Path) -> 
         # 9.8+ blocks source addresses whose clients drop connections, which
         # kill/reconnect tests do on purpose.
         opts.append(("PerSourcePenalties", "no"))
-    return "".join(f"{k} {v}\n" for k, v in opts)
+    # sshd takes the first value of a keyword, so a test's own go first.
+    lines = [*options.items(), *((k, v) for k, v in opts if k not in options)]
+    return "".join(f"{k} {v}\n" for k, v in lines)
 
 
 def start_sshd(
@@ -258,6 +266,7 @@ def start_sshd(
     port: int | None = None,
     workdir: Path | None = None,
     inner: bool = False,
+    options: Mapping[str, Any] | None = None,
 ) -> SshServer:
     """Start an sshd for the current user.
 
@@ -266,13 +275,14 @@ def start_sshd(
     127.0.0.1 only, where nothing outside the namespace reaches it (a host
     behind a jump host). Otherwise it listens on 127.0.0.1 on a free port.
     workdir: where keys, config and log go (a fresh temp dir if None; removed
-    by close() only if made here).
+    by close() only if made here). options: sshd_config keywords that replace
+    the rig's (``{"UsePAM": "yes"}``, say).
     """
     owns = workdir is None
     wd = make_tempdir("sshd") if workdir is None else workdir
     wd.mkdir(parents=True, exist_ok=True)
     try:
-        return _start(netns, port, wd, owns, inner)
+        return _start(netns, port, wd, owns, inner, options or {})
     except BaseException:
         if owns:
             shutil.rmtree(wd, ignore_errors=True)
@@ -280,7 +290,12 @@ def start_sshd(
 
 
 def _start(
-    netns: Netns | None, port: int | None, wd: Path, owns: bool, inner: bool
+    netns: Netns | None,
+    port: int | None,
+    wd: Path,
+    owns: bool,
+    inner: bool,
+    options: Mapping[str, Any],
 ) -> SshServer:
     _ensure_privsep_dir()
     host_key = wd / "host_ed25519"
@@ -310,7 +325,7 @@ def _start(
     attempts = 1 if (netns is not None or port is not None) else 3
     for attempt in range(attempts):
         p = port if port is not None else (netns.next_port() if netns else free_port())
-        config.write_text(_config(wd, listen, p, host_key))
+        config.write_text(_config(wd, listen, p, host_key, options))
         key_type, key_b64 = host_pub.read_text().split()[:2]
         (wd / "known_hosts").write_text(
             ",".join(f"[{n}]:{p}" for n in names) + f" {key_type} {key_b64}\n"
