@@ -240,11 +240,15 @@ def resolve(
         ciphers = tuple(c for c in cipher_option.split(",") if c)
     certificates = [path(p) for p in _given(spec, "CertificateFile")]
     certificates += [path(p) for p in cfg.all("CertificateFile")]
-    user_files = _files(option("UserKnownHostsFile"), path) or [
-        os.path.join(home, ".ssh", "known_hosts"),
-        os.path.join(home, ".ssh", "known_hosts2"),
-    ]
+    user_files = _files(option("UserKnownHostsFile"), path)
+    if user_files is None:
+        user_files = [
+            os.path.join(home, ".ssh", "known_hosts"),
+            os.path.join(home, ".ssh", "known_hosts2"),
+        ]
     global_files = _files(option("GlobalKnownHostsFile"), path)
+    if global_files is None:
+        global_files = list(GLOBAL_KNOWN_HOSTS)
     prompts = option("NumberOfPasswordPrompts")
     jumps, proxy_command = _proxy(spec, cfg, home, _depth)
 
@@ -291,10 +295,11 @@ def _given(spec: TunnelSpec, key: str) -> list[str]:
     return [value for name, value in spec.options if name == key]
 
 
-def _files(value: str | None, path: Callable[[str], str]) -> list[str]:
-    # "UserKnownHostsFile none" means no file at all.
+def _files(value: str | None, path: Callable[[str], str]) -> list[str] | None:
+    """The files of a ``*KnownHostsFile`` option; None if it is not set
+    (``none`` means no file at all)."""
     if value is None:
-        return []
+        return None
     return [path(p) for p in value.split() if p.lower() != "none"]
 
 

@@ -34,6 +34,8 @@ MULTI = frozenset(
         "dynamicforward",
     }
 )
+# Keywords whose value is the rest of the line, given to a shell as it is.
+RAW = frozenset({"proxycommand", "localcommand", "remotecommand"})
 MAX_DEPTH = 16  # ssh's limit on nested Includes
 
 
@@ -68,6 +70,8 @@ def _words(line: str) -> list[str]:
     m = _LINE.match(line)
     if m is None:
         return [line]
+    if m.group(1).lower() in RAW:
+        return [m.group(1), m.group(2).strip()]
     return [m.group(1), *shlex.split(m.group(2), comments=True)]
 
 

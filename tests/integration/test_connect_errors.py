@@ -340,3 +340,36 @@ def test_bad_line_fails_before_connecting(manager: Manager) -> None:
 def test_unsupported_cipher(manager: Manager, sshd, forward) -> None:
     with pytest.raises(ConnectError, match=r"cipher 'chacha20-poly1305@openssh\.com'"):
         manager.open(_line(sshd, "-c", "chacha20-poly1305@openssh.com", *forward))
+
+
+def test_a_failing_proxycommand_says_why(
+    manager: Manager, sshd, forward, tmp_path: Path
+) -> None:
+    command = "sh -c 'echo no route to the moon >&2; exit 3'"
+    with pytest.raises(ConnectError) as info:
+        manager.open(_line(sshd, "-o", f"ProxyCommand={command}", *forward))
+    text = str(info.value)
+    assert "exited with status 3" in text
+    assert "no route to the moon" in text
+    assert manager.tunnels() == []
+
+
+def test_a_proxycommand_that_speaks_no_ssh_is_stopped(
+    manager: Manager, sshd, forward, tmp_path: Path
+) -> None:
+    pidfile = tmp_path / "pid"
+    # Stays up and writes garbage: the handshake fails and the proxy is ended.
+    command = f"sh -c 'echo $$ > {pidfile}; echo garbage; exec sleep 600'"
+    with pytest.raises(ConnectError, match="SSH"):
+        manager.open(
+            _line(
+                sshd,
+                "-o",
+                f"ProxyCommand={command}",
+                "-o",
+                "ConnectTimeout=3",
+                *forward,
+            )
+        )
+    pid = int(pidfile.read_text())
+    assert clients.wait_until(lambda: not Path(f"/proc/{pid}").exists(), 5)

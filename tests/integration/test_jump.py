@@ -174,3 +174,82 @@ def test_proxyjump_in_the_config_two_hops(
             clients.echo_roundtrip("127.0.0.1", t.forwards[0].listen_port, data) == data
         )
     assert "Accepted publickey" in inner[1].log_tail()
+
+
+def _proxy_command(bastion: SshServer, pidfile: Path) -> str:
+    """OpenSSH's own client as the ProxyCommand: ``ssh -W %h:%p bastion``."""
+    ssh = shlex.join(
+        [
+            "ssh",
+            "-F",
+            "none",
+            "-o",
+            "BatchMode=yes",
+            "-i",
+            str(bastion.client_key),
+            "-o",
+            f"UserKnownHostsFile={bastion.known_hosts}",
+            "-p",
+            str(bastion.port),
+            "-W",
+            "%h:%p",
+            bastion.destination,
+        ]
+    )
+    # The shell writes its PID, then becomes ssh: the test can see it end.
+    return f"sh -c {shlex.quote(f'echo $$ > {pidfile}; exec {ssh}')}"
+
+
+def test_proxycommand_reaches_a_host_behind_the_bastion(
+    manager: Manager, sshd, inner, targets, tmp_path: Path
+) -> None:
+    final = inner[0]
+    pidfile = tmp_path / "proxy.pid"
+    line = shlex.join(
+        [
+            "-o",
+            f"ProxyCommand={_proxy_command(sshd, pidfile)}",
+            "-p",
+            str(final.port),
+            "-i",
+            str(final.client_key),
+            "-o",
+            f"UserKnownHostsFile={final.known_hosts}",
+            "-L",
+            f"0:{targets.host}:{targets.echo}",
+            f"{final.user}@{final.host}",
+        ]
+    )
+    with manager.open(line) as t:
+        data = b"through ssh -W" * 1000
+        assert (
+            clients.echo_roundtrip("127.0.0.1", t.forwards[0].listen_port, data) == data
+        )
+        pid = int(pidfile.read_text())
+        assert Path(f"/proc/{pid}").exists()
+    # The proxy lives as long as the tunnel.
+    assert clients.wait_until(lambda: not Path(f"/proc/{pid}").exists(), 5)
+    assert "Accepted publickey" in final.log_tail()
+
+
+def test_proxycommand_in_the_config_with_tokens(
+    manager: Manager, sshd, inner, targets, tmp_path: Path
+) -> None:
+    final = inner[0]
+    pidfile = tmp_path / "proxy.pid"
+    config = tmp_path / "ssh_config"
+    config.write_text(
+        f"""
+Host final
+    HostName {final.host}
+    Port {final.port}
+    User {final.user}
+    IdentityFile {final.client_key}
+    UserKnownHostsFile {final.known_hosts}
+    ProxyCommand {_proxy_command(sshd, pidfile)}
+"""
+    )
+    with manager.open(f"-F {config} -L 0:{targets.host}:{targets.echo} final") as t:
+        assert (
+            clients.echo_roundtrip("127.0.0.1", t.forwards[0].listen_port, b"c") == b"c"
+        )
