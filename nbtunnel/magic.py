@@ -197,10 +197,16 @@ def _open(
 ) -> Tunnel:
     live = _live(manager)
     for tunnel, _ in live:
-        if tunnel.spec.text == spec.text:
+        if tunnel.spec.text == spec.text and name in (None, tunnel.name):
             return tunnel  # the cell ran again: the tunnel is up, same ports
     for tunnel, snap in live:
-        if tunnel.name == spec.destination.text or _shares(tunnel.spec, spec):
+        # A new name asks for a tunnel of its own (which still shares the
+        # SSH connection, in the engine); an existing one adds to it.
+        if name is None:
+            joins = tunnel.name == spec.destination.text or _shares(tunnel.spec, spec)
+        else:
+            joins = tunnel.name == name and _shares(tunnel.spec, spec)
+        if joins:
             return _add(tunnel, snap, spec.forwards, live, manager)
     _check_ports(spec.forwards, spec, live)
     return manager.open(spec.text, name=name, prompt=prompt)

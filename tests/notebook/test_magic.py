@@ -24,9 +24,14 @@ def _open(kernel: Kernel, line: str, var: str = "t") -> list[int]:
     return kernel.value(f"[f.listen_port for f in {var}.forwards]")
 
 
+def _logins(sshd) -> int:
+    return sshd.log.read_text(errors="replace").count("Accepted publickey")
+
+
 def test_open_rerun_list_add_cancel_and_stop(kernel: Kernel, sshd, targets) -> None:
     assert kernel.run("%load_ext nbtunnel").ok
     assert kernel.run("%load_ext nbtunnel").ok  # twice is harmless
+    logins = _logins(sshd)
     line = sshd.line("-L", f"0:{targets.host}:{targets.echo}")
     (port,) = _open(kernel, line)
     assert clients.echo_roundtrip("127.0.0.1", port, b"from outside", 10) == (
@@ -48,6 +53,13 @@ def test_open_rerun_list_add_cancel_and_stop(kernel: Kernel, sshd, targets) -> N
     assert len(ports) == 2 and ports[0] == port
     assert kernel.value("t3 is t and len(__import__('nbtunnel').tunnels())") == 1
     http_port = ports[1]
+    # A tunnel of its own name still rides the same SSH connection.
+    named = sshd.line("-L", f"0:{targets.host}:{targets.echo}")
+    (other,) = _open(kernel, f"--name other {named}", "t4")
+    assert kernel.value("t4 is not t and len(__import__('nbtunnel').tunnels())") == 2
+    assert clients.echo_roundtrip("127.0.0.1", other, b"shared", 10) == b"shared"
+    # Three %tunnel lines, one login on the server.
+    assert _logins(sshd) - logins == 1
 
     assert kernel.run(f"%tunnel -KL {port}").ok
     assert clients.wait_until(lambda: clients.port_is_closed("127.0.0.1", port), 5)

@@ -1,0 +1,109 @@
+"""Shared connections: tunnels to one destination with the same settings log in
+once and ride one SSH connection, which closes with the last of them."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from nbtunnel import Manager
+
+from tests.rig import clients
+from tests.rig.sshd import SshServer
+
+pytestmark = pytest.mark.integration
+
+
+def _logins(server: SshServer) -> int:
+    return server.log.read_text(errors="replace").count("Accepted publickey")
+
+
+def _echoes(tunnel, data: bytes = b"shared") -> bool:
+    port = tunnel.forwards[0].listen_port
+    return clients.echo_roundtrip("127.0.0.1", port, data, 10) == data
+
+
+def test_two_tunnels_one_login_closed_with_the_last(
+    manager: Manager, fresh_sshd: SshServer, targets, here
+) -> None:
+    server = fresh_sshd
+    first = manager.open(server.line("-L", f"0:{targets.host}:{targets.echo}"))
+    second = manager.open(server.line("-R", f"127.0.0.1:0:127.0.0.1:{here.echo}"))
+    third = manager.open(server.line("-L", f"0:{targets.host}:{targets.echo}"))
+    assert _logins(server) == 1
+    assert len(server.session_pids()) == 1
+    assert _echoes(first) and _echoes(third)
+    remote = second.forwards[0].listen_port
+    assert clients.on_server(server, "echo", "127.0.0.1", remote, 10_000)["ok"]
+
+    # Stopping one tunnel leaves the others on the connection.
+    second.stop()
+    assert clients.wait_until(
+        lambda: clients.on_server(server, "closed", "127.0.0.1", remote)["closed"], 10
+    )
+    assert _echoes(first)
+    first.stop()
+    assert clients.port_is_closed("127.0.0.1", first.forwards[0].listen_port)
+    assert _echoes(third) and len(server.session_pids()) == 1
+    third.stop()
+    assert clients.wait_until(lambda: not server.session_pids(), 10)
+    # A new tunnel after that logs in again.
+    with manager.open(server.line("-L", f"0:{targets.host}:{targets.echo}")) as again:
+        assert _echoes(again)
+    assert _logins(server) == 2
+
+
+def test_other_settings_log_in_again(
+    manager: Manager, fresh_sshd: SshServer, targets
+) -> None:
+    server = fresh_sshd
+    forward = ("-L", f"0:{targets.host}:{targets.echo}")
+    with (
+        manager.open(server.line(*forward)) as a,
+        manager.open(server.line("-o", "Compression=yes", *forward)) as b,
+    ):
+        assert _echoes(a) and _echoes(b)
+        assert _logins(server) == 2
+        assert len(server.session_pids()) == 2
+
+
+def test_opens_at_the_same_time_log_in_once(
+    manager: Manager, fresh_sshd: SshServer, targets
+) -> None:
+    server = fresh_sshd
+    line = server.line("-L", f"0:{targets.host}:{targets.echo}")
+    tunnels = []
+    errors: list[BaseException] = []
+
+    def open_one() -> None:
+        try:
+            tunnels.append(manager.open(line))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert len(tunnels) == 4 and all(_echoes(t) for t in tunnels)
+    assert _logins(server) == 1
+    for t in tunnels:
+        t.stop()
+    assert clients.wait_until(lambda: not server.session_pids(), 10)
+
+
+def test_a_lost_shared_connection_fails_every_tunnel_on_it(
+    manager: Manager, fresh_sshd: SshServer, targets
+) -> None:
+    server = fresh_sshd
+    line = server.line("-L", f"0:{targets.host}:{targets.echo}")
+    a, b = manager.open(line), manager.open(line)
+    server.restart()  # every session killed
+    assert clients.wait_until(lambda: a.state == b.state == "failed", 10)
+    # The next open does not reuse the dead connection.
+    with manager.open(line) as c:
+        assert _echoes(c)
+    a.stop()
+    b.stop()
