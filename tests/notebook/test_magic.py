@@ -11,7 +11,8 @@ import signal
 
 import pytest
 
-from tests.rig import clients, procs
+from tests.rig import clients, procs, users
+from tests.rig.sshd import start_sshd
 
 from .conftest import Kernel
 
@@ -229,3 +230,22 @@ def test_a_passphrase_is_asked_with_getpass_and_kept_nowhere(
     assert asked == [(f"Enter passphrase for key '{key}': ", True)]
     history = kernel.value("'\\n'.join(In)")
     assert "hunter2" not in history and "hunter2" not in ran.text
+
+
+@pytest.mark.skipif(not users.can_create(), reason=users.SKIP_REASON)
+def test_a_pam_question_is_asked_with_getpass(kernel: Kernel, rig, targets) -> None:
+    options = {"UsePAM": "yes", "KbdInteractiveAuthentication": "yes"}
+    with users.login_user() as login, start_sshd(rig.netns, options=options) as server:
+        assert kernel.run("%load_ext nbtunnel").ok
+        line = (
+            f"-p {server.port} -o UserKnownHostsFile={server.known_hosts} "
+            f"-L 0:{targets.host}:{targets.echo} {login.name}@{server.host}"
+        )
+        asked: list[tuple[str, bool]] = []
+        ran = kernel.run(f"t = %tunnel {line}", answers=[login.password], asked=asked)
+        assert ran.ok, ran.text
+        assert asked == [("Password: ", True)]  # PAM's words, through getpass
+        port = kernel.value("t.forwards[0].listen_port")
+        assert clients.echo_roundtrip("127.0.0.1", port, b"pam", 10) == b"pam"
+        assert login.password not in ran.text
+        assert kernel.run("%tunnel stop all").ok
