@@ -126,8 +126,8 @@ class Login:
     def _call(self, attempt: Callable[[], list[str] | None]) -> list[str]:
         try:
             result = attempt()
-        except (paramiko.AuthenticationException, paramiko.BadAuthenticationType):
-            raise
+        except paramiko.AuthenticationException:
+            raise  # the caller's to judge (BadAuthenticationType is one)
         except (paramiko.SSHException, EOFError, OSError) as exc:
             raise ConnectError(
                 f"the connection to {self.settings.target} broke while logging in: "
@@ -153,6 +153,10 @@ class Login:
                 + (f" ({detail})" if detail else "")
             )
         keys_only = all(t.startswith("key ") for t in self._tried)
+        if not self._tried and "publickey" not in usable:
+            return AuthenticationError(
+                f"cannot log in to {s.target}{after}: {detail or 'nothing to try'}"
+            )
         if not self._tried:
             return AuthenticationError(
                 f"no key to log in to {s.target} with{after}: pass one with -i, "

@@ -117,14 +117,14 @@ def test_a_wrong_password_is_asked_again_three_times(
     assert _no_sessions(server)
 
 
-@pytest.mark.sshd_options(PASSWORD)
+@pytest.mark.sshd_options({**PASSWORD, "PubkeyAuthentication": "no"})
 def test_a_password_without_anyone_to_ask_fails_clearly(
     manager: Manager, server: SshServer, login, targets
 ) -> None:
     with pytest.raises(AuthenticationError) as info:
         manager.open(_line(server, login, targets))
     text = str(info.value)
-    assert "refused the login" in text or "no key to log in" in text
+    assert text.startswith(f"cannot log in to {login.name}@{server.host}")
     assert "asks for a password, but nobody can answer questions here" in text
     assert _no_sessions(server)
 

@@ -2,7 +2,8 @@
 
 sshd checks passwords against the system's user database (through PAM), so
 the account has to be a real one: made with useradd, given a random
-password with chpasswd, removed with userdel afterwards.  That needs root;
+password with chpasswd, removed with userdel afterwards (or, if the run was
+killed, by the next run).  That needs root;
 as anyone else the tests that use it skip, saying why.
 """
 
@@ -15,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-NAME = "nbtunnel-login"
+PREFIX = "nbt-login-"  # + the PID of the test run that made it
 SKIP_REASON = "needs root to create a local user with a password (useradd)"
 
 
@@ -29,37 +30,37 @@ def can_create() -> bool:
     return os.geteuid() == 0 and os.path.exists("/usr/sbin/useradd")
 
 
-def _exists(name: str) -> bool:
-    return subprocess.run(["id", name], capture_output=True).returncode == 0
+def _sweep() -> None:
+    """Remove the users of test runs that were killed before cleaning up."""
+    with open("/etc/passwd", encoding="utf-8") as f:
+        names = [line.split(":", 1)[0] for line in f]
+    for name in names:
+        pid = name.removeprefix(PREFIX)
+        stale = pid.isdigit() and not os.path.exists(f"/proc/{pid}")
+        if name.startswith(PREFIX) and stale:
+            subprocess.run(["userdel", name], capture_output=True)
 
 
 @contextmanager
 def login_user() -> Iterator[LoginUser]:
-    """The rig's password user (re-made if a killed run left it behind)."""
-    if _exists(NAME):
-        subprocess.run(["userdel", NAME], check=True, capture_output=True)
+    """A password user of this test run's own (one name per process, so two
+    runs on one machine never share it)."""
+    _sweep()
+    name = f"{PREFIX}{os.getpid()}"
+    subprocess.run(["userdel", name], capture_output=True)  # an earlier test's
+    home = ["--no-create-home", "--home-dir", "/nonexistent"]
     subprocess.run(
-        [
-            "useradd",
-            "--no-create-home",
-            "--home-dir",
-            "/nonexistent",
-            "--shell",
-            "/bin/sh",
-            NAME,
-        ],
-        check=True,
-        capture_output=True,
+        ["useradd", *home, "--shell", "/bin/sh", name], check=True, capture_output=True
     )
     password = secrets.token_urlsafe(12)
     try:
         subprocess.run(
             ["chpasswd"],
-            input=f"{NAME}:{password}\n",
+            input=f"{name}:{password}\n",
             text=True,
             check=True,
             capture_output=True,
         )
-        yield LoginUser(NAME, password)
+        yield LoginUser(name, password)
     finally:
-        subprocess.run(["userdel", NAME], capture_output=True)
+        subprocess.run(["userdel", name], capture_output=True)
