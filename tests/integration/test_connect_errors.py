@@ -125,7 +125,7 @@ def test_strict_no_accepts_an_unknown_key(
         assert t.state == "up"
 
 
-@pytest.mark.parametrize("mode", ["yes", "accept-new", "no"])
+@pytest.mark.parametrize("mode", ["ask", "yes", "accept-new", "no"])
 def test_changed_host_key_is_always_refused(
     manager: Manager, sshd, forward, tmp_path: Path, mode: str
 ) -> None:
