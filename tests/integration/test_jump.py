@@ -54,6 +54,11 @@ def home(tmp_path: Path, sshd, inner, monkeypatch) -> Path:
 
 def _line(final: SshServer, jump: str, targets, *, option: bool = False) -> str:
     hop = ["-o", f"ProxyJump={jump}"] if option else ["-J", jump]
+    return _through(final, targets, *hop)
+
+
+def _through(final: SshServer, targets, *hop: str) -> str:
+    """A -L to the echo target on ``final``, reached the way ``hop`` says."""
     return shlex.join(
         [
             *hop,
@@ -205,20 +210,8 @@ def test_proxycommand_reaches_a_host_behind_the_bastion(
 ) -> None:
     final = inner[0]
     pidfile = tmp_path / "proxy.pid"
-    line = shlex.join(
-        [
-            "-o",
-            f"ProxyCommand={_proxy_command(sshd, pidfile)}",
-            "-p",
-            str(final.port),
-            "-i",
-            str(final.client_key),
-            "-o",
-            f"UserKnownHostsFile={final.known_hosts}",
-            "-L",
-            f"0:{targets.host}:{targets.echo}",
-            f"{final.user}@{final.host}",
-        ]
+    line = _through(
+        final, targets, "-o", f"ProxyCommand={_proxy_command(sshd, pidfile)}"
     )
     with manager.open(line) as t:
         data = b"through ssh -W" * 1000

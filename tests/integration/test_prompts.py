@@ -47,16 +47,7 @@ def _line(sshd, targets, known_hosts: Path, key: Path, *extra: str) -> str:
     )
 
 
-class Person:
-    """Answers questions from a script, remembering what was asked."""
-
-    def __init__(self, *answers: str | None) -> None:
-        self.answers = list(answers)
-        self.asked: list[tuple[str, bool]] = []
-
-    def __call__(self, text: str, secret: bool) -> str | None:
-        self.asked.append((text, secret))
-        return self.answers.pop(0) if self.answers else None
+Person = clients.Person
 
 
 @pytest.mark.parametrize("answer", ["yes", "fingerprint"])

@@ -334,3 +334,16 @@ def on_server(
         raise AssertionError(f"probe {args} failed: {result.stderr[-2000:]}")
     reply: dict[str, object] = json.loads(result.stdout)
     return reply
+
+
+class Person:
+    """A prompt function answering from a script, remembering what was asked
+    (``prompt=`` of nbtunnel.open)."""
+
+    def __init__(self, *answers: str | None) -> None:
+        self.answers = list(answers)
+        self.asked: list[tuple[str, bool]] = []
+
+    def __call__(self, text: str, secret: bool) -> str | None:
+        self.asked.append((text, secret))
+        return self.answers.pop(0) if self.answers else None
