@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import getpass
 import os
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -300,7 +301,12 @@ def _files(value: str | None, path: Callable[[str], str]) -> list[str] | None:
     (``none`` means no file at all)."""
     if value is None:
         return None
-    return [path(p) for p in value.split() if p.lower() != "none"]
+    try:
+        # Split as ssh's argv_split(): quotes keep a path with blanks whole.
+        paths = shlex.split(value)
+    except ValueError as exc:
+        raise SpecError(f"known hosts files {value!r}: {exc}", text=value) from None
+    return [path(p) for p in paths if p.lower() != "none"]
 
 
 def _agent(value: str | None, path: Callable[[str], str]) -> str | None:

@@ -309,11 +309,19 @@ class Connection:
         name = s.known_hosts_name
         blob = key.asbytes()
         revoked = hosts.revoked(s.host, s.port, blob)
+        how = ""
+        if revoked is None and key.public_blob is not None:
+            # As ssh (hostfile.c, check_key_not_revoked): revoking a CA revokes
+            # every certificate it signed, whatever else the files trust.
+            signer = _signer(key.public_blob.key_blob)
+            if signer is not None:
+                revoked = hosts.revoked(s.host, s.port, signer)
+                how = " through the certificate authority that signed it"
         if revoked is not None:
             raise HostKeyError(
                 f"the host key of {name} ({key_label(key)} {fingerprint(key)}) is "
-                f"REVOKED ({revoked.path} line {revoked.line}); nbtunnel will not "
-                "connect with it"
+                f"REVOKED{how} ({revoked.path} line {revoked.line}); nbtunnel will "
+                "not connect with it"
             )
         why_not_cert = ""
         if key.public_blob is not None:
@@ -366,8 +374,6 @@ class Connection:
         authorities = {e.blob for e in self._known_hosts().authorities(s.host, s.port)}
         if cert.signature_key not in authorities:
             return "no @cert-authority line for this host names its signer"
-        if self._known_hosts().revoked(s.host, s.port, cert.signature_key):
-            return "its certificate authority is revoked"
         if cert.cert_type != knownhosts.CERT_HOST:
             return "it is a user certificate, not a host one"
         if cert.principals and s.host.lower() not in (
@@ -628,6 +634,14 @@ class Connection:
         hops, self._hops = self._hops, []
         for hop in reversed(hops):
             hop.close()
+
+
+def _signer(cert_blob: bytes) -> bytes | None:
+    """The CA key blob of a host certificate, None if it cannot be read."""
+    try:
+        return knownhosts.parse_certificate(cert_blob).signature_key
+    except ValueError:
+        return None
 
 
 def _refusal(address: str, port: int | None) -> str:

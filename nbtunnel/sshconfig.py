@@ -36,6 +36,9 @@ MULTI = frozenset(
 )
 # Keywords whose value is the rest of the line, given to a shell as it is.
 RAW = frozenset({"proxycommand", "localcommand", "remotecommand"})
+# Keywords that take several paths: kept quoted, so a path with blanks stays
+# one path when the value is split again (config._files).
+PATH_LISTS = frozenset({"userknownhostsfile", "globalknownhostsfile"})
 MAX_DEPTH = 16  # ssh's limit on nested Includes
 
 
@@ -157,7 +160,7 @@ class _Reader:
             self.read(path, base, depth + 1)
 
     def _set(self, key: str, args: list[str]) -> None:
-        value = " ".join(args)
+        value = shlex.join(args) if key in PATH_LISTS else " ".join(args)
         values = self.found.values.setdefault(key, [])
         if key in MULTI or not values:
             values.append(value)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+import ipaddress
 import itertools
 import os
 import re
@@ -168,11 +169,12 @@ class Netns:
 
     @property
     def host_addr6(self) -> str:
-        return f"fd77:{self.slot}::1"
+        # Canonical form ("fd77::1" for slot 0), as the kernel reports it back.
+        return str(ipaddress.ip_address(f"fd77:{self.slot}::1"))
 
     @property
     def ns_addr6(self) -> str:
-        return f"fd77:{self.slot}::2"
+        return str(ipaddress.ip_address(f"fd77:{self.slot}::2"))
 
     def next_port(self) -> int:
         """A port for one more server in the namespace.
