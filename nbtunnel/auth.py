@@ -247,7 +247,7 @@ class Login:
             if key is not None:
                 yield from self._with_certificate(_Offer(key, path), certificates)
 
-    def _certificates(self) -> dict[bytes, list[tuple[str, bytes]]]:
+    def _certificates(self) -> dict[bytes, list[str]]:
         """Certificates by the public key they certify: ``CertificateFile`` ones,
         then ``<identity>-cert.pub`` beside each identity file (as ssh)."""
         s = self.settings
@@ -255,7 +255,7 @@ class Login:
         paths += [
             p + "-cert.pub" for p in s.identities if os.path.exists(p + "-cert.pub")
         ]
-        found: dict[bytes, list[tuple[str, bytes]]] = {}
+        found: dict[bytes, list[str]] = {}
         for path in dict.fromkeys(paths):
             try:
                 with open(path, encoding="ascii") as f:
@@ -270,15 +270,15 @@ class Login:
                 continue
             key_type = cert.key_type.replace("-cert-v01@openssh.com", "")
             plain = _string(key_type.encode()) + cert.public_key
-            found.setdefault(plain, []).append((path, blob))
+            found.setdefault(plain, []).append(path)
         return found
 
     def _with_certificate(
-        self, offer: _Offer, certificates: dict[bytes, list[tuple[str, bytes]]]
+        self, offer: _Offer, certificates: dict[bytes, list[str]]
     ) -> Iterator[_Offer]:
         # The same key object carries each certificate in turn, then none:
         # offers are consumed one at a time, each before the next is made.
-        for path, _ in certificates.get(offer.key.asbytes(), ()):
+        for path in certificates.get(offer.key.asbytes(), ()):
             try:
                 offer.key.load_certificate(path)
             except (OSError, ValueError, paramiko.SSHException) as exc:

@@ -44,16 +44,15 @@ class Pool:
                 self._users[connection] = 1
             return connection
 
-    def release(self, connection: Connection) -> bool:
-        """One user less; the last one closes the connection (and gets True)."""
+    def release(self, connection: Connection) -> None:
+        """One user less; the last one closes the connection."""
         with self._lock:
             left = self._users.get(connection, 1) - 1
             if left > 0:
                 self._users[connection] = left
-                return False
+                return
             self._users.pop(connection, None)
             settings = connection.settings
             if self._live.get(settings) is connection:
                 del self._live[settings]
         connection.close()
-        return True

@@ -161,14 +161,12 @@ class LiveTunnel:
         for forward in self._forwards:
             forward.stop_accepting()
         connection, self._connection = self._connection, None
-        if connection is not None and self._pool.release(connection):
-            # Closing the connection first wakes every thread still waiting
-            # on it (a channel open can take 30 s), so the joins are quick.
-            for forward in self._forwards:
-                forward.stop()
-            return
-        # Shared with other tunnels: each forward cancels what it holds
-        # (a -R on the server) and the connection carries on.
+        if connection is not None:
+            # The last user closes the connection, which wakes every thread
+            # still waiting on it (a channel open can take 30 s), so the
+            # joins below are quick; on a shared one, each forward cancels
+            # what it holds (a -R on the server) and the rest carries on.
+            self._pool.release(connection)
         for forward in self._forwards:
             forward.stop()
 
