@@ -268,9 +268,7 @@ class Login:
             except (OSError, IndexError, ValueError) as exc:
                 self._notes.append(f"cannot read certificate {path}: {exc}")
                 continue
-            key_type = cert.key_type.replace("-cert-v01@openssh.com", "")
-            plain = _string(key_type.encode()) + cert.public_key
-            found.setdefault(plain, []).append(path)
+            found.setdefault(cert.plain_key, []).append(path)
         return found
 
     def _with_certificate(
@@ -422,10 +420,6 @@ class Login:
 
 def _times(n: int) -> str:
     return {1: "once", 2: "twice", 3: "three times"}.get(n, f"{n} times")
-
-
-def _string(data: bytes) -> bytes:
-    return len(data).to_bytes(4, "big") + data
 
 
 def public_blob(path: str) -> set[bytes]:

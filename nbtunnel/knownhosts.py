@@ -497,6 +497,15 @@ class Certificate:
     signed_data: bytes  # everything the CA signed
     signature: bytes  # contents of the signature string
 
+    @property
+    def plain_key(self) -> bytes:
+        """The certified key as a plain public key blob, as its ``.pub`` holds it."""
+        name = self.key_type.removesuffix("-cert-v01@openssh.com")
+        if name.startswith("sk-"):
+            name += "@openssh.com"  # sk-ssh-ed25519@openssh.com, say
+        encoded = name.encode("ascii")
+        return len(encoded).to_bytes(4, "big") + encoded + self.public_key
+
     def valid_at(self, when: float) -> bool:
         """Whether the validity interval holds the UNIX time ``when``."""
         if when < self.valid_after:
