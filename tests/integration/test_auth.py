@@ -65,19 +65,6 @@ def _line(server: SshServer, login: users.LoginUser, targets, *extra: str) -> st
     )
 
 
-def _works(tunnel) -> None:
-    port = tunnel.forwards[0].listen_port
-    assert clients.echo_roundtrip("127.0.0.1", port, b"logged in", 10) == b"logged in"
-
-
-def _accepted(server: SshServer) -> list[str]:
-    return [line for line in server.log_tail(400).splitlines() if "Accepted " in line]
-
-
-def _no_sessions(server: SshServer) -> bool:
-    return clients.wait_until(lambda: not server.session_pids(), 5)
-
-
 @pytest.mark.sshd_options(PASSWORD)
 def test_a_password_is_asked_for_and_logs_in(
     manager: Manager,
@@ -89,9 +76,12 @@ def test_a_password_is_asked_for_and_logs_in(
     caplog.set_level(logging.DEBUG)
     person = Person(login.password)
     with manager.open(_line(server, login, targets), prompt=person) as t:
-        _works(t)
+        assert clients.echoes(t, b"logged in")
     assert person.asked == [(f"{login.name}@{server.host}'s password: ", True)]
-    assert any(f"Accepted password for {login.name}" in a for a in _accepted(server))
+    assert any(
+        f"Accepted password for {login.name}" in a
+        for a in clients.accepted_logins(server)
+    )
     assert all(login.password not in r.getMessage() for r in caplog.records)
 
 
@@ -104,8 +94,8 @@ def test_a_wrong_password_is_asked_again_three_times(
         manager.open(_line(server, login, targets), prompt=person)
     assert len(person.asked) == 3
     assert person.asked[1][0].startswith("Permission denied, please try again.\n")
-    assert _accepted(server) == []
-    assert _no_sessions(server)
+    assert clients.accepted_logins(server) == []
+    assert clients.sessions_gone(server)
 
 
 @pytest.mark.sshd_options({**PASSWORD, "PubkeyAuthentication": "no"})
@@ -117,7 +107,7 @@ def test_a_password_without_anyone_to_ask_fails_clearly(
     text = str(info.value)
     assert text.startswith(f"cannot log in to {login.name}@{server.host}")
     assert "asks for a password, but nobody can answer questions here" in text
-    assert _no_sessions(server)
+    assert clients.sessions_gone(server)
 
 
 @pytest.mark.sshd_options(PASSWORD)
@@ -149,10 +139,13 @@ def test_keyboard_interactive_shows_the_servers_question(
 ) -> None:
     person = Person(login.password)
     with manager.open(_line(server, login, targets), prompt=person) as t:
-        _works(t)
+        assert clients.echoes(t, b"logged in")
     # PAM's own words, secret because the server said not to echo them.
     assert person.asked == [("Password: ", True)]
-    assert any("Accepted keyboard-interactive/pam" in a for a in _accepted(server))
+    assert any(
+        "Accepted keyboard-interactive/pam" in a
+        for a in clients.accepted_logins(server)
+    )
 
 
 @pytest.mark.sshd_options(KBD)
@@ -163,7 +156,7 @@ def test_a_declined_question_ends_keyboard_interactive(
     with pytest.raises(AuthenticationError, match="question was declined"):
         manager.open(_line(server, login, targets), prompt=person)
     assert len(person.asked) == 1
-    assert _no_sessions(server)
+    assert clients.sessions_gone(server)
 
 
 @pytest.mark.sshd_options(
@@ -175,11 +168,14 @@ def test_publickey_then_keyboard_interactive(
     key = ["-i", str(server.client_key)]
     person = Person(login.password)
     with manager.open(_line(server, login, targets, *key), prompt=person) as t:
-        _works(t)
+        assert clients.echoes(t, b"logged in")
     assert person.asked == [("Password: ", True)]
     log = server.log_tail(400)
     assert f"Partial publickey for {login.name}" in log
-    assert any("Accepted keyboard-interactive/pam" in a for a in _accepted(server))
+    assert any(
+        "Accepted keyboard-interactive/pam" in a
+        for a in clients.accepted_logins(server)
+    )
 
 
 @pytest.mark.sshd_options(
@@ -194,7 +190,7 @@ def test_a_second_step_nobody_can_answer_is_named(
     text = str(info.value)
     assert "after publickey succeeded" in text
     assert "keyboard-interactive, but nobody can answer" in text
-    assert _no_sessions(server)
+    assert clients.sessions_gone(server)
 
 
 @pytest.mark.sshd_options(
@@ -206,5 +202,5 @@ def test_keyboard_interactive_then_a_key(
     person = Person(login.password)
     key = ["-i", str(server.client_key)]
     with manager.open(_line(server, login, targets, *key), prompt=person) as t:
-        _works(t)
+        assert clients.echoes(t, b"logged in")
     assert f"Accepted publickey for {login.name}" in server.log_tail(400)

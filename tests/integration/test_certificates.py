@@ -67,19 +67,6 @@ def _line(server: SshServer, targets, *extra: str) -> str:
     return shlex.join([*tokens, server.destination])
 
 
-def _works(tunnel) -> None:
-    port = tunnel.forwards[0].listen_port
-    assert clients.echo_roundtrip("127.0.0.1", port, b"cert ok", 10) == b"cert ok"
-
-
-def _accepted(server: SshServer) -> list[str]:
-    return [x for x in server.log_tail(400).splitlines() if "Accepted " in x]
-
-
-def _no_sessions(server: SshServer) -> bool:
-    return clients.wait_until(lambda: not server.session_pids(), 5)
-
-
 def _offered_with_certificate(server: SshServer) -> bool:
     """Whether sshd saw (and refused) a key with a certificate."""
     lines = server.log_tail(400).splitlines()
@@ -121,9 +108,9 @@ def _certificate_login(server: SshServer, key: Path, ca: Path) -> None:
         f"(serial 0) CA ED25519 {_fingerprint(Path(f'{ca}.pub'))}"
     )
     accepted = f"Accepted publickey for {server.user} from "
-    assert any(accepted in x and x.endswith(words) for x in _accepted(server)), (
-        server.log_tail()
-    )
+    assert any(
+        accepted in x and x.endswith(words) for x in clients.accepted_logins(server)
+    ), server.log_tail()
 
 
 def test_certificate_file_logs_in(
@@ -147,7 +134,7 @@ def test_certificate_file_logs_in(
         f"CertificateFile={cert}",
     )
     with manager.open(line) as t:
-        _works(t)
+        assert clients.echoes(t, b"cert ok")
     _certificate_login(ca_sshd, user_key, user_ca)
 
 
@@ -158,7 +145,7 @@ def test_the_certificate_beside_the_key_is_picked_up(
     assert cert == user_key.with_name("id_user-cert.pub")
     line = _line(ca_sshd, targets, "-i", str(user_key), "-o", "IdentitiesOnly=yes")
     with manager.open(line) as t:
-        _works(t)
+        assert clients.echoes(t, b"cert ok")
     _certificate_login(ca_sshd, user_key, user_ca)
 
 
@@ -171,8 +158,8 @@ def test_without_a_certificate_the_key_is_refused(
     message = str(info.value)
     assert "refused every key offered" in message
     assert str(user_key) in message
-    assert _accepted(ca_sshd) == []
-    assert _no_sessions(ca_sshd)
+    assert clients.accepted_logins(ca_sshd) == []
+    assert clients.sessions_gone(ca_sshd)
 
 
 def test_a_certificate_for_another_principal_is_refused(
@@ -191,11 +178,11 @@ def test_a_certificate_for_another_principal_is_refused(
     # Offered with the certificate, then alone: both were refused.
     assert f"{user_key} + {cert}" in message
     assert "with its certificate" in message
-    assert _accepted(ca_sshd) == []
+    assert clients.accepted_logins(ca_sshd) == []
     log = ca_sshd.log_tail(100)
     assert "Certificate invalid: name is not a listed principal" in log
     assert _offered_with_certificate(ca_sshd)
-    assert _no_sessions(ca_sshd)
+    assert clients.sessions_gone(ca_sshd)
 
 
 def test_a_certificate_of_another_ca_is_refused(
@@ -208,8 +195,8 @@ def test_a_certificate_of_another_ca_is_refused(
         manager.open(line)
     assert cert.exists()
     assert _offered_with_certificate(ca_sshd)
-    assert _accepted(ca_sshd) == []
-    assert _no_sessions(ca_sshd)
+    assert clients.accepted_logins(ca_sshd) == []
+    assert clients.sessions_gone(ca_sshd)
 
 
 # -- ssh-agent --------------------------------------------------------------------
@@ -280,8 +267,8 @@ def test_identity_agent_logs_in_with_the_agents_key(
         monkeypatch.setenv("SSH_AUTH_SOCK", str(agent))
         value = "SSH_AUTH_SOCK"
     with manager.open(_line(fresh_sshd, targets, "-o", f"IdentityAgent={value}")) as t:
-        _works(t)
-    accepted = _accepted(fresh_sshd)
+        assert clients.echoes(t, b"cert ok")
+    accepted = clients.accepted_logins(fresh_sshd)
     assert any(_fingerprint(fresh_sshd.client_key_pub) in a for a in accepted)
 
 
@@ -299,7 +286,7 @@ def test_without_identity_agent_the_agent_is_not_found(
     monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
     with pytest.raises(AuthenticationError, match="no key to log in"):
         manager.open(_line(fresh_sshd, targets))
-    assert _no_sessions(fresh_sshd)
+    assert clients.sessions_gone(fresh_sshd)
 
 
 def test_identity_agent_none_ignores_ssh_auth_sock(
@@ -314,10 +301,10 @@ def test_identity_agent_none_ignores_ssh_auth_sock(
     monkeypatch.setenv("SSH_AUTH_SOCK", str(agent))
     # The same line without IdentityAgent=none logs in through the agent.
     with manager.open(_line(fresh_sshd, targets)) as t:
-        _works(t)
+        assert clients.echoes(t, b"cert ok")
     with pytest.raises(AuthenticationError, match="no key to log in"):
         manager.open(_line(fresh_sshd, targets, "-o", "IdentityAgent=none"))
-    assert _no_sessions(fresh_sshd)
+    assert clients.sessions_gone(fresh_sshd)
 
 
 def test_an_agent_key_with_its_certificate_file(
@@ -348,7 +335,7 @@ def test_an_agent_key_with_its_certificate_file(
         f"CertificateFile={cert}",
     )
     with manager.open(line) as t:
-        _works(t)
+        assert clients.echoes(t, b"cert ok")
     _certificate_login(ca_sshd, user_key, user_ca)
 
 
@@ -370,5 +357,5 @@ def test_an_agent_holding_the_key_and_its_certificate(
     Path(f"{user_key}-cert.pub").unlink()
     monkeypatch.setenv("SSH_AUTH_SOCK", str(agent))
     with manager.open(_line(ca_sshd, targets)) as t:
-        _works(t)
+        assert clients.echoes(t, b"cert ok")
     _certificate_login(ca_sshd, user_key, user_ca)

@@ -39,15 +39,6 @@ def _line(
     return shlex.join([*tokens, server.destination])
 
 
-def _works(tunnel) -> None:
-    port = tunnel.forwards[0].listen_port
-    assert clients.echo_roundtrip("127.0.0.1", port, b"host ok", 10) == b"host ok"
-
-
-def _no_sessions(server: SshServer) -> bool:
-    return clients.wait_until(lambda: not server.session_pids(), 5)
-
-
 def _keygen(path: Path) -> Path:
     subprocess.run(
         [SSH_KEYGEN, "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True
@@ -79,7 +70,7 @@ def _refused(
     before = {f: f.read_bytes() if f.exists() else None for f in files}
     with pytest.raises(HostKeyError) as info:
         manager.open(line)
-    assert _no_sessions(server)
+    assert clients.sessions_gone(server)
     assert manager.tunnels() == []
     assert {f: f.read_bytes() if f.exists() else None for f in files} == before
     return info.value
@@ -99,7 +90,7 @@ def test_a_file_hashed_by_ssh_keygen_is_read(
     hashed = known.read_text()
     assert hashed.startswith("|1|") and fresh_sshd.host not in hashed
     with manager.open(_line(fresh_sshd, targets, known_hosts=known)) as t:
-        _works(t)
+        assert clients.echoes(t, b"host ok")
     assert known.read_text() == hashed
 
 
@@ -146,7 +137,7 @@ def test_a_pattern_line_matches(
     known.write_text(f"{hosts} {_public(fresh_sshd.host_key_pub)}\n")
     assert _openssh_finds(_name(fresh_sshd), known)  # the premise, by OpenSSH
     with manager.open(_line(fresh_sshd, targets, known_hosts=known)) as t:
-        _works(t)
+        assert clients.echoes(t, b"host ok")
 
 
 @pytest.mark.parametrize(
@@ -186,7 +177,7 @@ def test_user_known_hosts_file_with_two_files_reads_the_second(
     two.write_text(fresh_sshd.known_hosts.read_text())
     before = one.read_text() if one.exists() else None
     with manager.open(_line(fresh_sshd, targets, known_hosts=f"{one} {two}")) as t:
-        _works(t)
+        assert clients.echoes(t, b"host ok")
     assert (one.read_text() if one.exists() else None) == before
 
 
@@ -199,7 +190,7 @@ def test_two_files_from_a_config_file(
     config.write_text(f"Host *\n    UserKnownHostsFile {one} {two}\n")
     line = _line(fresh_sshd, targets, "-F", str(config), known_hosts=None)
     with manager.open(line) as t:
-        _works(t)
+        assert clients.echoes(t, b"host ok")
 
 
 @pytest.mark.parametrize("where", ["option", "config"])
@@ -218,7 +209,7 @@ def test_a_quoted_known_hosts_path_with_a_space_is_one_file(
         config.write_text(f"Host *\n    UserKnownHostsFile {value}\n")
         extra = ["-F", str(config)]
     with manager.open(_line(fresh_sshd, targets, *extra, known_hosts=None)) as t:
-        _works(t)
+        assert clients.echoes(t, b"host ok")
 
 
 def test_the_key_only_in_the_global_file_is_known(
@@ -236,7 +227,7 @@ def test_the_key_only_in_the_global_file_is_known(
         known_hosts=empty,
     )
     with manager.open(line) as t:
-        _works(t)
+        assert clients.echoes(t, b"host ok")
     assert empty.read_text() == ""
 
 
@@ -274,7 +265,7 @@ def test_a_revoked_line_for_another_host_does_not_apply(
     key = _public(fresh_sshd.host_key_pub)
     known.write_text(f"@revoked other.example {key}\n{_name(fresh_sshd)} {key}\n")
     with manager.open(_line(fresh_sshd, targets, known_hosts=known)) as t:
-        _works(t)
+        assert clients.echoes(t, b"host ok")
 
 
 # -- host certificates ------------------------------------------------------------
@@ -328,7 +319,7 @@ def test_a_host_certificate_from_a_known_authority_connects(
     # Only the authority is known: the plain host key alone would be unknown.
     assert cert_sshd.host_key_pub.read_text().split()[1] not in known.read_text()
     with manager.open(_line(cert_sshd, targets, known_hosts=known)) as t:
-        _works(t)
+        assert clients.echoes(t, b"host ok")
 
 
 def test_a_certificate_without_principals_is_for_any_host(
@@ -337,7 +328,7 @@ def test_a_certificate_without_principals_is_for_any_host(
     _sign(cert_sshd, host_ca, "-h")
     known = _ca_only(tmp_path, host_ca, f"[{_prefix(cert_sshd)}.*]:*")
     with manager.open(_line(cert_sshd, targets, known_hosts=known)) as t:
-        _works(t)
+        assert clients.echoes(t, b"host ok")
 
 
 @pytest.mark.parametrize(

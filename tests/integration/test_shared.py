@@ -18,11 +18,6 @@ def _logins(server: SshServer) -> int:
     return server.log.read_text(errors="replace").count("Accepted publickey")
 
 
-def _echoes(tunnel, data: bytes = b"shared") -> bool:
-    port = tunnel.forwards[0].listen_port
-    return clients.echo_roundtrip("127.0.0.1", port, data, 10) == data
-
-
 def test_two_tunnels_one_login_closed_with_the_last(
     manager: Manager, fresh_sshd: SshServer, targets, here
 ) -> None:
@@ -32,7 +27,7 @@ def test_two_tunnels_one_login_closed_with_the_last(
     third = manager.open(server.line("-L", f"0:{targets.host}:{targets.echo}"))
     assert _logins(server) == 1
     assert len(server.session_pids()) == 1
-    assert _echoes(first) and _echoes(third)
+    assert clients.echoes(first, b"shared") and clients.echoes(third, b"shared")
     remote = second.forwards[0].listen_port
     assert clients.on_server(server, "echo", "127.0.0.1", remote, 10_000)["ok"]
 
@@ -41,15 +36,15 @@ def test_two_tunnels_one_login_closed_with_the_last(
     assert clients.wait_until(
         lambda: clients.on_server(server, "closed", "127.0.0.1", remote)["closed"], 10
     )
-    assert _echoes(first)
+    assert clients.echoes(first, b"shared")
     first.stop()
     assert clients.port_is_closed("127.0.0.1", first.forwards[0].listen_port)
-    assert _echoes(third) and len(server.session_pids()) == 1
+    assert clients.echoes(third, b"shared") and len(server.session_pids()) == 1
     third.stop()
     assert clients.wait_until(lambda: not server.session_pids(), 10)
     # A new tunnel after that logs in again.
     with manager.open(server.line("-L", f"0:{targets.host}:{targets.echo}")) as again:
-        assert _echoes(again)
+        assert clients.echoes(again, b"shared")
     assert _logins(server) == 2
 
 
@@ -62,7 +57,7 @@ def test_other_settings_log_in_again(
         manager.open(server.line(*forward)) as a,
         manager.open(server.line("-o", "Compression=yes", *forward)) as b,
     ):
-        assert _echoes(a) and _echoes(b)
+        assert clients.echoes(a, b"shared") and clients.echoes(b, b"shared")
         assert _logins(server) == 2
         assert len(server.session_pids()) == 2
 
@@ -87,7 +82,7 @@ def test_opens_at_the_same_time_log_in_once(
     for t in threads:
         t.join(60)
     assert errors == []
-    assert len(tunnels) == 4 and all(_echoes(t) for t in tunnels)
+    assert len(tunnels) == 4 and all(clients.echoes(t, b"shared") for t in tunnels)
     assert _logins(server) == 1
     for t in tunnels:
         t.stop()
@@ -104,6 +99,6 @@ def test_a_lost_shared_connection_fails_every_tunnel_on_it(
     assert clients.wait_until(lambda: a.state == b.state == "failed", 10)
     # The next open does not reuse the dead connection.
     with manager.open(line) as c:
-        assert _echoes(c)
+        assert clients.echoes(c, b"shared")
     a.stop()
     b.stop()

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from .data import chunks, expected_sha256
 from .sshd import SshServer, free_port
@@ -347,3 +347,20 @@ class Person:
     def __call__(self, text: str, secret: bool) -> str | None:
         self.asked.append((text, secret))
         return self.answers.pop(0) if self.answers else None
+
+
+def echoes(tunnel: Any, data: bytes) -> bool:
+    """Whether ``data`` comes back through the tunnel's first forward (an -L
+    to an echo target)."""
+    port = tunnel.forwards[0].listen_port
+    return echo_roundtrip("127.0.0.1", port, data, 10) == data
+
+
+def accepted_logins(server: SshServer) -> list[str]:
+    """sshd's "Accepted ..." log lines of late."""
+    return [x for x in server.log_tail(400).splitlines() if "Accepted " in x]
+
+
+def sessions_gone(server: SshServer, timeout: float = 5.0) -> bool:
+    """Whether every SSH session on the server ends within ``timeout``."""
+    return wait_until(lambda: not server.session_pids(), timeout)
