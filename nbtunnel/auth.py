@@ -372,8 +372,8 @@ class Login:
             self._tried.append("keyboard-interactive" + (" again" if attempt else ""))
             saved, transport.auth_timeout = transport.auth_timeout, ANSWER_TIME
             try:
-                # A person types the answers: no deadline of ours, the
-                # server's LoginGraceTime bounds it.
+                # A person types the answers: ANSWER_TIME, not the connect
+                # timeout; the server's LoginGraceTime usually ends it first.
                 return self._call(
                     lambda: transport.auth_interactive(self.settings.user, answer)
                 )
@@ -396,8 +396,9 @@ class Login:
         if self._prompt is None:
             raise self._nobody("a password")
         question = f"{s.user}@{s.host}'s password: "
-        for _ in range(s.password_prompts):
-            password = self._prompt(question, True)
+        for attempt in range(s.password_prompts):
+            again = "Permission denied, please try again.\n" if attempt else ""
+            password = self._prompt(again + question, True)
             if password is None:
                 self._notes.append("no password was given")
                 raise _Failed
@@ -413,7 +414,7 @@ class Login:
             except paramiko.BadAuthenticationType as exc:
                 return list(exc.allowed_types)
             except paramiko.AuthenticationException:
-                question = f"Permission denied, please try again.\n{question}"
+                continue
         self._notes.append(f"wrong password, {_times(s.password_prompts)}")
         raise _Failed
 

@@ -93,7 +93,9 @@ def test_a_wrong_password_is_asked_again_three_times(
     with pytest.raises(AuthenticationError, match="wrong password, three times"):
         manager.open(_line(server, login, targets), prompt=person)
     assert len(person.asked) == 3
-    assert person.asked[1][0].startswith("Permission denied, please try again.\n")
+    question = f"{login.name}@{server.host}'s password: "
+    again = f"Permission denied, please try again.\n{question}"
+    assert person.asked == [(question, True), (again, True), (again, True)]
     assert clients.accepted_logins(server) == []
     assert clients.sessions_gone(server)
 
