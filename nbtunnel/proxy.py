@@ -98,4 +98,6 @@ class ProxyCommand:
                 process.kill()
                 process.wait()
         if self._reader is not None:
-            self._reader.join()
+            # Bounded: a child the proxy left behind may hold stderr open,
+            # and stopping a tunnel must not wait for it.
+            self._reader.join(GRACE)

@@ -128,11 +128,11 @@ class Engine:
             settings,
             forwards,
             self._emit,
+            self._pool,
             name=str(request.get("name") or ""),
             prompt=self._prompts.asker(request.get("id"))
             if request.get("can_prompt")
             else None,
-            pool=self._pool,
         )
         tunnel.start()
         if not self._register(tunnel):

@@ -30,9 +30,9 @@ class LiveTunnel:
         settings: ConnectSettings,
         forwards: tuple[ForwardSpec, ...],
         emit: Emit,
+        pool: Pool,
         name: str = "",
         prompt: Prompt | None = None,
-        pool: Pool | None = None,
     ) -> None:
         self.id = tunnel_id
         self.name = name
@@ -44,7 +44,9 @@ class LiveTunnel:
         self.started_at = time.time()
         self._emit = emit
         self._prompt = prompt
-        self._pool = pool if pool is not None else Pool()
+        # Where the SSH connection comes from: shared with other tunnels
+        # of the same settings.
+        self._pool = pool
         self._connection: Connection | None = None
         self._unwatch: Callable[[], None] | None = None
         self._forwards: list[BaseForward] = []
