@@ -26,6 +26,8 @@ line per event, until Ctrl-C.  For example:
 
   nbtunnel -L 9000:localhost:5432 analyst@db.example.com
 
+`nbtunnel demo` tries it all against an SSH server embedded in this process.
+
 forms:
 """ + "".join(f"  {form}\n" for forms in ACCEPTED_FORMS.values() for form in forms)
 
@@ -50,6 +52,10 @@ def _ask_terminal(text: str, secret: bool) -> str | None:
     return line.rstrip("\n") if line else None
 
 
+def _is_ssh_flag(word: str) -> bool:
+    return word.startswith("-") and not word.startswith("--") and word != "-h"
+
+
 def run(argv: Sequence[str], out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     """Run the CLI; returns the exit status."""
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -58,6 +64,12 @@ def run(argv: Sequence[str], out: TextIO = sys.stdout, err: TextIO = sys.stderr)
     if argv[0] == "--version":
         out.write(f"nbtunnel {__version__}\n")
         return 0
+    if argv[0] == "demo" and not any(_is_ssh_flag(a) for a in argv[1:]):
+        # ssh has no long options, so "demo" followed by ssh flags is a host
+        # called demo: `nbtunnel demo -L 8000:localhost:80` still works.
+        from .demo import run as demo
+
+        return demo(argv[1:], out, err)
 
     done = threading.Event()
     failed: list[str] = []

@@ -1,0 +1,255 @@
+"""``nbtunnel demo``: the whole product, against an SSH server embedded in this process.
+
+Needs no SSH server, no keys and no configuration: the embedded server
+(``nbtunnel.testing``) listens on loopback with keys made for it alone, and
+a small "private" web service stands for what only the server can reach.
+One tunnel carries a ``-L``, a ``-R`` and a ``-D`` forward; the tour moves
+data through each and checks it, prints the status table and the same
+forwards as an OpenSSH command, and exits 0 (``--serve`` stays up until
+Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shlex
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import TextIO
+
+from . import display
+from .engine.protocol import Message
+from .errors import TunnelError
+from .manager import Forward, Manager, Tunnel
+from .testing import EmbeddedServer, PrivateService
+from .testing.clients import Response, get
+from .testing.services import payload_sha256
+
+USAGE = """\
+usage: nbtunnel demo [--serve] [--size MIB]
+
+Runs -L, -R and -D forwards through an SSH server embedded in this process
+(loopback only, its own throwaway keys; nothing in ~/.ssh is read or
+written), moves data through each, and exits 0 when every check passed.
+
+  --serve     stay up after the tour, until Ctrl-C, to try the forwards by hand
+  --size MIB  how much to fetch through -L, checked by sha256 (default 64)
+"""
+
+DEFAULT_MIB = 64
+
+
+class DemoFailed(Exception):
+    """A check of the tour did not hold."""
+
+
+class _Progress:
+    """A one-line progress bar on a terminal; a few plain lines elsewhere."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.tty = out.isatty()
+        self.started = time.perf_counter()
+        self._shown = 0
+
+    def __call__(self, received: int, total: int) -> None:
+        if not total:
+            return
+        part = received / total
+        rate = received / max(time.perf_counter() - self.started, 1e-6) / 1e6
+        text = (
+            f"   [{'#' * int(part * 30):<30}] "
+            f"{received / 2**20:5.1f}/{total / 2**20:.1f} MiB  {rate:4.0f} MB/s"
+        )
+        if self.tty:
+            self.out.write("\r" + text)
+            if received >= total:
+                self.out.write("\n")
+        elif int(part * 4) > self._shown:  # at 25, 50, 75 and 100%
+            self._shown = int(part * 4)
+            self.out.write(text + "\n")
+        self.out.flush()
+
+
+def _say(out: TextIO, text: str = "") -> None:
+    out.write(text + "\n")
+    out.flush()
+
+
+def _check(response: Response, expect_status: int, expect_text: bytes) -> str:
+    if response.status != expect_status or expect_text not in response.head:
+        raise DemoFailed(
+            f"expected {expect_status} with {expect_text.decode()!r}, got "
+            f"{response.status} {response.head[:80]!r}"
+        )
+    title = response.head.split(b"<h1>", 1)[-1].split(b"</h1>", 1)[0]
+    return f"{response.status} {title.decode()!r}"
+
+
+def _tour(out: TextIO, tunnel: Tunnel, service: PrivateService, mib: int) -> int:
+    """Move data through each forward and check it; returns the bytes checked."""
+    local, remote, dynamic = tunnel.forwards
+    checked = 0
+
+    _say(out, "\n1. -L: a service only the server reaches, on a port of this machine")
+    _say(out, f"   {_where(local)}")
+    page = get("127.0.0.1", _port(local), "/")
+    _say(
+        out,
+        f"   GET http://127.0.0.1:{local.listen_port}/ -> {_check(page, 200, b'Hello')}",
+    )
+    size = mib * 2**20
+    _say(out, f"   GET /bytes/{size} ({mib} MiB), checked by sha256:")
+    started = time.perf_counter()
+    bulk = get("127.0.0.1", _port(local), f"/bytes/{size}", progress=_Progress(out))
+    seconds = time.perf_counter() - started
+    if bulk.size != size or bulk.sha256 != payload_sha256(size):
+        raise DemoFailed(
+            f"the {mib} MiB through -L arrived as {bulk.size} bytes with another sha256"
+        )
+    checked += page.size + bulk.size
+    _say(out, f"   {bulk.size} bytes in {seconds:.2f} s, sha256 matches")
+
+    _say(out, "\n2. -R: a dashboard running here, shown to people on the server")
+    _say(out, f"   {_where(remote)}")
+    _say(out, f"   on the server, someone opens http://127.0.0.1:{remote.listen_port}/")
+    shown = get("127.0.0.1", _port(remote), "/")
+    _say(out, f"   -> {_check(shown, 200, b'your dashboard')}")
+    checked += shown.size
+
+    _say(out, "\n3. -D: a SOCKS proxy to everything the server reaches")
+    _say(out, f"   {_where(dynamic)}")
+    via = ("127.0.0.1", _port(dynamic))
+    proxied = get("localhost", service.port, "/", socks=via)
+    _say(
+        out,
+        f"   GET http://localhost:{service.port}/ through socks5h://127.0.0.1:"
+        f"{dynamic.listen_port} (the server resolves 'localhost') -> "
+        f"{_check(proxied, 200, b'Hello')}",
+    )
+    checked += proxied.size
+    return checked
+
+
+def _as_openssh(forward: Forward) -> tuple[str, str]:
+    spec = forward.spec
+    if spec.kind != "remote" and spec.listen_port == 0:
+        spec = replace(spec, listen_port=forward.listen_port)
+    return spec.flag, spec.text
+
+
+def _port(forward: Forward) -> int:
+    if forward.listen_port is None:
+        raise DemoFailed(f"{forward!r} has no port")
+    return forward.listen_port
+
+
+def _where(forward: Forward) -> str:
+    return display.forward_line(forward._snapshot, forward.tunnel.destination)
+
+
+def _serve(
+    out: TextIO, manager: Manager, tunnel: Tunnel, service: PrivateService
+) -> None:
+    local, remote, dynamic = tunnel.forwards
+    done = threading.Event()
+
+    def on_event(message: Message) -> None:
+        line = display.event_line(message)
+        if line:
+            _say(out, f"   {time.strftime('%H:%M:%S')} {line}")
+
+    manager.subscribe(on_event)
+    _say(out, "\nserving until Ctrl-C; try:")
+    _say(out, f"   curl http://127.0.0.1:{local.listen_port}/")
+    _say(
+        out,
+        f"   curl --socks5-hostname 127.0.0.1:{dynamic.listen_port} "
+        f"http://localhost:{service.port}/",
+    )
+    _say(
+        out,
+        f"   curl http://127.0.0.1:{remote.listen_port}/   (the server's end of -R)",
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        while not done.wait(3600):
+            pass
+
+
+def run(argv: Sequence[str], out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """Run the demo; returns the exit status."""
+    args = list(argv)
+    serve = "--serve" in args
+    mib = DEFAULT_MIB
+    if "--size" in args:
+        i = args.index("--size")
+        value = args[i + 1] if i + 1 < len(args) else ""
+        if not value.isdigit() or not 1 <= int(value) <= 4096:
+            err.write(
+                f"nbtunnel demo: --size takes MiB from 1 to 4096, not {value!r}\n"
+            )
+            return 2
+        mib = int(value)
+        del args[i : i + 2]
+    unknown = [a for a in args if a != "--serve"]
+    if unknown or "-h" in argv or "--help" in argv:
+        (out if not unknown or unknown[0] in ("-h", "--help") else err).write(USAGE)
+        return 0 if not unknown or unknown[0] in ("-h", "--help") else 2
+
+    started = time.perf_counter()
+    manager = Manager()
+    try:
+        with (
+            EmbeddedServer() as server,
+            PrivateService() as service,
+            PrivateService(
+                "your dashboard", "Served from this machine, shown on the server by -R."
+            ) as dashboard,
+        ):
+            _say(
+                out,
+                "nbtunnel demo: -L, -R and -D through an SSH server embedded in this "
+                f"process ({server.host} port {server.port}: loopback only, keys made "
+                "for it alone; ~/.ssh is not touched)",
+            )
+            forwards = [
+                ("-L", f"0:localhost:{service.port}"),
+                ("-R", f"0:127.0.0.1:{dashboard.port}"),
+                ("-D", "0"),
+            ]
+            words = [w for pair in forwards for w in pair]
+            server_words = shlex.join([*server.options(), server.destination])
+            _say(out, f"\n>>> server = {server_words!r}")
+            _say(out, f">>> t = nbtunnel.open({shlex.join(words)!r} + ' ' + server)")
+            opened = time.perf_counter()
+            tunnel = manager.open(server.line(*words), name="demo")
+            _say(out, f"   up in {(time.perf_counter() - opened) * 1000:.0f} ms")
+            checked = _tour(out, tunnel, service, mib)
+
+            _say(out, "\n" + display.text_table(manager.snapshots()))
+            _say(
+                out,
+                "\nthe same with OpenSSH's client, one forward each (ssh takes no "
+                "port 0 for -L and -D: these are the ports nbtunnel bound):",
+            )
+            for forward in tunnel.forwards:
+                _say(out, f"   {server.ssh_command(*_as_openssh(forward))}")
+            if serve:
+                _serve(out, manager, tunnel, service)
+            tunnel.stop()
+            if tunnel.state != "stopped":
+                raise DemoFailed(f"the tunnel ended {tunnel.state}, not stopped")
+    except (DemoFailed, TunnelError, OSError) as exc:
+        err.write(f"nbtunnel demo: FAILED: {exc}\n")
+        return 1
+    finally:
+        manager.close()
+    _say(
+        out,
+        f"\ndone in {time.perf_counter() - started:.1f} s: {checked} bytes checked "
+        "through -L, -R and -D; every forward, the connection and the server stopped",
+    )
+    return 0

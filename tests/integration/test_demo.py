@@ -1,0 +1,114 @@
+"""``nbtunnel demo``, the README's first command: as on a fresh machine, HOME empty, no agent."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.rig import clients
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}
+    return {**env, "HOME": str(home), "PYTHONPATH": str(ROOT)}
+
+
+def _demo(home: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "nbtunnel", "demo", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(home),
+        cwd=home,
+    )
+
+
+def test_the_demo_tours_every_kind_of_forward_and_exits_0(tmp_path: Path) -> None:
+    started = time.monotonic()
+    with _demo(tmp_path) as demo:
+        out, err = demo.communicate(timeout=90)
+    took = time.monotonic() - started
+    assert demo.returncode == 0, err
+    assert took < 60
+    assert err == ""
+    assert (
+        "GET http://127.0.0.1:" in out and "200 'Hello from the private service'" in out
+    )
+    assert "67108864 bytes in" in out and "sha256 matches" in out
+    assert "-> 200 'Hello from your dashboard'" in out
+    assert "through socks5h://127.0.0.1:" in out
+    # The status table, with a row per forward.
+    assert re.search(r"^demo\s+-L\s+this machine 127\.0\.0\.1:\d+", out, re.M)
+    assert re.search(r"^demo\s+-R\s+the server", out, re.M)
+    assert re.search(r"^demo\s+-D\s+this machine", out, re.M)
+    # OpenSSH's equivalents, with the bound ports (ssh takes no -L 0).
+    commands = re.findall(r"^   ssh -N (-[LRD]) (\S+) ", out, re.M)
+    assert [flag for flag, _ in commands] == ["-L", "-R", "-D"]
+    assert not commands[0][1].startswith("0:") and commands[2][1] != "0"
+    assert "done in" in out
+    # Nothing written where the user's keys live.
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_serve_stays_up_until_ctrl_c(tmp_path: Path) -> None:
+    with _demo(tmp_path, "--serve", "--size", "1") as demo:
+        assert demo.stdout is not None
+        lines: list[str] = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = demo.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if line.startswith("serving until Ctrl-C"):
+                break
+        tried = demo.stdout.readline()
+        found = re.search(r"curl http://127\.0\.0\.1:(\d+)/", tried)
+        assert found, "".join(lines) + tried
+        port = int(found.group(1))
+        time.sleep(1)  # still up a moment later
+        status, body = clients.http_get("127.0.0.1", port, "/")
+        assert status == 200 and b"private service" in body
+        demo.send_signal(signal.SIGINT)
+        out, err = demo.communicate(timeout=30)
+    assert demo.returncode == 0, err
+    assert "done in" in out
+    assert clients.port_is_closed("127.0.0.1", port)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--size", "0"], "--size takes MiB from 1 to 4096, not '0'"),
+        (["--size"], "--size takes MiB from 1 to 4096, not ''"),
+        (["--size", "lots"], "not 'lots'"),
+        (["--bogus"], "usage: nbtunnel demo"),
+    ],
+)
+def test_bad_arguments_exit_2_naming_them(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    with _demo(tmp_path, *args) as demo:
+        out, err = demo.communicate(timeout=30)
+    assert demo.returncode == 2
+    assert message in err
+    assert out == ""
+
+
+def test_help_exits_0(tmp_path: Path) -> None:
+    with _demo(tmp_path, "--help") as demo:
+        out, _ = demo.communicate(timeout=30)
+    assert demo.returncode == 0
+    assert out.startswith("usage: nbtunnel demo")
