@@ -7,7 +7,7 @@ connection and forward) → ``connection`` / ``forward`` → ``config`` /
 """
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .errors import (
@@ -18,10 +18,14 @@ from .errors import (
     HostKeyError,
     SpecError,
     TunnelError,
+    UrlError,
 )
 from .manager import Forward, Manager, Tunnel, default_manager, open, stop_all, tunnels
 from .spec import Destination, ForwardSpec, TunnelSpec, parse
 from .status import ForwardStats
+
+if TYPE_CHECKING:
+    from .widget import Panel
 
 
 def load_ipython_extension(ip: Any) -> None:
@@ -29,6 +33,17 @@ def load_ipython_extension(ip: Any) -> None:
     from . import magic  # IPython is imported only when a notebook asks
 
     magic.load_ipython_extension(ip)
+
+
+def panel(manager: Manager | None = None) -> "Panel":
+    """The widget panel: every forward of this kernel, live, with toggles and an add box.
+
+    Needs ipywidgets (``pip install 'nbtunnel[notebook]'``); several panels
+    stay in sync, as they are views over the same tunnels.
+    """
+    from .widget import Panel  # ipywidgets is imported only when a panel is made
+
+    return Panel(manager or default_manager())
 
 
 def unload_ipython_extension(ip: Any) -> None:
@@ -57,9 +72,11 @@ __all__ = [
     "Tunnel",
     "TunnelError",
     "TunnelSpec",
+    "UrlError",
     "__version__",
     "default_manager",
     "open",
+    "panel",
     "parse",
     "stop_all",
     "tunnels",

@@ -115,6 +115,8 @@ def run(argv: Sequence[str], out: TextIO = sys.stdout, err: TextIO = sys.stderr)
             snap = tunnel._snapshot
             for f in snap.forwards:
                 out.write(f"forwarding {display.forward_line(f, tunnel.destination)}\n")
+            for line in display.share_lines([snap]):
+                out.write(line + "\n")
             out.write("press Ctrl-C to stop\n")
             out.flush()
             while not done.wait(3600):

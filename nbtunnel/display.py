@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from . import urls
 from .status import ForwardSnapshot, TunnelSnapshot
 
 _STATE_COLOURS = {
@@ -123,7 +124,7 @@ def text_table(tunnels: list[TunnelSnapshot]) -> str:
         "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
         for r in rows
     ]
-    return "\n".join(lines)
+    return "\n".join(lines + share_lines(tunnels))
 
 
 def html_table(tunnels: list[TunnelSnapshot]) -> str:
@@ -149,7 +150,44 @@ def html_table(tunnels: list[TunnelSnapshot]) -> str:
         + "</tr></thead><tbody>"
         + "".join(body)
         + "</tbody></table>"
+        + share_html(tunnels)
     )
+
+
+def _shares(tunnels: list[TunnelSnapshot]) -> list[tuple[str, str, str]]:
+    """(URL, which forward, advice) of every -R that is up, for people elsewhere."""
+    found = []
+    for t in tunnels:
+        for f in t.forwards:
+            there = urls.share(f, t.destination) if t.state == "up" else None
+            if there is not None:
+                found.append((there.url, f"{f.spec}, tunnel {t.label}", there.advice))
+    return found
+
+
+def share_lines(tunnels: list[TunnelSnapshot]) -> list[str]:
+    """Under a text table: the URL to share for each -R that is up, and what
+    the server must allow for others to reach it."""
+    lines = []
+    for url, which, advice in _shares(tunnels):
+        lines += [f"share {url}  ({which})", f"  {advice}"]
+    return lines
+
+
+def share_html(tunnels: list[TunnelSnapshot]) -> str:
+    """share_lines() as HTML: a link to copy, the advice muted under it."""
+    parts = []
+    for url, which, advice in _shares(tunnels):
+        link = html.escape(url)
+        note = (
+            "<br><small style='color:var(--jp-ui-font-color2, #757575)'>"
+            f"{html.escape(advice)}</small>"
+        )
+        parts.append(
+            f"<div class='nbtunnel-share'>share <a href='{link}' target='_blank' "
+            f"rel='noopener'><code>{link}</code></a> ({html.escape(which)}){note}</div>"
+        )
+    return "".join(parts)
 
 
 def html_events(events: Iterable[str]) -> str:

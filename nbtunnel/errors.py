@@ -66,6 +66,11 @@ class ForwardError(TunnelError):
         self.detail = detail
 
 
+class UrlError(ForwardError, ValueError):
+    """A URL that cannot point at a forward: a malformed template, or a forward
+    with no end on this machine for it (a -R, a -D, a stopped one)."""
+
+
 class EngineError(TunnelError):
     """The engine process that runs the forwards failed or went away."""
 

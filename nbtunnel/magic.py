@@ -29,6 +29,7 @@ USAGE = """\
 %tunnel [list]              the table of every tunnel and forward
 %tunnel stop NAME|all       stop one tunnel, or all of them
 %tunnel -KL [bind:]port     cancel one forward (also -KR, -KD), as ssh's ~C does
+%tunnel panel               a live panel of every forward: toggle, remove, add
 
 Running the same line again returns the tunnel already up.  A destination
 that is a live tunnel's name, or the same destination with the same options,
@@ -116,6 +117,12 @@ def run(words: list[str], manager: Manager, prompt: Prompt | None = None) -> obj
     if words[0] in ("help", "-h", "--help"):
         print(USAGE)
         return None
+    if words[0] == "panel":
+        if len(words) != 1:
+            raise SpecError("usage: %tunnel panel", text=" ".join(words))
+        from .widget import Panel  # ipywidgets only when a panel is asked for
+
+        return Panel(manager)
     name, rest = _name(words)
     return _open(parse(rest), name, manager, prompt)
 
@@ -174,7 +181,7 @@ def _cancel(words: list[str], manager: Manager) -> None:
     for tunnel, snap in _live(manager):
         for forward in snap.forwards:
             if _matches(forward, kind, wanted.listen_host, wanted.listen_port):
-                tunnel.forwards[forward.index].stop()
+                tunnel._forwards[forward.index].stop()
                 return
     raise SpecError(
         f"no -{flag[-1]} forward listens on {args[0]} (see %tunnel for the list)",

@@ -13,7 +13,7 @@ from dataclasses import replace
 from types import TracebackType
 from typing import Any, Literal
 
-from . import display
+from . import display, urls
 from .config import Prompt, forwards_from_config, resolve
 from .engine.client import EngineClient, EventHandler, InlineClient, ProcessClient
 from .engine.protocol import Message
@@ -95,9 +95,69 @@ class Forward:
     def tunnel(self) -> Tunnel:
         return self._tunnel
 
+    # -- what clients need to use it --------------------------------------
+
+    def url(self, template: str) -> str:
+        """``template``, a database or HTTP URL, pointed at this -L forward's end here.
+
+        Only the host and port change; scheme, user, password (as encoded),
+        path, query and fragment stay as written, and the port in the
+        template is the one it replaces, so the URL the service documents
+        works as is::
+
+            engine = sqlalchemy.create_engine(
+                fwd.url("postgresql://analyst@db.internal:5432/sales")
+            )  # postgresql://analyst@127.0.0.1:<port>/sales
+
+        A -L listening on a unix socket named like PostgreSQL's
+        (``DIR/.s.PGSQL.PORT``) gives a PostgreSQL URL ``?host=DIR&port=PORT``.
+        Raises :class:`~nbtunnel.UrlError` (a ``ForwardError`` and a
+        ``ValueError``) for a malformed template, a -R or -D forward, or one
+        that is stopped.
+        """
+        return urls.forward_url(template, self._snapshot, self._tunnel.destination)
+
+    @property
+    def proxies(self) -> dict[str, str]:
+        """This -D forward as ``requests``/``httpx`` proxies.
+
+        ``{"http": "socks5h://127.0.0.1:PORT", "https": ...}``: socks5h, so
+        that the server resolves host names (internal ones work).  requests
+        takes it as ``proxies=`` (with ``requests[socks]`` installed); httpx
+        (0.28+, ``httpx[socks]``) as ``proxy=fwd.proxies["https"]``.  Raises
+        :class:`~nbtunnel.UrlError` for a -L or -R forward, or a
+        stopped one.
+        """
+        return urls.proxies(self._snapshot)
+
     def stop(self) -> None:
         """Stop this forward only (a -R is cancelled on the server); the tunnel stays up."""
         self._tunnel._manager._stop_forward(self)
+
+    # -- restarting and removing (what the widget panel's buttons do) -----
+
+    @property
+    def index(self) -> int:
+        """Its number in its tunnel, as the engine counts them (never reused)."""
+        return self._first.index
+
+    def restart(self) -> Forward:
+        """Start it again if it stopped or failed; see :meth:`Manager.restart_forward`."""
+        return self._tunnel._manager.restart_forward(self)
+
+    def remove(self) -> None:
+        """Stop it and leave it out of its tunnel; see :meth:`Manager.remove_forward`."""
+        self._tunnel._manager.remove_forward(self)
+
+    @property
+    def replaced_by(self) -> Forward | None:
+        """The forward that :meth:`restart` started in its place, if any."""
+        return self._tunnel._replaced.get(self)
+
+    @property
+    def removed(self) -> bool:
+        """Whether :meth:`remove` dropped it from its tunnel."""
+        return self in self._tunnel._removed
 
     def __repr__(self) -> str:
         return f"<Forward {display.forward_line(self._snapshot, self._tunnel.destination)}>"
@@ -129,7 +189,15 @@ class Tunnel:
         self.destination = snapshot.destination
         self._last = snapshot
         self._stopped = False
-        self._forwards: list[Forward] = []
+        self._forwards: list[Forward] = []  # every handle, in the engine's order
+        # What people see (Tunnel.forwards, tables, panels): a restarted
+        # forward's new handle in the old one's place, removed ones left out.
+        # The engine keeps every forward it ever ran, at its index.
+        self._shown: list[Forward] = []
+        self._replaced: dict[Forward, Forward] = {}
+        self._removed: set[Forward] = set()
+        # A restarted forward's spec as first asked for (with its port 0).
+        self._asked: dict[Forward, ForwardSpec] = {}
         # The latest events, newest last, shown in its display.
         self.events: deque[str] = deque(maxlen=EVENTS_KEPT)
         self._adopt(snapshot)
@@ -138,12 +206,26 @@ class Tunnel:
         """Handles for forwards the engine added since (they only ever grow)."""
         self._last = snapshot
         for f in snapshot.forwards[len(self._forwards) :]:
-            self._forwards.append(Forward(self, f))
+            handle = Forward(self, f)
+            self._forwards.append(handle)
+            self._shown.append(handle)
 
     @property
     def forwards(self) -> tuple[Forward, ...]:
-        """Its forwards in the order they were asked for, stopped ones included."""
-        return tuple(self._forwards)
+        """Its forwards in the order they were asked for, stopped ones included.
+
+        A restarted forward's new handle takes the old one's place; a removed
+        one is left out (see :meth:`Manager.restart_forward`).
+        """
+        return tuple(self._shown)
+
+    def _visible(self, snapshot: TunnelSnapshot) -> TunnelSnapshot:
+        """The snapshot as tables show it: the forwards of :attr:`forwards`, in order."""
+        by_index = {f.index: f for f in snapshot.forwards}
+        shown = [by_index[h.index] for h in self._shown if h.index in by_index]
+        # Forwards of an add still in flight, whose handles come with its reply.
+        shown += [f for f in snapshot.forwards if f.index >= len(self._forwards)]
+        return replace(snapshot, forwards=tuple(shown))
 
     @property
     def _snapshot(self) -> TunnelSnapshot:
@@ -181,7 +263,7 @@ class Tunnel:
         self.stop()
 
     def __repr__(self) -> str:
-        snap = self._snapshot
+        snap = self._visible(self._snapshot)
         lines = [f"<Tunnel {self.name} via {self.destination} [{snap.state}]"]
         lines += [
             "  " + display.forward_line(f, self.destination) for f in snap.forwards
@@ -191,10 +273,11 @@ class Tunnel:
         return "\n".join(lines) + ">"
 
     def _repr_html_(self) -> str:
-        return display.html_table([self._snapshot]) + display.html_events(self.events)
+        snap = self._visible(self._snapshot)
+        return display.html_table([snap]) + display.html_events(self.events)
 
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:
-        text = display.text_table([self._snapshot])
+        text = display.text_table([self._visible(self._snapshot)])
         if self.events:
             text += "\nrecent events:\n" + "\n".join(f"  {e}" for e in self.events)
         p.text(text)
@@ -213,6 +296,10 @@ class Manager:
         self._tunnels: dict[int, Tunnel] = {}
         self._listeners: list[EventHandler] = []
         self._early: dict[int, deque[str]] = {}
+        # One restart or remove at a time: two panels clicking the same
+        # toggle must not start the forward twice.
+        self._reshaping = threading.Lock()
+        self._closed = False
 
     # -- the engine -------------------------------------------------------
 
@@ -326,7 +413,7 @@ class Manager:
         )
         before = len(tunnel._forwards)
         tunnel._adopt(TunnelSnapshot.from_dict(result))
-        return tunnel.forwards[before:]
+        return tuple(tunnel._forwards[before:])
 
     def get(self, name: str) -> Tunnel | None:
         """The live tunnel with this name (or number)."""
@@ -341,10 +428,18 @@ class Manager:
             return list(self._tunnels.values())
 
     def snapshots(self) -> list[TunnelSnapshot]:
-        """A snapshot of every live tunnel, in one request."""
+        """A snapshot of every live tunnel, in one request.
+
+        Each lists its forwards as :attr:`Tunnel.forwards` does (restarted
+        ones once, removed ones not); ``ForwardSnapshot.index`` is
+        :attr:`Forward.index`.
+        """
         if self._client is None or not self._client.alive:
             return []
-        return [TunnelSnapshot.from_dict(d) for d in self._client.request("snapshot")]
+        found = [TunnelSnapshot.from_dict(d) for d in self._client.request("snapshot")]
+        with self._lock:
+            handles = dict(self._tunnels)
+        return [handles[s.id]._visible(s) if s.id in handles else s for s in found]
 
     def _fetch(self, tunnel: Tunnel) -> TunnelSnapshot:
         client = self._client
@@ -379,6 +474,68 @@ class Manager:
             return
         client.request("stop_forward", tunnel=tunnel.id, forward=forward._first.index)
 
+    # -- restarting and removing forwards (the widget panel's buttons) ----
+
+    def restart_forward(self, forward: Forward) -> Forward:
+        """Start a stopped or failed forward again, with its spec; returns the new handle.
+
+        A port the engine chose for ``0`` is asked for again, so a restarted
+        ``-L 0:...`` keeps its port while that is free (else it takes any
+        free one).  The new handle takes the old one's place in
+        :attr:`Tunnel.forwards` and in tables; the old one stays ``stopped``
+        and names its successor in :attr:`Forward.replaced_by`.  A forward
+        that runs, or was restarted already, is returned as it is (the one
+        running now).  Raises ForwardError if its tunnel is not running or
+        the forward was removed.
+        """
+        with self._reshaping:
+            current = _latest(forward)
+            if current.removed:
+                raise ForwardError(f"{current.spec} was removed from its tunnel")
+            if current.state not in ("stopped", "failed"):
+                return current
+            tunnel = current.tunnel
+            spec = tunnel._asked.get(current, current.spec)
+            again = spec
+            if (
+                spec.listen_path is None
+                and not spec.listen_port
+                and current.listen_port
+            ):
+                again = replace(spec, listen_port=current.listen_port)
+            try:
+                (new,) = self.add(tunnel, [again])
+            except ForwardError:
+                if again is spec:
+                    raise
+                (new,) = self.add(tunnel, [spec])  # that port is taken now
+            with self._lock:
+                tunnel._shown.remove(new)
+                tunnel._shown[tunnel._shown.index(current)] = new
+                tunnel._replaced[current] = new
+                tunnel._asked[new] = spec
+            return new
+
+    def remove_forward(self, forward: Forward) -> None:
+        """Stop a forward and leave it out of :attr:`Tunnel.forwards`, tables and panels.
+
+        Removing a tunnel's last forward stops the tunnel, as its SSH
+        connection would carry nothing.  Removing twice does nothing.
+        """
+        with self._reshaping:
+            current = _latest(forward)
+            tunnel = current.tunnel
+            if current.removed:
+                return
+            if current.state not in ("stopped", "failed"):
+                current.stop()
+            with self._lock:
+                tunnel._removed.add(current)
+                tunnel._shown.remove(current)
+                empty = not tunnel._shown
+        if empty:
+            tunnel.stop()
+
     def stop_all(self) -> None:
         """Stop every tunnel of this process; the engine stays for the next one."""
         for tunnel in self.tunnels():
@@ -389,13 +546,26 @@ class Manager:
             tunnel._last, tunnel._stopped = _ended(tunnel, "failed", why), True
         self._tunnels.clear()
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` ran; views such as the widget panel then let go."""
+        return self._closed
+
     def close(self) -> None:
         """Stop everything and end the engine. Safe to call more than once."""
+        self._closed = True
         self.stop_all()
         with self._lock:
             client, self._client = self._client, None
         if client is not None:
             client.close()
+
+
+def _latest(forward: Forward) -> Forward:
+    """The handle that runs in its place now (itself unless it was restarted)."""
+    while (after := forward.replaced_by) is not None:
+        forward = after
+    return forward
 
 
 def _unique(host: str, taken: set[str]) -> str:

@@ -104,6 +104,11 @@ def test_remote_forward_prints_the_allocated_port_as_ssh_does(sshd, here) -> Non
         port = int(match.group(1))
         line = proc.stdout.readline()
         assert f"-R the server 127.0.0.1:{port} → this machine connects to" in line
+        # The URL to give people, and why only the server reaches it.
+        share = proc.stdout.readline()
+        host = sshd.destination.rpartition("@")[2]
+        assert share.startswith(f"share http://{host}:{port}/"), share
+        assert "GatewayPorts" in proc.stdout.readline()
         got = clients.on_server(sshd, "echo", "127.0.0.1", port, 1000)
         assert got == {"ok": True}
         proc.send_signal(signal.SIGINT)

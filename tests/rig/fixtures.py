@@ -7,6 +7,8 @@
 - fresh_sshd (function): an independent SshServer reaching the same targets
 - isolated (session): the rig's Netns; skips the test in loopback mode
 - here (session): Targets on this machine's loopback, which -R forwards serve
+- postgres (session): a PostgreSQL only the server reaches (tests/rig/postgres.py);
+  skips, saying why, where it cannot run
 
 Tests marked ``@pytest.mark.netns`` skip in loopback mode as well.
 """
@@ -19,6 +21,8 @@ import pytest
 
 from .launcher import Targets, start_targets
 from .netns import NETNS_SKIP_REASON, Mode, Netns, detect_mode, sweep_stale
+from .postgres import Postgres, start_postgres
+from .postgres import skip_reason as postgres_skip_reason
 from .rig import Rig, raise_nofile_limit, start_rig
 from .sshd import SshServer, start_sshd
 
@@ -92,3 +96,12 @@ def isolated(rig: Rig) -> Netns:
 def here() -> Iterator[Targets]:
     with start_targets(None) as t:
         yield t
+
+
+@pytest.fixture(scope="session")
+def postgres(rig: Rig) -> Iterator[Postgres]:
+    reason = postgres_skip_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    with start_postgres(rig.netns) as server:
+        yield server

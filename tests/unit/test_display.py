@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from nbtunnel import display
 from nbtunnel.status import ForwardSnapshot, ForwardStats, TunnelSnapshot
 
@@ -108,3 +110,53 @@ def test_a_note_is_said_in_the_line() -> None:
         "-R *:0:h:80", "remote", listen_port=4, note="GatewayPorts decides"
     )
     assert display.forward_line(noted, "h").endswith("[up] (GatewayPorts decides)")
+
+
+def _dashboard(state: str = "up", tunnel: str = "up", bind: str = "localhost"):
+    remote = _forward(
+        "-R 0:127.0.0.1:8050",
+        "remote",
+        listen_host=bind,
+        listen_port=41000,
+        target_host="127.0.0.1",
+        target_port=8050,
+    )
+    return TunnelSnapshot(
+        id=4,
+        destination="me@gw.example.com",
+        state=tunnel,  # type: ignore[arg-type]
+        error=None,
+        forwards=(_snap().forwards[0], replace(remote, state=state)),  # type: ignore[arg-type]
+        name="dash",
+    )
+
+
+def test_an_up_remote_forward_shows_the_url_to_share_and_the_advice() -> None:
+    lines = display.text_table([_dashboard()]).splitlines()
+    assert len(lines) == 5  # header, two forwards, the URL and its advice
+    assert lines[3] == (
+        "share http://gw.example.com:41000/  (-R 0:127.0.0.1:8050, tunnel dash)"
+    )
+    assert lines[4].startswith("  it listens on the server's loopback")
+    assert "GatewayPorts clientspecified (or yes)" in lines[4]
+    assert "-R 0.0.0.0:0:127.0.0.1:8050" in lines[4]
+    html = display.html_table([_dashboard()])
+    assert (
+        "<a href='http://gw.example.com:41000/' target='_blank' rel='noopener'>"
+        "<code>http://gw.example.com:41000/</code></a>"
+    ) in html
+    assert "the server&#x27;s loopback" in html  # escaped like the rest
+
+
+def test_a_wide_remote_forward_shows_what_the_servers_gatewayports_does() -> None:
+    text = display.text_table([_dashboard(bind="")])
+    assert "share http://gw.example.com:41000/" in text
+    assert "the server's GatewayPorts (sshd_config, default no)" in text
+
+
+def test_nothing_to_share_unless_the_remote_forward_is_up() -> None:
+    for snap in (_dashboard(state="stopped"), _dashboard(tunnel="reconnecting")):
+        assert "share" not in display.text_table([snap])
+        assert "nbtunnel-share" not in display.html_table([snap])
+    # A -L alone has nothing to share either.
+    assert len(display.text_table([_snap()]).splitlines()) == 2

@@ -11,7 +11,7 @@ PACKAGE = Path(nbtunnel.__file__).parent
 
 # Top to bottom; a module may import only from its own layer or below.
 LAYERS = [
-    {"cli", "__main__", "magic", "widget", "demo"},
+    {"cli", "__main__", "magic", "widget", "panel_view", "demo"},
     {"manager"},
     {"engine"},
     # testing: the embedded demo SSH server, a peer beside the client side.

@@ -1,0 +1,139 @@
+"""The panel and the manager operations behind its buttons, in a real kernel.
+
+Forwards go through the rig's real sshd to targets only the server reaches;
+the test process connects to the ports the kernel's forwards open.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from tests.rig import clients
+
+from .conftest import Kernel
+
+pytestmark = [pytest.mark.integration, pytest.mark.notebook]
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def _ok(kernel: Kernel, code: str) -> None:
+    ran = kernel.run(code)
+    assert ran.ok, ran.text
+
+
+def _echoes(port: int) -> bool:
+    return clients.echo_roundtrip("127.0.0.1", port, b"panel", 10) == b"panel"
+
+
+def test_the_panel_is_a_view_and_restart_and_remove_are_the_managers(
+    kernel: Kernel, sshd, targets, here
+) -> None:
+    _ok(kernel, "%load_ext nbtunnel")
+    line = sshd.line(
+        "-L",
+        f"0:{targets.host}:{targets.echo}",
+        "-R",
+        f"127.0.0.1:0:127.0.0.1:{here.echo}",
+    )
+    _ok(kernel, f"t = %tunnel {line}")
+    port, remote = kernel.value("[f.listen_port for f in t.forwards]")
+
+    shown = kernel.run("p = %tunnel panel\np")
+    assert shown.ok, shown.text
+    assert any(WIDGET_VIEW in m["content"]["data"] for m in shown.outputs)
+    assert kernel.value("len(p.widget.children[1].children)") == 2  # two rows
+    usage = kernel.run("%tunnel help")
+    assert "%tunnel panel" in usage.text
+    extra = kernel.run("%tunnel panel wide")
+    assert extra.reply["ename"] == "UsageError"
+    assert "usage: %tunnel panel" in extra.reply["evalue"]
+
+    # Stopped, then started again: the same port, one row, one table line.
+    _ok(kernel, "f = t.forwards[0]; f.stop()")
+    assert clients.wait_until(lambda: clients.port_is_closed("127.0.0.1", port), 5)
+    _ok(kernel, "g = f.restart()")
+    assert kernel.value("(g.listen_port, f.replaced_by is g, t.forwards[0] is g)") == (
+        port,
+        True,
+        True,
+    )
+    assert kernel.value("g.restart() is g and f.restart() is g")  # it runs
+    assert kernel.value("(f.state, g.state)") == ("stopped", "up")
+    assert _echoes(port)
+    table = kernel.run("%tunnel").text
+    assert table.count(f"127.0.0.1:{port} ") == 1 and "stopped" not in table
+
+    # The -R's server port is asked for again, too.
+    _ok(kernel, "r = t.forwards[1]; r.stop(); r2 = r.restart()")
+    assert kernel.value("r2.listen_port") == remote
+    assert clients.on_server(sshd, "echo", "127.0.0.1", remote, 100)["ok"]
+
+    # Its port taken meanwhile: any free one, still the same forward.
+    _ok(kernel, "g.stop()")
+    assert clients.wait_until(lambda: clients.port_is_closed("127.0.0.1", port), 5)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        _ok(kernel, "h = g.restart()")
+        other = kernel.value("h.listen_port")
+        assert other not in (port, 0)
+        assert _echoes(other)
+
+    # A fixed port taken meanwhile: said, as ssh would; no other port.
+    fixed = clients.free_port()
+    _ok(kernel, f"%tunnel {sshd.line('-L', f'{fixed}:{targets.host}:{targets.echo}')}")
+    _ok(kernel, "k = t.forwards[-1]; k.stop()")
+    assert clients.wait_until(lambda: clients.port_is_closed("127.0.0.1", fixed), 5)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", fixed))
+        squatter.listen()
+        taken = kernel.run("k.restart()")
+        assert taken.reply["ename"] == "ForwardError"
+        assert "already in use" in taken.reply["evalue"]
+    _ok(kernel, "k2 = k.restart()")
+    assert kernel.value("k2.listen_port") == fixed and _echoes(fixed)
+    _ok(kernel, "k2.remove()")
+
+    # The panel shows what the API did, with no click of its own.
+    _ok(kernel, "p.refresh()")
+    what = kernel.value(
+        "[r.children[0].children[2].value for r in p.widget.children[1].children]"
+    )
+    assert len(what) == 2 and f"127.0.0.1:{other}" in what[0]
+
+    # Removed: gone from t.forwards, the table and the panel; not restartable.
+    _ok(kernel, "h.remove(); h.remove(); p.refresh()")
+    assert clients.wait_until(lambda: clients.port_is_closed("127.0.0.1", other), 5)
+    assert kernel.value("([f is r2 for f in t.forwards], h.removed)") == ([True], True)
+    assert f"127.0.0.1:{other}" not in kernel.run("%tunnel").text
+    assert kernel.value("len(p.widget.children[1].children)") == 1
+    refused = kernel.run("h.restart()")
+    assert not refused.ok and refused.reply["ename"] == "ForwardError"
+    assert "was removed" in refused.reply["evalue"]
+
+    # The last one removed: the tunnel stops (its connection carried nothing).
+    _ok(kernel, "r2.remove()")
+    assert kernel.value("(len(__import__('nbtunnel').tunnels()), t.state)") == (
+        0,
+        "stopped",
+    )
+    _ok(kernel, f"t2 = %tunnel {line}")
+
+    # A stopped tunnel's forward cannot start again: said, not hidden.
+    _ok(kernel, "t2.stop()")
+    late = kernel.run("t2.forwards[0].restart()")
+    assert late.reply["ename"] == "ForwardError"
+    assert "not running" in late.reply["evalue"]
+
+    # The manager closes (unload): the panel's ticker thread ends with it.
+    ticking = (
+        "any(x.name == 'nbtunnel-panel-ticker' "
+        "for x in __import__('threading').enumerate())"
+    )
+    assert kernel.value(ticking) is True
+    _ok(kernel, "%unload_ext nbtunnel")
+    _ok(kernel, "import time; time.sleep(2.5)")
+    assert kernel.value(ticking) is False
