@@ -7,6 +7,8 @@ from dataclasses import replace
 from nbtunnel import display
 from nbtunnel.status import ForwardSnapshot, ForwardStats, TunnelSnapshot
 
+from .snapshots import forward_snapshot
+
 
 def _snap(state: str = "up", error: str | None = None) -> TunnelSnapshot:
     return TunnelSnapshot(
@@ -69,23 +71,9 @@ def test_forward_line() -> None:
     assert line.endswith("via analyst@warehouse [up]")
 
 
-def _forward(spec: str, kind: str, **where: object) -> ForwardSnapshot:
-    fields: dict[str, object] = dict(
-        listen_host=None,
-        listen_port=None,
-        listen_path=None,
-        target_host=None,
-        target_port=None,
-        target_path=None,
-    )
-    fields.update(where)
-    return ForwardSnapshot(index=0, spec=spec, kind=kind, state="up", **fields)  # type: ignore[arg-type]
-
-
 def test_each_kind_says_which_machine_connects() -> None:
-    remote = _forward(
+    remote = forward_snapshot(
         "-R *:0:localhost:8050",
-        "remote",
         listen_host="",
         listen_port=41000,
         target_host="localhost",
@@ -93,29 +81,26 @@ def test_each_kind_says_which_machine_connects() -> None:
     )
     line = display.forward_line(remote, "me@gw")
     assert "-R the server *:41000 → this machine connects to localhost:8050" in line
-    socks_here = _forward("-D 0", "dynamic", listen_host="127.0.0.1", listen_port=1080)
+    socks_here = forward_snapshot("-D 0", listen_host="127.0.0.1", listen_port=1080)
     assert "SOCKS: anywhere the server reaches" in display.forward_line(socks_here, "h")
-    socks_there = _forward("-R 0", "remote", listen_host="localhost", listen_port=9)
+    socks_there = forward_snapshot("-R 0", listen_host="localhost", listen_port=9)
     assert "SOCKS: anywhere this machine reaches" in display.forward_line(
         socks_there, "h"
     )
-    unix = _forward(
-        "-L 0:/run/pg.sock", "local", listen_port=5, target_path="/run/pg.sock"
+    unix = forward_snapshot(
+        "-L 0:/run/pg.sock", listen_port=5, target_path="/run/pg.sock"
     )
     assert "the server connects to /run/pg.sock" in display.forward_line(unix, "h")
 
 
 def test_a_note_is_said_in_the_line() -> None:
-    noted = _forward(
-        "-R *:0:h:80", "remote", listen_port=4, note="GatewayPorts decides"
-    )
+    noted = forward_snapshot("-R *:0:h:80", listen_port=4, note="GatewayPorts decides")
     assert display.forward_line(noted, "h").endswith("[up] (GatewayPorts decides)")
 
 
 def _dashboard(state: str = "up", tunnel: str = "up", bind: str = "localhost"):
-    remote = _forward(
+    remote = forward_snapshot(
         "-R 0:127.0.0.1:8050",
-        "remote",
         listen_host=bind,
         listen_port=41000,
         target_host="127.0.0.1",

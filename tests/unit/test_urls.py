@@ -6,34 +6,23 @@ import pytest
 from nbtunnel import ForwardError, TunnelError, UrlError, urls
 from nbtunnel.status import ForwardSnapshot
 
+from .snapshots import forward_snapshot
 
-def _snap(spec: str, state: str = "up", **where: object) -> ForwardSnapshot:
-    kind = {"-L": "local", "-R": "remote", "-D": "dynamic"}[spec.split()[0]]
-    fields: dict[str, object] = dict(
-        listen_host=None,
-        listen_port=None,
-        listen_path=None,
-        target_host=None,
-        target_port=None,
-        target_path=None,
-    )
-    fields.update(where)
-    return ForwardSnapshot(index=0, spec=spec, kind=kind, state=state, **fields)  # type: ignore[arg-type]
-
-
-LOCAL = _snap("-L 0:db.internal:5432", listen_host="127.0.0.1", listen_port=40000)
+LOCAL = forward_snapshot(
+    "-L 0:db.internal:5432", listen_host="127.0.0.1", listen_port=40000
+)
 
 
 def _local_at(host: str) -> ForwardSnapshot:
-    return _snap("-L 0:db:5432", listen_host=host, listen_port=40000)
+    return forward_snapshot("-L 0:db:5432", listen_host=host, listen_port=40000)
 
 
 def _unix(path: str) -> ForwardSnapshot:
-    return _snap(f"-L {path}:/run/pg/.s.PGSQL.5432", listen_path=path)
+    return forward_snapshot(f"-L {path}:/run/pg/.s.PGSQL.5432", listen_path=path)
 
 
 def _remote(bind: str | None, spec: str = "-R 0:127.0.0.1:8050", **kw: object):
-    return _snap(spec, listen_host=bind, listen_port=41000, **kw)
+    return forward_snapshot(spec, listen_host=bind, listen_port=41000, **kw)
 
 
 # -- url(): host and port replaced, the rest exactly as written --------------
@@ -181,7 +170,7 @@ def test_a_unix_socket_cannot_be_named_by_other_schemes() -> None:
 
 
 def test_url_refuses_a_dynamic_forward_pointing_at_proxies() -> None:
-    f = _snap("-D 0", listen_host="127.0.0.1", listen_port=1080)
+    f = forward_snapshot("-D 0", listen_host="127.0.0.1", listen_port=1080)
     with pytest.raises(UrlError, match=r"SOCKS proxy, not one service.*fwd\.proxies"):
         urls.forward_url("http://intranet/", f, "h")
 
@@ -197,14 +186,16 @@ def test_url_refuses_a_remote_forward_saying_where_it_is() -> None:
 
 
 def test_a_malformed_template_is_reported_before_the_kind() -> None:
-    f = _snap("-D 0", listen_host="127.0.0.1", listen_port=1080)
+    f = forward_snapshot("-D 0", listen_host="127.0.0.1", listen_port=1080)
     with pytest.raises(UrlError, match="no scheme"):
         urls.forward_url("intranet", f, "h")
 
 
 @pytest.mark.parametrize("state", ["stopped", "failed"])
 def test_url_refuses_a_forward_that_ended(state: str) -> None:
-    f = _snap("-L 0:db:5432", state, listen_host="127.0.0.1", listen_port=40000)
+    f = forward_snapshot(
+        "-L 0:db:5432", state, listen_host="127.0.0.1", listen_port=40000
+    )
     with pytest.raises(UrlError, match=f"-L 0:db:5432 is {state}: nothing listens"):
         urls.forward_url("http://h/", f, "h")
     with pytest.raises(UrlError, match=f"is {state}"):
@@ -212,11 +203,13 @@ def test_url_refuses_a_forward_that_ended(state: str) -> None:
 
 
 def _unix_in(state: str) -> ForwardSnapshot:
-    return _snap("-L /t/.s.PGSQL.1:/x", state, listen_path="/t/.s.PGSQL.1")
+    return forward_snapshot("-L /t/.s.PGSQL.1:/x", state, listen_path="/t/.s.PGSQL.1")
 
 
 def test_url_refuses_a_forward_without_a_port_yet() -> None:
-    f = _snap("-L 0:db:5432", "starting", listen_host="127.0.0.1", listen_port=0)
+    f = forward_snapshot(
+        "-L 0:db:5432", "starting", listen_host="127.0.0.1", listen_port=0
+    )
     with pytest.raises(UrlError, match=r"has no port yet \(it is starting\)"):
         urls.forward_url("http://h/", f, "h")
 
@@ -236,17 +229,19 @@ def test_url_refuses_a_forward_without_a_port_yet() -> None:
 def test_proxies_for_requests_resolve_names_on_the_server(
     bound: str, proxy: str
 ) -> None:
-    f = _snap("-D 0", listen_host=bound, listen_port=1080)
+    f = forward_snapshot("-D 0", listen_host=bound, listen_port=1080)
     assert urls.proxies(f) == {"http": proxy, "https": proxy}
 
 
 def test_proxies_refuse_what_is_not_a_local_socks_proxy() -> None:
     with pytest.raises(UrlError, match=r"not a -D SOCKS proxy.*use fwd\.url"):
         urls.proxies(LOCAL)
-    remote_socks = _snap("-R 0", listen_host="localhost", listen_port=9)
+    remote_socks = forward_snapshot("-R 0", listen_host="localhost", listen_port=9)
     with pytest.raises(UrlError, match="-R listens on the server, for clients there"):
         urls.proxies(remote_socks)
-    stopped = _snap("-D 0", "stopped", listen_host="127.0.0.1", listen_port=1080)
+    stopped = forward_snapshot(
+        "-D 0", "stopped", listen_host="127.0.0.1", listen_port=1080
+    )
     with pytest.raises(UrlError, match="-D 0 is stopped"):
         urls.proxies(stopped)
 
@@ -303,9 +298,16 @@ def test_the_share_host_is_the_destinations(destination: str, host: str) -> None
 
 def test_nothing_to_share_for_other_forwards() -> None:
     assert urls.share(LOCAL, "gw") is None
-    assert urls.share(_snap("-D 0", listen_host="::1", listen_port=1), "gw") is None
+    assert (
+        urls.share(forward_snapshot("-D 0", listen_host="::1", listen_port=1), "gw")
+        is None
+    )
     assert urls.share(_remote("localhost", spec="-R 0"), "gw") is None  # SOCKS
-    unix = _snap("-R /run/dash.sock:127.0.0.1:8050", listen_path="/run/dash.sock")
+    unix = forward_snapshot(
+        "-R /run/dash.sock:127.0.0.1:8050", listen_path="/run/dash.sock"
+    )
     assert urls.share(unix, "gw") is None
     assert urls.share(_remote("localhost", state="reconnecting"), "gw") is None
-    assert urls.share(_snap("-R 0:h:80", listen_host="localhost"), "gw") is None
+    assert (
+        urls.share(forward_snapshot("-R 0:h:80", listen_host="localhost"), "gw") is None
+    )
