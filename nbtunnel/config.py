@@ -17,6 +17,7 @@ from .spec import (
     Destination,
     ForwardSpec,
     TunnelSpec,
+    bracketed,
     parse_destination,
     parse_forward,
 )
@@ -83,8 +84,7 @@ class ConnectSettings:
     @property
     def target(self) -> str:
         """``user@host:port`` for messages."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.user}@{host}:{self.port}"
+        return f"{self.user}@{bracketed(self.host)}:{self.port}"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for the engine protocol."""

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from . import urls
+from .spec import bracketed
 from .status import ForwardSnapshot, TunnelSnapshot
 
 _STATE_COLOURS = {
@@ -20,10 +21,7 @@ _STATE_COLOURS = {
 
 
 def _hostport(host: str | None, port: int | None) -> str:
-    host = host or "*"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{host}:{port}"
+    return f"{bracketed(host or '*')}:{port}"
 
 
 def listen_text(f: ForwardSnapshot) -> str:
@@ -83,7 +81,7 @@ def _rows(tunnels: list[TunnelSnapshot]) -> list[tuple[str, ...]]:
             rows.append(
                 (
                     t.label,
-                    f.spec.split(" ", 1)[0],
+                    f.flag,
                     listen_text(f),
                     target_text(f),
                     t.destination,
@@ -204,8 +202,7 @@ def html_events(events: Iterable[str]) -> str:
 
 def forward_line(f: ForwardSnapshot, destination: str) -> str:
     """One line for a forward's repr and the CLI."""
-    flag = f.spec.split(" ", 1)[0]
-    line = f"{flag} {listen_text(f)} → {target_text(f)} via {destination} [{f.state}]"
+    line = f"{f.flag} {listen_text(f)} → {target_text(f)} via {destination} [{f.state}]"
     return f"{line} ({f.note})" if f.note else line
 
 

@@ -13,9 +13,9 @@ import re
 import shlex
 from dataclasses import dataclass, replace
 
-from . import display
+from . import display, urls
 from .errors import SpecError
-from .spec import ForwardSpec, TunnelSpec, parse
+from .spec import ForwardSpec, TunnelSpec, bracketed, parse
 from .status import ForwardSnapshot, State, TunnelSnapshot
 
 # (tunnel id, forward index): a row's identity across snapshots.
@@ -121,13 +121,8 @@ def link(forward: ForwardSnapshot) -> str | None:
     words = set(_WORD.findall((forward.target_host or "").lower()))
     if port not in HTTP_PORTS and not words & HTTP_NAMES:
         return None
-    host = forward.listen_host or "127.0.0.1"
-    if host in ("*", "0.0.0.0", "localhost"):
-        host = "127.0.0.1"  # a wide bind is reached on loopback too
-    elif host == "::":
-        host = "::1"
-    if ":" in host:
-        host = f"[{host}]"
+    # A wide bind is reached on loopback too.
+    host = bracketed(urls.connect_host(forward.listen_host))
     scheme = "https" if port in HTTPS_PORTS else "http"
     return f"{scheme}://{host}:{forward.listen_port}/"
 
@@ -153,7 +148,6 @@ def row(
     up, down = rates.update(
         (tunnel.id, forward.index), now, stats.bytes_to_target, stats.bytes_from_target
     )
-    flag = forward.spec.split(" ", 1)[0]
     url = link(forward) if state == "up" else None
     # Two lines: the two ends, then the host and what else is worth a look.
     second = [f"via {html.escape(tunnel.destination)}"]
@@ -165,7 +159,7 @@ def row(
     if forward.note:
         second.append(f"<span class='nbt-note'>{html.escape(forward.note)}</span>")
     what = (
-        f"<div><b>{html.escape(flag)}</b> {html.escape(display.listen_text(forward))}"
+        f"<div><b>{html.escape(forward.flag)}</b> {html.escape(display.listen_text(forward))}"
         f" → {html.escape(display.target_text(forward))}</div>"
         f"<div class='nbt-muted'>{' · '.join(second)}</div>"
     )

@@ -57,7 +57,8 @@ _NO_OPS = frozenset("NnTf")
 _OPTION = re.compile(r"\s*([A-Za-z][A-Za-z0-9]*)(?:\s*=\s*|\s+)(.*?)\s*", re.DOTALL)
 
 
-def _bracketed(host: str) -> str:
+def bracketed(host: str) -> str:
+    """``host`` as it goes before ``:port``: an IPv6 address in brackets."""
     return f"[{host}]" if ":" in host else host
 
 
@@ -105,11 +106,11 @@ class ForwardSpec:
         elif self.listen_host is None:
             listen = f"{self.listen_port}"
         else:
-            listen = f"{_bracketed(self.listen_host)}:{self.listen_port}"
+            listen = f"{bracketed(self.listen_host)}:{self.listen_port}"
         if self.target_path is not None:
             return f"{listen}:{_format_path(self.target_path)}"
         if self.target_host is not None:
-            return f"{listen}:{_bracketed(self.target_host)}:{self.target_port}"
+            return f"{listen}:{bracketed(self.target_host)}:{self.target_port}"
         return listen
 
     def __str__(self) -> str:
@@ -129,7 +130,7 @@ class Destination:
         user = f"{self.user}@" if self.user is not None else ""
         if self.port is None:
             return f"{user}{self.host}"
-        return f"ssh://{user}{_bracketed(self.host)}:{self.port}"
+        return f"ssh://{user}{bracketed(self.host)}:{self.port}"
 
     def __str__(self) -> str:
         return self.text

@@ -100,6 +100,11 @@ class ForwardSnapshot:
     stats: ForwardStats = field(default_factory=ForwardStats)
     note: str | None = None
 
+    @property
+    def flag(self) -> str:
+        """``-L``, ``-R`` or ``-D``, as its spec starts."""
+        return self.spec.split(" ", 1)[0]
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

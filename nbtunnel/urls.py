@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from urllib.parse import quote, unquote
 
 from .errors import SpecError, UrlError
-from .spec import parse_destination, parse_forward
+from .spec import bracketed, parse_destination, parse_forward
 from .status import ForwardSnapshot
 
 __all__ = [
@@ -129,10 +129,6 @@ def _check_hostport(template: str, hostport: str) -> None:
         raise _bad(template, f"port {port} is not from 1 to 65535")
 
 
-def _bracketed(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
-
-
 def _without_keys(query: str | None, keys: set[str]) -> list[str]:
     if not query:
         return []
@@ -154,7 +150,7 @@ def url_with(template: str, host: str, port: int) -> str:
     if url.base_scheme in _POSTGRES:
         kept = _without_keys(url.query, _PG_WHERE)
         query = "&".join(kept) if kept else None
-    return replace(url, hostport=f"{_bracketed(host)}:{port}", query=query).text()
+    return replace(url, hostport=f"{bracketed(host)}:{port}", query=query).text()
 
 
 def _unix_url(template: str, path: str, spec: str) -> str:
@@ -188,10 +184,6 @@ def connect_host(listen_host: str | None) -> str:
     if listen_host in _WILDCARD or listen_host == "localhost":
         return "127.0.0.1"
     return listen_host or "127.0.0.1"
-
-
-def _flag(f: ForwardSnapshot) -> str:
-    return f.spec.split(" ", 1)[0]
 
 
 def _check_live(f: ForwardSnapshot) -> None:
@@ -241,12 +233,12 @@ def proxies(f: ForwardSnapshot) -> dict[str, str]:
         else:
             why = "leads to one service: use fwd.url(...) for it, or open -D 0"
         raise UrlError(
-            f"{f.spec} is not a -D SOCKS proxy on this machine ({_flag(f)} {why})"
+            f"{f.spec} is not a -D SOCKS proxy on this machine ({f.flag} {why})"
         )
     _check_live(f)
     assert f.listen_port is not None
     # socks5h, not socks5: the server resolves names, so internal names work.
-    proxy = f"socks5h://{_bracketed(connect_host(f.listen_host))}:{f.listen_port}"
+    proxy = f"socks5h://{bracketed(connect_host(f.listen_host))}:{f.listen_port}"
     return {"http": proxy, "https": proxy}
 
 
@@ -268,7 +260,7 @@ class Share:
     @property
     def url(self) -> str:
         """``http://HOST:PORT/``: -R is how a kernel shows a dashboard."""
-        return f"http://{_bracketed(self.host)}:{self.port}/"
+        return f"http://{bracketed(self.host)}:{self.port}/"
 
 
 def share(f: ForwardSnapshot, destination: str) -> Share | None:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Literal
 
 from ..errors import ForwardError
+from ..spec import bracketed
 
 # ssh listens with a backlog of 128 and socketserver with 5; a burst of a
 # few hundred connects overflowed both and the clients got resets
@@ -60,8 +61,7 @@ def _bind_addresses(
 
 
 def _bind_error(address: str, port: int, exc: OSError) -> ForwardError:
-    shown = f"[{address}]" if ":" in address else address
-    message = f"cannot listen on {shown} port {port}: {exc.strerror}"
+    message = f"cannot listen on {bracketed(address)} port {port}: {exc.strerror}"
     if exc.errno == errno.EADDRINUSE and port == 0:
         message += (
             "; this machine has no free port left to give (see ip_local_port_range)"

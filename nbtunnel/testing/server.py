@@ -16,6 +16,7 @@ from types import TracebackType
 
 import paramiko
 
+from ..spec import bracketed
 from ..status import Counters
 from .keys import blob, new_key
 from .session import ServerTransport, Session, is_loopback
@@ -172,8 +173,7 @@ class EmbeddedServer:
 
     @property
     def destination(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.user}@{host}"
+        return f"{self.user}@{bracketed(self.host)}"
 
     def options(self) -> list[str]:
         """The ssh options that reach this server: its port, key and known_hosts,
