@@ -155,6 +155,14 @@ class Forward:
         return self._tunnel._replaced.get(self)
 
     @property
+    def current(self) -> Forward:
+        """The handle that runs in its place now: itself unless it was restarted."""
+        forward = self
+        while (after := forward.replaced_by) is not None:
+            forward = after
+        return forward
+
+    @property
     def removed(self) -> bool:
         """Whether :meth:`remove` dropped it from its tunnel."""
         return self in self._tunnel._removed
@@ -489,7 +497,7 @@ class Manager:
         the forward was removed.
         """
         with self._reshaping:
-            current = _latest(forward)
+            current = forward.current
             if current.removed:
                 raise ForwardError(f"{current.spec} was removed from its tunnel")
             if current.state not in ("stopped", "failed"):
@@ -523,7 +531,7 @@ class Manager:
         connection would carry nothing.  Removing twice does nothing.
         """
         with self._reshaping:
-            current = _latest(forward)
+            current = forward.current
             tunnel = current.tunnel
             if current.removed:
                 return
@@ -559,13 +567,6 @@ class Manager:
             client, self._client = self._client, None
         if client is not None:
             client.close()
-
-
-def _latest(forward: Forward) -> Forward:
-    """The handle that runs in its place now (itself unless it was restarted)."""
-    while (after := forward.replaced_by) is not None:
-        forward = after
-    return forward
 
 
 def _unique(host: str, taken: set[str]) -> str:

@@ -88,12 +88,6 @@ def _set(widget: Any, name: str, value: Any) -> None:
         setattr(widget, name, value)
 
 
-def _latest(forward: Forward) -> Forward:
-    while (after := forward.replaced_by) is not None:
-        forward = after
-    return forward
-
-
 def _error_html(text: str) -> str:
     if not text:
         return ""
@@ -294,7 +288,7 @@ class Panel:
     def _follow_restarts(self, handles: dict[view.Key, Forward]) -> None:
         """A restarted forward keeps its row (re-keyed to the new forward)."""
         for key, widgets in list(self._rows.items()):
-            latest = _latest(widgets.handle)
+            latest = widgets.handle.current
             new_key = (latest.tunnel.id, latest.index)
             if new_key != key and new_key in handles and new_key not in self._rows:
                 widgets.handle = latest
@@ -321,7 +315,7 @@ class Panel:
     def _toggled(self, widgets: _Row, change: dict[str, Any]) -> None:
         if not self._clicked():
             return
-        forward = _latest(widgets.handle)
+        forward = widgets.handle.current
         if change["new"]:
             widgets.failure = _attempt(lambda: self._manager.restart_forward(forward))
         else:

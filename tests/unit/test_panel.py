@@ -21,6 +21,7 @@ from comm.base_comm import BaseComm
 from nbtunnel import panel_view as view
 from nbtunnel import widget
 from nbtunnel.errors import EngineError, ForwardError, SpecError
+from nbtunnel.manager import Forward
 from nbtunnel.spec import ForwardSpec, TunnelSpec, parse_forward
 from nbtunnel.status import (
     STATES,
@@ -43,6 +44,9 @@ class FakeForward:
         self.error: str | None = None
         self.stats = ForwardStats()
         self.replaced_by: FakeForward | None = None
+
+    # The real handle's rule, which needs only replaced_by.
+    current = Forward.current
 
     def stop(self) -> None:
         self.tunnel.manager.record("stop", self)
