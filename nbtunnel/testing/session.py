@@ -187,7 +187,7 @@ class Session(paramiko.ServerInterface):
             logger.info("cannot listen on %s:%s: %s", host, port, exc)
             return False
         bound = int(sock.getsockname()[1])
-        self._listen(sock, (address, bound), lambda: ((address, bound), "tcp"))
+        self._listen(sock, (address, bound))
         return bound
 
     def cancel_port_forward_request(self, address: str, port: int) -> None:
@@ -204,40 +204,35 @@ class Session(paramiko.ServerInterface):
                 sock.close()
                 logger.info("cannot listen on %s: %s", path, exc)
                 return False
-            self._listen(sock, (path, sshext.STREAMLOCAL_PORT), lambda: (path, "unix"))
+            self._listen(sock, (path, sshext.STREAMLOCAL_PORT))
             return True
         if kind == sshext.CANCEL_REQUEST:
             self._unlisten((msg.get_text(), sshext.STREAMLOCAL_PORT))
             return True
         return False  # keepalive@openssh.com among them: "failure" is the answer
 
-    def _listen(
-        self,
-        sock: socket.socket,
-        key: tuple[str, int],
-        where: Callable[[], tuple[Any, str]],
-    ) -> None:
+    def _listen(self, sock: socket.socket, key: tuple[str, int]) -> None:
+        """Serve ``sock`` for the request ``key``: (address as asked, bound
+        port), or (path, STREAMLOCAL_PORT) for a unix socket."""
         with self._lock:
             self._listeners[key] = sock
-        self._spawn(lambda: self._accept(sock, where), "nbtunnel-testing-listen")
+        self._spawn(lambda: self._accept(sock, key), "nbtunnel-testing-listen")
 
-    def _accept(
-        self, listener: socket.socket, where: Callable[[], tuple[Any, str]]
-    ) -> None:
-        address, kind = where()
+    def _accept(self, listener: socket.socket, key: tuple[str, int]) -> None:
         while True:
             try:
                 conn, peer = listener.accept()
             except OSError:
                 return  # cancelled or closed
             try:
-                if kind == "unix":
+                if listener.family == socket.AF_UNIX:
                     chan = self.transport.open(
-                        sshext.FORWARDED, [address, ""], CONNECT_TIMEOUT
+                        sshext.FORWARDED, [key[0], ""], CONNECT_TIMEOUT
                     )
                 else:
+                    # The address as the client asked for it, which it routes by.
                     chan = self.transport.open_forwarded_tcpip_channel(
-                        (str(peer[0]), int(peer[1])), address
+                        (str(peer[0]), int(peer[1])), key
                     )
             except (paramiko.SSHException, OSError, EOFError) as exc:
                 logger.info("client refused a forwarded connection: %s", exc)
