@@ -72,12 +72,18 @@ def write_notebook(path: Path, sources: list[str]) -> None:
 
 @pytest.fixture
 def sync_api() -> Any:
-    """Playwright's sync API and a chromium to drive, or a skip saying which is missing."""
+    """Playwright's sync API and a chromium to drive.
+
+    Both are set-up requirements (README), so a missing one fails the test,
+    saying what to install, as a missing sshd does.
+    """
     if not CHROMIUM.exists():
-        pytest.skip(f"needs Debian's chromium at {CHROMIUM} (apt-get install chromium)")
-    return pytest.importorskip(
-        "playwright.sync_api", reason="needs playwright (pip install playwright)"
-    )
+        pytest.fail(f"needs Debian's chromium at {CHROMIUM} (apt-get install chromium)")
+    try:
+        import playwright.sync_api
+    except ImportError:
+        pytest.fail("needs playwright (pip install -e '.[test]')")
+    return playwright.sync_api
 
 
 @pytest.fixture

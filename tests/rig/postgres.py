@@ -65,7 +65,7 @@ def bindir() -> Path | None:
     return max(found)[1] if found else None
 
 
-def skip_reason() -> str | None:
+def missing() -> str | None:
     """Why no cluster can be started here, or None."""
     if bindir() is None:
         return (
@@ -191,7 +191,7 @@ def _run(argv: Sequence[str], env: dict[str, str]) -> None:
 
 def start_postgres(netns: Netns | None) -> Postgres:
     """initdb, start postgres (inside netns if given), create the sales database."""
-    reason = skip_reason()
+    reason = missing()
     if reason is not None:
         raise RuntimeError(reason)
     bin_ = bindir()
