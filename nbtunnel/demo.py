@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import shlex
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -155,7 +154,6 @@ def _serve(
     out: TextIO, manager: Manager, tunnel: Tunnel, service: PrivateService
 ) -> None:
     local, remote, dynamic = tunnel.forwards
-    done = threading.Event()
 
     def on_event(message: Message) -> None:
         line = display.event_line(message)
@@ -175,8 +173,8 @@ def _serve(
         f"   curl http://127.0.0.1:{remote.listen_port}/   (the server's end of -R)",
     )
     with contextlib.suppress(KeyboardInterrupt):
-        while not done.wait(3600):
-            pass
+        while True:
+            time.sleep(3600)
 
 
 def run(argv: Sequence[str], out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
@@ -195,9 +193,10 @@ def run(argv: Sequence[str], out: TextIO = sys.stdout, err: TextIO = sys.stderr)
         mib = int(value)
         del args[i : i + 2]
     unknown = [a for a in args if a != "--serve"]
-    if unknown or "-h" in argv or "--help" in argv:
-        (out if not unknown or unknown[0] in ("-h", "--help") else err).write(USAGE)
-        return 0 if not unknown or unknown[0] in ("-h", "--help") else 2
+    if unknown:
+        asked = unknown[0] in ("-h", "--help")
+        (out if asked else err).write(USAGE)
+        return 0 if asked else 2
 
     started = time.perf_counter()
     manager = Manager()
