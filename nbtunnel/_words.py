@@ -103,6 +103,8 @@ COUNTS = (
     "ServerAliveCountMax",
     "ConnectTimeout",
     "NumberOfPasswordPrompts",
+    "ReconnectMaxDelay",
+    "ReconnectAttempts",
 )
 
 SUPPORTED_OPTIONS: tuple[str, ...] = (
@@ -138,6 +140,8 @@ SUPPORTED_OPTIONS: tuple[str, ...] = (
     "RemoteForward",
     "DynamicForward",
     "Reconnect",
+    "ReconnectMaxDelay",
+    "ReconnectAttempts",
 )
 
 _CANONICAL = {key.lower(): key for key in SUPPORTED_OPTIONS}

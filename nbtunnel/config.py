@@ -28,6 +28,12 @@ StrictMode = Literal["ask", "yes", "accept-new", "no"]
 # answer (no terminal, a frontend without input) or they declined.
 Prompt = Callable[[str, bool], "str | None"]
 DEFAULT_PORT = 22
+# ServerAliveInterval x ServerAliveCountMax: a dead server is noticed after
+# about a minute (interval x (count + 1)), as quickly as a flaky Wi-Fi allows
+# without false alarms.
+DEFAULT_ALIVE_INTERVAL = 15
+DEFAULT_ALIVE_COUNT = 3
+DEFAULT_RECONNECT_MAX_DELAY = 30
 SYSTEM_CONFIG = "/etc/ssh/ssh_config"
 MAX_JUMPS = 8
 # ssh(1)'s PreferredAuthentications, less the methods nbtunnel lacks
@@ -66,7 +72,15 @@ class ConnectSettings:
     address_family: Literal["any", "inet", "inet6"] = "any"
     compression: bool = False
     ciphers: tuple[str, ...] = ()
-    server_alive_interval: int = 0
+    # Dead-peer detection, on by default (ssh's default is off): a tunnel
+    # left open in a notebook should notice a server that went away.
+    server_alive_interval: int = DEFAULT_ALIVE_INTERVAL
+    server_alive_count_max: int = DEFAULT_ALIVE_COUNT
+    # Reconnect a lost connection, waiting up to reconnect_max_delay seconds
+    # between tries, for reconnect_attempts tries (0: until stopped).
+    reconnect: bool = True
+    reconnect_max_delay: int = DEFAULT_RECONNECT_MAX_DELAY
+    reconnect_attempts: int = 0
     gateway_ports: bool = False
     exit_on_forward_failure: bool = True
     # -J / ProxyJump: the hops in order, each reached through the one before.
@@ -231,6 +245,9 @@ def resolve(
     timeout_option = option("ConnectTimeout")
     timeout = number("ConnectTimeout", timeout_option) if timeout_option else 0
     alive = option("ServerAliveInterval")
+    alive_count = option("ServerAliveCountMax")
+    max_delay = option("ReconnectMaxDelay")
+    attempts = option("ReconnectAttempts")
     family = spec.address_family
     family_option = option("AddressFamily")
     if family == "any" and family_option in ("inet", "inet6"):
@@ -280,7 +297,17 @@ def resolve(
         address_family=family,
         compression=spec.compression or _yes(option("Compression")),
         ciphers=ciphers,
-        server_alive_interval=number("ServerAliveInterval", alive) if alive else 0,
+        server_alive_interval=number("ServerAliveInterval", alive)
+        if alive
+        else DEFAULT_ALIVE_INTERVAL,
+        server_alive_count_max=number("ServerAliveCountMax", alive_count)
+        if alive_count
+        else DEFAULT_ALIVE_COUNT,
+        reconnect=(option("Reconnect") or "yes").lower() != "no",
+        reconnect_max_delay=number("ReconnectMaxDelay", max_delay)
+        if max_delay
+        else DEFAULT_RECONNECT_MAX_DELAY,
+        reconnect_attempts=number("ReconnectAttempts", attempts) if attempts else 0,
         gateway_ports=spec.gateway_ports or _yes(option("GatewayPorts")),
         # nbtunnel's default is "yes": a notebook user wants the call to fail.
         exit_on_forward_failure=option("ExitOnForwardFailure") != "no",

@@ -7,6 +7,7 @@ nbtunnel's here, each with a sentence a person can act on.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import socket
@@ -100,6 +101,13 @@ class Connection:
         self._lost_lock = threading.Lock()
         self._on_lost: list[Callable[[], None]] = []
         self._watcher: threading.Thread | None = None
+        self._prober: threading.Thread | None = None
+        # Why it ended, once it has: said by the tunnels that lose it.
+        self._lost_reason: str | None = None
+        # The socket being connected, and whether another thread gave up
+        # on this connect (a tunnel stopped while it reconnects).
+        self._dialing: socket.socket | None = None
+        self._abandoned = False
 
     # -- connecting -------------------------------------------------------
 
@@ -113,6 +121,8 @@ class Connection:
             sock = self._via if self._via is not None else self._jump()
             transport = sshext.Transport(sock)
             self._transport = transport
+            if self._abandoned:
+                raise ConnectError("the connect was abandoned")
             self._negotiate(transport)
             self._check_host_key(transport)
             self._authenticate(transport)
@@ -209,14 +219,19 @@ class Connection:
         for fam, kind, proto, _, addr in infos:
             sock = socket.socket(fam, kind, proto)
             sock.settimeout(self.timeout)
+            self._dialing = sock
             try:
+                if self._abandoned:
+                    raise ConnectionAbortedError(errno.ECONNABORTED, "abandoned")
                 sock.connect(addr)
             except OSError as exc:
                 sock.close()
                 last = exc
                 continue
+            finally:
+                self._dialing = None
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            _keep_alive(sock, s.server_alive_interval, s.server_alive_count_max)
             return sock
         assert last is not None
         if isinstance(last, TimeoutError):
@@ -284,8 +299,6 @@ class Connection:
                     "check the port (-p)"
                 ) from None
             raise ConnectError(f"SSH handshake with {where} failed: {text}") from None
-        if s.server_alive_interval > 0:
-            transport.set_keepalive(s.server_alive_interval)
 
     # -- host keys ------------------------------------------------------
 
@@ -525,13 +538,24 @@ class Connection:
         """
         t = self._live()
         with self._remote_lock:
-            if port is None:
-                reply = t.global_request(sshext.FORWARD_REQUEST, (address,))
-                listener = RemoteListener(address, None)
-            else:
-                reply = t.global_request("tcpip-forward", (address, port))
-                bound = reply.get_int() if reply is not None and port == 0 else port
-                listener = RemoteListener(address, bound)
+            try:
+                if port is None:
+                    reply = t.global_request(
+                        sshext.FORWARD_REQUEST, (address,), timeout=self.timeout
+                    )
+                    listener = RemoteListener(address, None)
+                else:
+                    reply = t.global_request(
+                        "tcpip-forward", (address, port), timeout=self.timeout
+                    )
+                    bound = reply.get_int() if reply is not None and port == 0 else port
+                    listener = RemoteListener(address, bound)
+            except TimeoutError:
+                where = RemoteListener(address, port).text
+                raise ForwardError(
+                    f"the server did not answer the request to listen on {where} "
+                    f"(-R) within {self.timeout:g} s"
+                ) from None
             if reply is None:
                 self._live()  # a lost connection is said as such
                 raise ForwardError(_refusal(address, port))
@@ -603,13 +627,76 @@ class Connection:
 
         return cancel
 
-    def _watch(self, transport: paramiko.Transport) -> None:
-        # Blocks on the transport's thread: no polling.
+    @property
+    def lost_reason(self) -> str:
+        """Why the connection ended, in words, once it has."""
+        return self._lost_reason or "the connection was closed"
+
+    def _watch(self, transport: sshext.Transport) -> None:
+        interval = self.settings.server_alive_interval
+        if interval > 0:
+            self._check_alive(transport, interval, self.settings.server_alive_count_max)
         transport.join()
+        if self._lost_reason is None:
+            exc = transport.get_exception()
+            self._lost_reason = (
+                "the server closed the connection"
+                if exc is None or isinstance(exc, EOFError)
+                else str(exc) or type(exc).__name__
+            )
         with self._lost_lock:
             callbacks, self._on_lost = self._on_lost, []
         for callback in callbacks:
             callback()
+
+    def _check_alive(
+        self, transport: sshext.Transport, interval: int, count_max: int
+    ) -> None:
+        """ServerAliveInterval and ServerAliveCountMax as ssh means them.
+
+        After ``interval`` seconds without a packet from the server, a probe
+        that wants a reply; another each ``interval`` after that; when
+        ``count_max`` probes went unanswered, the server counts as dead and
+        the connection is closed.  Anything the server sends counts as an
+        answer.  Probes are sent from a thread of their own: a send can
+        block on a dead network, and this check must not.
+        """
+        tick = min(1.0, interval / 4)
+        probes, heard = 0, transport.last_received
+        while transport.is_active():
+            transport.join(tick)
+            if transport.last_received != heard:
+                probes, heard = 0, transport.last_received
+            silent = time.monotonic() - heard
+            if not transport.is_active() or silent < interval * (probes + 1):
+                continue
+            if probes >= count_max:
+                self._lost_reason = (
+                    f"the server did not answer for {silent:.0f} s "
+                    f"(ServerAliveInterval {interval}, ServerAliveCountMax "
+                    f"{count_max}); the network or the server is down"
+                )
+                transport.close()
+                return
+            probes += 1
+            if self._prober is None or not self._prober.is_alive():
+                self._prober = threading.Thread(
+                    target=_probe,
+                    args=(transport,),
+                    name=f"nbtunnel-alive-{self.settings.host}",
+                    daemon=True,
+                )
+                self._prober.start()
+
+    def abandon(self) -> None:
+        """Give up a connect() running in another thread (it raises ConnectError)."""
+        self._abandoned = True
+        dialing = self._dialing
+        if dialing is not None:
+            # Wakes a connect() that waits for a SYN's answer; close() would not.
+            with contextlib.suppress(OSError):
+                dialing.shutdown(socket.SHUT_RDWR)
+        self.close()
 
     def close(self) -> None:
         """Close the connection and join its thread. Idempotent."""
@@ -627,13 +714,40 @@ class Connection:
         if self._proxy is not None:
             self._proxy.close()
             self._proxy = None
-        watcher, self._watcher = self._watcher, None
-        if watcher is not None and watcher is not threading.current_thread():
-            watcher.join(5.0)
+        for thread in (self._watcher, self._prober):
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(5.0)
+        self._watcher = self._prober = None
         # The jump hosts last, the nearest one first: each carries the next.
         hops, self._hops = self._hops, []
         for hop in reversed(hops):
             hop.close()
+
+
+def _probe(transport: sshext.Transport) -> None:
+    # A failed send means the connection is ending, which the check sees.
+    with contextlib.suppress(paramiko.SSHException, EOFError, OSError):
+        transport.probe()
+
+
+def _keep_alive(sock: socket.socket, interval: int, count_max: int) -> None:
+    """TCP keepalive on the SSH socket, on ServerAliveInterval's schedule.
+
+    It notices a peer that is gone (a rebooted host answers with a reset)
+    even while the SSH layer is busy or turned off.
+    """
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    if interval <= 0:
+        return
+    for name, value in (
+        ("TCP_KEEPIDLE", interval),
+        ("TCP_KEEPINTVL", interval),
+        ("TCP_KEEPCNT", max(1, count_max)),
+    ):
+        option = getattr(socket, name, None)
+        if option is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, option, value)
 
 
 def _signer(cert_blob: bytes) -> bytes | None:

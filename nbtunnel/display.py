@@ -226,6 +226,17 @@ def event_line(message: Mapping[str, Any]) -> str | None:
         return f"forward {message.get('forward')} stopped"
     if kind == "forward_failed":
         return f"forward failed: {message.get('error')}"
+    if kind == "reconnect_failed":
+        return (
+            f"reconnect try {message.get('attempt')} failed: {message.get('error')}; "
+            f"next in {float(message.get('retry_in', 0)):.1f} s"
+        )
+    if kind == "reconnected":
+        tries = int(message.get("tries", 1))
+        return (
+            f"reconnected after {float(message.get('seconds', 0)):.1f} s "
+            f"({tries} {'try' if tries == 1 else 'tries'})"
+        )
     if kind == "connection_failed":
         return f"connection failed: {message.get('error')}"
     if kind == "state":

@@ -53,7 +53,13 @@ class Forward:
 
     @property
     def listen_port(self) -> int | None:
-        """The port it listens on, with 0 resolved to the port actually bound."""
+        """The port it listens on, with 0 resolved to the port actually bound.
+
+        A ``-R`` of port 0 gets a new one when its tunnel reconnects; a
+        local listener keeps its port for good.
+        """
+        if self.kind == "remote" and self._first.listen_port is not None:
+            return self._snapshot.listen_port
         return self._first.listen_port
 
     @property

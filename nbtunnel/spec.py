@@ -600,6 +600,10 @@ def parse(line: str | Sequence[str]) -> TunnelSpec:
         if token == "--":
             terminated = True
             continue
+        if token == "--no-reconnect":
+            # nbtunnel's one long flag; it wins over any -o Reconnect.
+            state.options.insert(0, ("Reconnect", "no"))
+            continue
         if token.startswith("--"):
             raise SpecError(f"unknown option {q(token)}\n{USAGE}", text=token)
         # One word may hold several flags; an argument ends it ("-NL9000:db:1").

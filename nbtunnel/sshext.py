@@ -11,6 +11,11 @@ forwarding"), defines them:
 - channel ``forwarded-streamlocal@openssh.com`` from the server: string
   socket path, string reserved.
 
+It also gives ``ServerAliveInterval`` what it needs and paramiko lacks
+(paramiko#918: its keepalive never learns whether the server is alive): the
+time the last packet arrived, and a ``keepalive@openssh.com`` probe that
+wants a reply without taking the reply meant for another global request.
+
 paramiko's Transport builds channel-open messages only for the kinds it
 knows and refuses every unknown kind the server opens, so this subclass adds
 the two channel messages, and keeps the server's words when it refuses a
@@ -22,10 +27,12 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import paramiko
-from paramiko.common import DEBUG, cMSG_CHANNEL_OPEN
+from paramiko.common import DEBUG, cMSG_CHANNEL_OPEN, cMSG_GLOBAL_REQUEST
 
 DIRECT = "direct-streamlocal@openssh.com"
 FORWARDED = "forwarded-streamlocal@openssh.com"
@@ -36,6 +43,18 @@ CANCEL_REQUEST = "cancel-streamlocal-forward@openssh.com"
 # forwarded-tcpip one reporting (path, STREAMLOCAL_PORT): a real TCP listener
 # always reports its bound port, never 0, so the two cannot be confused.
 STREAMLOCAL_PORT = 0
+
+# What ssh sends for ServerAliveInterval: any server answers it (with a
+# failure, as it knows no such request), which is all a probe asks.
+KEEPALIVE = "keepalive@openssh.com"
+
+
+class _Reply:
+    """The answer to one global request, for the thread waiting on it."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.message: paramiko.Message | None = None
 
 
 class Transport(paramiko.Transport):
@@ -53,12 +72,107 @@ class Transport(paramiko.Transport):
         # The host key types to offer, in order, set before start_client():
         # paramiko itself lists every certificate type after every plain one.
         self.host_key_types: tuple[str, ...] | None = None
+        # When the last packet arrived (time.monotonic()): the only sign of
+        # life a dead-peer check can trust, whatever the packet was.
+        self.last_received = time.monotonic()
+        read = self.packetizer.read_message
+
+        def read_message() -> tuple[int, paramiko.Message]:
+            message: tuple[int, paramiko.Message] = read()
+            self.last_received = time.monotonic()
+            return message
+
+        self.packetizer.read_message = read_message  # type: ignore[method-assign]
+        # Replies to global requests come in the order the requests went
+        # out, one per request that wanted one; paramiko keeps a single slot
+        # instead, so a probe's reply would be taken for a tcpip-forward's.
+        # None stands for a probe, whose reply nobody waits for.  The order
+        # lock covers the send, the queue lock never does: the transport
+        # thread takes it to deliver a reply, and must never wait on a send.
+        self._request_order = threading.Lock()
+        self._replies_lock = threading.Lock()
+        self._replies: deque[_Reply | None] = deque()
 
     @property
     def preferred_keys(self) -> tuple[str, ...]:
         if self.host_key_types is not None:
             return self.host_key_types
         return tuple(super().preferred_keys)
+
+    # -- global requests --------------------------------------------------
+
+    def global_request(
+        self,
+        kind: str,
+        data: Iterable[Any] | None = None,
+        wait: bool = True,
+        timeout: float | None = None,
+    ) -> paramiko.Message | None:
+        """paramiko's global_request, with replies matched to requests in order.
+
+        Returns the reply of a request the server granted, None if it refused
+        it or the connection ended; raises TimeoutError if no reply came
+        within ``timeout`` seconds.
+        """
+        m = paramiko.Message()
+        m.add_byte(cMSG_GLOBAL_REQUEST)
+        m.add_string(kind)
+        m.add_boolean(wait)
+        if data is not None:
+            m.add(*data)
+        self._log(DEBUG, f'Sending global request "{kind}"')  # type: ignore[attr-defined]
+        if not wait:
+            self._send_user_message(m)  # type: ignore[attr-defined]
+            return None
+        reply = _Reply()
+        self._send_request(m, reply)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not reply.done.wait(0.1):
+            if not self.is_active():
+                return None
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"no answer to {kind} within {timeout:g} s")
+        return reply.message
+
+    def probe(self) -> None:
+        """Send a keepalive that wants a reply, as ssh's ServerAliveInterval does.
+
+        Its answer only shows in :attr:`last_received`.  May block while the
+        connection cannot send (a full socket); it ends when the transport
+        closes.
+        """
+        m = paramiko.Message()
+        m.add_byte(cMSG_GLOBAL_REQUEST)
+        m.add_string(KEEPALIVE)
+        m.add_boolean(True)
+        self._send_request(m, None)
+
+    def _send_request(self, m: paramiko.Message, reply: _Reply | None) -> None:
+        with self._request_order:
+            with self._replies_lock:
+                self._replies.append(reply)
+            try:
+                self._send_user_message(m)  # type: ignore[attr-defined]
+            except BaseException:
+                # Never sent: the queue must keep matching the wire.
+                with self._replies_lock:
+                    self._replies.pop()
+                raise
+
+    def _answer(self, message: paramiko.Message | None) -> None:
+        with self._replies_lock:
+            reply = self._replies.popleft() if self._replies else None
+        if reply is not None:
+            reply.message = message
+            reply.done.set()
+
+    def _parse_request_success(self, m: paramiko.Message) -> None:
+        self._log(DEBUG, "Global request successful.")  # type: ignore[attr-defined]
+        self._answer(m)
+
+    def _parse_request_failure(self, m: paramiko.Message) -> None:
+        self._log(DEBUG, "Global request denied.")  # type: ignore[attr-defined]
+        self._answer(None)
 
     def open(
         self, kind: str, fields: Sequence[str | int], timeout: float

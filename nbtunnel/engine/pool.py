@@ -11,6 +11,37 @@ import threading
 
 from ..config import ConnectSettings, Prompt
 from ..connection import Connection
+from ..errors import ConnectError
+
+
+class Attempt:
+    """A connect that another thread may give up on (a tunnel stopped while
+    it reconnects): :meth:`cancel` ends the wait and the connect at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cancelled = False
+        self._connection: Connection | None = None
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._cancelled = True
+            connection = self._connection
+        if connection is not None:
+            connection.abandon()
+
+    def check(self) -> None:
+        if self._cancelled:
+            raise ConnectError("the connect was abandoned: the tunnel is stopping")
+
+    def begin(self, connection: Connection) -> None:
+        with self._lock:
+            self.check()
+            self._connection = connection
+
+    def end(self) -> None:
+        with self._lock:
+            self._connection = None
 
 
 class Pool:
@@ -24,25 +55,42 @@ class Pool:
         # the first login and then shares it instead of logging in too.
         self._connecting: dict[ConnectSettings, threading.Lock] = {}
 
-    def acquire(self, settings: ConnectSettings, prompt: Prompt | None) -> Connection:
+    def acquire(
+        self,
+        settings: ConnectSettings,
+        prompt: Prompt | None,
+        attempt: Attempt | None = None,
+    ) -> Connection:
         """A connected Connection for ``settings``: a live one, or a new one.
 
         Raises what Connection.connect() raises; nothing is kept then.
+        ``attempt`` lets another thread give up on the wait and the connect.
         """
         with self._lock:
             gate = self._connecting.setdefault(settings, threading.Lock())
-        with gate:
+        while not gate.acquire(timeout=0.2):
+            if attempt is not None:
+                attempt.check()
+        try:
             with self._lock:
                 live = self._live.get(settings)
                 if live is not None and live.is_active:
                     self._users[live] += 1
                     return live
             connection = Connection(settings, prompt)
-            connection.connect()
+            if attempt is not None:
+                attempt.begin(connection)
+            try:
+                connection.connect()
+            finally:
+                if attempt is not None:
+                    attempt.end()
             with self._lock:
                 self._live[settings] = connection
                 self._users[connection] = 1
             return connection
+        finally:
+            gate.release()
 
     def release(self, connection: Connection) -> None:
         """One user less; the last one closes the connection."""

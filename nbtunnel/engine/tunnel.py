@@ -1,27 +1,50 @@
-"""One live tunnel inside the engine: an SSH connection and the forwards it carries."""
+"""One live tunnel inside the engine: an SSH connection, the forwards it carries,
+and a new connection when that one drops."""
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Callable
 
 from ..config import ConnectSettings, Prompt
 from ..connection import Connection
-from ..errors import ForwardError
+from ..errors import AuthenticationError, ConnectError, ForwardError, HostKeyError
 from ..forward.base import BaseForward
 from ..forward.dynamic import DynamicForward
 from ..forward.local import LocalForward
 from ..forward.remote import RemoteForward
 from ..spec import ForwardSpec
 from ..status import State, TunnelSnapshot
-from .pool import Pool
+from .link import Link
+from .pool import Attempt, Pool
 
 Emit = Callable[..., None]
 
+# The first reconnect waits about this long (a restarted server is often
+# back at once); each failure doubles the wait, up to ReconnectMaxDelay.
+FIRST_DELAY = 0.25
+
+
+def backoff(failures: int, cap: float) -> float:
+    """Seconds to wait after ``failures`` failed tries: exponential, capped, jittered.
+
+    Half the wait is fixed and half random ("equal jitter"), so tunnels
+    that lost one server do not all come back to it in the same instant.
+    """
+    base = min(max(cap, FIRST_DELAY), FIRST_DELAY * 2.0 ** min(failures, 32))
+    return base / 2 + random.uniform(0, base / 2)
+
 
 class LiveTunnel:
-    """Connects, starts every forward (all or nothing), and notices a lost connection."""
+    """Connects, starts every forward (all or nothing), and reconnects a lost connection.
+
+    While it reconnects, local listeners stay bound (see :class:`Link`),
+    remote forwards are asked for again on the new connection, and the
+    states and events say what happened.  Nothing is asked of a person
+    then: a login that would need one fails the tunnel with the reason.
+    """
 
     def __init__(
         self,
@@ -47,11 +70,20 @@ class LiveTunnel:
         # Where the SSH connection comes from: shared with other tunnels
         # of the same settings.
         self._pool = pool
+        # The forwards' view of the connection, which outlives each one.
+        self._link = Link(settings.target)
+        # The connection this tunnel holds a share of; None while it
+        # reconnects (the reconnect thread owns the dead one then).
         self._connection: Connection | None = None
         self._unwatch: Callable[[], None] | None = None
         self._forwards: list[BaseForward] = []
         self._stop_lock = threading.Lock()
         self._stopped = False
+        # Wakes the reconnect thread from its back-off to stop.
+        self._halt = threading.Event()
+        self._attempt: Attempt | None = None
+        self._reconnector: threading.Thread | None = None
+        self._lost_at = 0.0
 
     def _event(self, kind: str, **data: object) -> None:
         self._emit(kind, tunnel=self.id, **data)
@@ -59,8 +91,8 @@ class LiveTunnel:
     def start(self) -> None:
         """Connect and start every forward; on any failure close everything and raise."""
         try:
-            self._connection = self._pool.acquire(self.settings, self._prompt)
-            self._unwatch = self._connection.on_lost(self._lost)
+            connection = self._pool.acquire(self.settings, self._prompt)
+            self._attach(connection)
             for index, spec in enumerate(self.specs):
                 forward = self._make(index, spec)
                 self._forwards.append(forward)
@@ -81,18 +113,22 @@ class LiveTunnel:
         with self._stop_lock:
             self.state = "up"
         self._event("state", state="up")
-        if not self._connection.is_active:
-            self._lost()  # lost before we were "up" to notice
+        if not connection.is_active:
+            self._lost(connection)  # lost before we were "up" to notice
+
+    def _attach(self, connection: Connection) -> None:
+        self._connection = connection
+        self._link.up(connection)
+        self._unwatch = connection.on_lost(lambda: self._lost(connection))
 
     def _make(self, index: int, spec: ForwardSpec) -> BaseForward:
-        assert self._connection is not None
         if spec.kind == "remote":
-            return RemoteForward(index, spec, self._connection, emit=self._event)
+            return RemoteForward(index, spec, self._link, emit=self._event)
         cls = DynamicForward if spec.kind == "dynamic" else LocalForward
         return cls(
             index,
             spec,
-            self._connection,
+            self._link,
             gateway_ports=self.settings.gateway_ports,
             family=self.settings.address_family,
             emit=self._event,
@@ -134,17 +170,121 @@ class LiveTunnel:
         forward.stop()
         self._event("forward_stopped", forward=index)
 
-    def _lost(self) -> None:
-        # Reconnecting is a later step; for now a lost connection fails the
-        # tunnel.
+    # -- losing the connection and getting a new one ------------------------
+
+    def _lost(self, connection: Connection) -> None:
         with self._stop_lock:
-            if self._stopped or self.state != "up":
-                return  # a failing start() says so itself
-            self.state = "failed"
-        self.error = f"the SSH connection to {self.settings.target} was lost"
+            if (
+                self._stopped
+                or self.state != "up"
+                or connection is not self._connection
+            ):
+                return  # a failing start() says so itself; or told already
+            why = connection.lost_reason
+            error = f"the SSH connection to {self.settings.target} was lost: {why}"
+            self.error = error
+            self._link.down(why)
+            # Before the reconnect thread starts: it restores what is
+            # marked reconnecting here.
+            for forward in self._forwards:
+                forward.connection_lost(why)
+            if self.settings.reconnect:
+                self.state = "reconnecting"
+                self._connection = None
+                self._lost_at = time.monotonic()
+                self._reconnector = threading.Thread(
+                    target=self._reconnect,
+                    args=(connection,),
+                    name=f"nbtunnel-reconnect-{self.id}",
+                    daemon=True,
+                )
+                self._reconnector.start()
+        if not self.settings.reconnect:
+            self._fail(error + " (Reconnect no)")
+            return
+        self._event("state", state="reconnecting", error=error)
+
+    def _reconnect(self, dead: Connection) -> None:
+        """Try for a new connection until one works, the tries run out or stop()."""
+        self._pool.release(dead)  # this tunnel's share of it
+        failures = 0
+        delay = backoff(0, self.settings.reconnect_max_delay)
+        while not self._halt.wait(delay):
+            attempt = Attempt()
+            with self._stop_lock:
+                if self._stopped:
+                    return
+                self._attempt = attempt
+            try:
+                # No prompt: a login that needs a person is not retried
+                # behind their back, it fails the tunnel below.
+                connection = self._pool.acquire(self.settings, None, attempt)
+            except (AuthenticationError, HostKeyError) as exc:
+                self._fail(f"reconnecting to {self.settings.target} failed: {exc}")
+                return
+            except ConnectError as exc:
+                failures += 1
+                limit = self.settings.reconnect_attempts
+                if limit and failures >= limit:
+                    self._fail(
+                        f"could not reconnect to {self.settings.target} in "
+                        f"{failures} tries (ReconnectAttempts {limit}): {exc}"
+                    )
+                    return
+                delay = backoff(failures, self.settings.reconnect_max_delay)
+                self._event(
+                    "reconnect_failed",
+                    attempt=failures,
+                    error=str(exc),
+                    retry_in=round(delay, 2),
+                )
+                continue
+            finally:
+                self._attempt = None
+            self._restore(connection, failures + 1)
+            return
+
+    def _restore(self, connection: Connection, tries: int) -> None:
+        with self._stop_lock:
+            if self._stopped:
+                self._pool.release(connection)
+                return
+            self._attach(connection)
+        for forward in list(self._forwards):
+            try:
+                forward.restore()
+            except ForwardError as exc:
+                # The others carry on; this one says why it could not.
+                self._event("forward_failed", forward=forward.index, error=str(exc))
+        if not self._set_up():
+            return
+        seconds = round(time.monotonic() - self._lost_at, 3)
+        self._event("reconnected", tries=tries, seconds=seconds)
+        self._event("state", state="up")
+        if not connection.is_active:
+            self._lost(connection)  # lost again before its watch began
+
+    def _set_up(self) -> bool:
+        """Up again, unless stop() came first."""
+        with self._stop_lock:
+            if self._stopped:
+                return False
+            self.state, self.error = "up", None
+            return True
+
+    def _fail(self, why: str) -> None:
+        with self._stop_lock:
+            if self._stopped:
+                return
+            self.state, self.error = "failed", why
+        # New connections to what still listens here are refused at once.
+        self._link.close(why)
         for forward in self._forwards:
-            forward.state, forward.error = "failed", self.error
-        self._event("state", state="failed", error=self.error)
+            if forward.state in ("up", "reconnecting"):
+                forward.state, forward.error = "failed", why
+        self._event("state", state="failed", error=why)
+
+    # -- stopping -------------------------------------------------------------
 
     def stop(self) -> None:
         """Close every forward and the connection, joining all threads. Idempotent."""
@@ -152,6 +292,12 @@ class LiveTunnel:
             if self._stopped:
                 return
             self._stopped = True
+            attempt, reconnector = self._attempt, self._reconnector
+        self._halt.set()
+        if attempt is not None:
+            attempt.cancel()
+        if reconnector is not None and reconnector is not threading.current_thread():
+            reconnector.join()
         self._teardown()
         if self.state != "failed":
             self.state = "stopped"
@@ -162,6 +308,9 @@ class LiveTunnel:
             self._unwatch()
         for forward in self._forwards:
             forward.stop_accepting()
+        # After the -R cancels went out over it; wakes a connection that
+        # waits for the SSH connection to come back.
+        self._link.close("the tunnel is stopped")
         connection, self._connection = self._connection, None
         if connection is not None:
             # The last user closes the connection, which wakes every thread

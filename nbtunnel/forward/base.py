@@ -123,6 +123,26 @@ class BaseForward:
                 error=relay.error,
             )
 
+    # -- the SSH connection dropping and coming back -------------------------
+
+    def connection_lost(self, why: str) -> None:
+        """The SSH connection dropped: end the connections it carried.
+
+        What listens here stays bound; the forward waits in ``reconnecting``
+        for :meth:`restore`.
+        """
+        with self._lock:
+            relays = list(self._relays)
+        for relay in relays:
+            relay.abort(f"the SSH connection was lost: {why}", reset=True)
+        if self.state == "up":
+            self.state = "reconnecting"
+
+    def restore(self) -> None:
+        """Serve again over a new SSH connection; raises ForwardError if it cannot."""
+        if self.state == "reconnecting":
+            self.state = "up"
+
     # -- stopping ---------------------------------------------------------------
 
     def stop_accepting(self) -> None:

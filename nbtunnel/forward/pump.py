@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import struct
 import threading
 from typing import Protocol
 
@@ -89,8 +90,14 @@ class Relay:
             down.join()
             self._close()
 
-    def abort(self, reason: str | None = None) -> None:
-        """Stop both directions at once (from any thread)."""
+    def abort(self, reason: str | None = None, *, reset: bool = False) -> None:
+        """Stop both directions at once (from any thread).
+
+        ``reset``: the data was cut short (the SSH connection died), so the
+        client gets a reset instead of an end-of-file that would read as a
+        complete transfer.  A write still blocked on a client that does not
+        read then waits for it, or for a later abort() without ``reset``.
+        """
         if reason and self.error is None:
             self.error = reason
         self._aborted.set()
@@ -100,7 +107,16 @@ class Relay:
         with contextlib.suppress(OSError, EOFError):
             self.chan.close()
         with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
+            if reset:
+                # The reading side only: no FIN goes out, and the close in
+                # _close() sends the RST.
+                with contextlib.suppress(OSError):
+                    self.sock.setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                    )
+                self.sock.shutdown(socket.SHUT_RD)
+            else:
+                self.sock.shutdown(socket.SHUT_RDWR)
 
     def _up(self) -> None:
         """The socket -> the channel."""
@@ -118,7 +134,7 @@ class Relay:
                     return
         except (OSError, EOFError) as exc:
             if not self._aborted.is_set():
-                self.abort(f"upstream ended with an error: {exc}")
+                self.abort(f"upstream ended with an error: {_why(exc)}", reset=True)
 
     def _down(self) -> None:
         """The channel -> the socket."""
@@ -131,14 +147,26 @@ class Relay:
                     count(len(data))
                 data = chan.recv(BUFSIZE)
                 if not data:
-                    if not self._aborted.is_set():
-                        sock.shutdown(socket.SHUT_WR)
+                    if self._aborted.is_set():
+                        return
+                    # A paramiko channel reads empty both at the server's
+                    # end-of-file and when the SSH connection dies under
+                    # it; only the first is the end of the data.
+                    if not getattr(chan, "eof_received", True):
+                        self.abort("the channel closed without end-of-file", reset=True)
+                        return
+                    sock.shutdown(socket.SHUT_WR)
                     return
         except (OSError, EOFError) as exc:
             if not self._aborted.is_set():
-                self.abort(f"downstream ended with an error: {exc}")
+                self.abort(f"downstream ended with an error: {_why(exc)}", reset=True)
 
     def _close(self) -> None:
         with contextlib.suppress(OSError, EOFError):
             self.chan.close()
         self.sock.close()
+
+
+def _why(exc: BaseException) -> str:
+    # paramiko raises a bare EOFError() on a connection that went away.
+    return str(exc) or type(exc).__name__

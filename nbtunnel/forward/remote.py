@@ -122,6 +122,27 @@ class RemoteForward(BaseForward):
 
     def start(self) -> None:
         """Ask the server to listen; raises ForwardError if it refuses."""
+        self._listen()
+        self.state = "up"
+
+    def restore(self) -> None:
+        """Ask the new connection's server to listen again.
+
+        The same port where one was given; for port 0 whatever the server
+        allocates now (the old one may still be held by the old session).
+        """
+        if self.state != "reconnecting" or self._stopping:
+            return
+        # The old listener went with the old connection: nothing to cancel.
+        self._listening = None
+        try:
+            self._listen()
+        except ForwardError as exc:
+            self.state, self.error = "failed", str(exc)
+            raise
+        self.state = "up"
+
+    def _listen(self) -> None:
         spec = self.spec
         if spec.listen_path is not None:
             self._listening = self._connection.listen_remote(
@@ -131,7 +152,6 @@ class RemoteForward(BaseForward):
             self._listening = self._connection.listen_remote(
                 bind_address(spec), int(spec.listen_port or 0), self._incoming
             )
-        self.state = "up"
         if spec.listen_port == 0:
             # ssh prints this too: the only way a user learns the port.
             target = None if spec.is_dynamic else _target_text(spec)

@@ -89,14 +89,37 @@ def test_opens_at_the_same_time_log_in_once(
     assert clients.wait_until(lambda: not server.session_pids(), 10)
 
 
-def test_a_lost_shared_connection_fails_every_tunnel_on_it(
+def test_a_lost_shared_connection_comes_back_once_for_every_tunnel_on_it(
     manager: Manager, fresh_sshd: SshServer, targets
 ) -> None:
     server = fresh_sshd
     line = server.line("-L", f"0:{targets.host}:{targets.echo}")
     a, b = manager.open(line), manager.open(line)
+    ports = [a.forwards[0].listen_port, b.forwards[0].listen_port]
+    server.restart()  # every session killed
+    assert clients.wait_until(
+        lambda: "reconnected" in str(list(a.events) + list(b.events)), 15
+    )
+    assert clients.wait_until(lambda: a.state == b.state == "up", 15)
+    assert clients.echoes(a, b"shared") and clients.echoes(b, b"shared")
+    assert [a.forwards[0].listen_port, b.forwards[0].listen_port] == ports
+    # Both ride one new connection: the second reconnect found the first's
+    # (the log counts the first login too).
+    assert _logins(server) == 2 and len(server.session_pids()) == 1
+    a.stop()
+    b.stop()
+    assert clients.wait_until(lambda: not server.session_pids(), 10)
+
+
+def test_without_reconnect_a_lost_shared_connection_fails_every_tunnel_on_it(
+    manager: Manager, fresh_sshd: SshServer, targets
+) -> None:
+    server = fresh_sshd
+    line = server.line("--no-reconnect", "-L", f"0:{targets.host}:{targets.echo}")
+    a, b = manager.open(line), manager.open(line)
     server.restart()  # every session killed
     assert clients.wait_until(lambda: a.state == b.state == "failed", 10)
+    assert "Reconnect no" in str(a.error)
     # The next open does not reuse the dead connection.
     with manager.open(line) as c:
         assert clients.echoes(c, b"shared")

@@ -246,6 +246,32 @@ class Netns:
         """
         return [IP, "netns", "exec", self.name, *argv]
 
+    @contextlib.contextmanager
+    def cut(self) -> Iterator[None]:
+        """The link between this machine and the namespace down, for the block.
+
+        Packets are dropped, not refused: to either end the other has gone
+        silent, as when a laptop leaves the Wi-Fi.  Addresses and the silent
+        route come back with the link.
+        """
+        # Else IPv6 addresses go with the link (keep_addr_on_down is 0).
+        keep = "/proc/sys/net/ipv6/conf/{}/keep_addr_on_down"
+        Path(keep.format(self.host_if)).write_text("1\n")
+        subprocess.run(
+            self.exec_argv(["sh", "-c", f"echo 1 > {keep.format(self.ns_if)}"]),
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+        _ip("link", "set", self.host_if, "down")
+        try:
+            yield
+        finally:
+            _ip("link", "set", self.host_if, "up")
+            # A link going down takes its routes along; the prefix routes
+            # come back with it, this one does not.
+            _ip("route", "replace", f"{self.silent_addr}/32", "dev", self.host_if)
+
     def pids(self) -> list[int]:
         """PIDs of the processes inside the namespace."""
         return _ns_pids(self.name)

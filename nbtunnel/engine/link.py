@@ -1,0 +1,88 @@
+"""A tunnel's SSH connection as its forwards see it: one that may drop and come back.
+
+Forwards hold the link, never a connection: while the tunnel reconnects,
+the local listeners stay bound, and a connection arriving meanwhile waits
+for the new SSH connection (briefly) instead of finding a dead one.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from ..connection import Connection, RemoteListener
+from ..errors import ConnectError
+
+# How long a connection made during an outage waits for the SSH connection
+# to come back before it is closed: long enough for a restarted server, short
+# enough that a client's own timeout is not what ends it.
+OUTAGE_WAIT = 10.0
+
+
+class Link:
+    """The current Connection of one tunnel, or the outage it is in."""
+
+    def __init__(self, target: str, outage_wait: float = OUTAGE_WAIT) -> None:
+        self._target = target
+        self._outage_wait = outage_wait
+        self._changed = threading.Condition()
+        self._connection: Connection | None = None
+        self._why = "it is not connected yet"
+        self._closed = False
+
+    def up(self, connection: Connection) -> None:
+        with self._changed:
+            self._connection = connection
+            self._changed.notify_all()
+
+    def down(self, why: str) -> None:
+        with self._changed:
+            self._connection = None
+            self._why = why
+
+    def close(self, why: str) -> None:
+        """No connection from now on; whoever waits gives up at once."""
+        with self._changed:
+            self._connection = None
+            self._why = why
+            self._closed = True
+            self._changed.notify_all()
+
+    def _current(self, wait: float) -> Connection:
+        with self._changed:
+            self._changed.wait_for(
+                lambda: self._connection is not None or self._closed, wait
+            )
+            if self._connection is None:
+                raise ConnectError(
+                    f"the SSH connection to {self._target} is down ({self._why})"
+                    + ("" if self._closed else "; nbtunnel is reconnecting")
+                )
+            return self._connection
+
+    # -- what forwards ask of a connection ----------------------------------
+
+    def open_tcpip(
+        self, host: str, port: int, origin: tuple[str, int], timeout: float
+    ) -> Any:
+        connection = self._current(self._outage_wait)
+        return connection.open_tcpip(host, port, origin, timeout)
+
+    def open_streamlocal(self, path: str, timeout: float) -> Any:
+        return self._current(self._outage_wait).open_streamlocal(path, timeout)
+
+    def listen_remote(
+        self,
+        address: str,
+        port: int | None,
+        handler: Callable[[Any, tuple[str, int]], None],
+    ) -> RemoteListener:
+        return self._current(0).listen_remote(address, port, handler)
+
+    def cancel_remote(self, address: str, port: int | None) -> None:
+        # During an outage there is nothing to cancel: the server closed
+        # the listener with the old connection.
+        connection = self._connection
+        if connection is not None:
+            connection.cancel_remote(address, port)
