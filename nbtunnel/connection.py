@@ -703,6 +703,10 @@ class Connection:
         t, self._transport = self._transport, None
         if t is not None:
             t.close()
+            # Its thread polls its socket every 0.1 s; a shutdown wakes it
+            # at once (stopping a tunnel took 100 ms without).
+            with contextlib.suppress(OSError, EOFError):
+                t.sock.shutdown(socket.SHUT_RDWR)
             # Transport.close() does not always join its thread (it gives up
             # once the packetizer is closed); join so stop() leaves none.
             if t.is_alive() and t is not threading.current_thread():

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import socket
+import time
 from collections.abc import Callable
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from ..errors import ConnectError, ForwardError
 from .local import CHANNEL_OPEN_TIMEOUT, ListeningForward, origin_of
 from .pump import Channel, Relay
 from .socks import Handshake, Reason, Request, SocksError
 
-# A client that connects and says nothing must not hold a thread for ever.
+# A client that connects and says nothing, or dribbles its handshake a byte
+# at a time, must not hold a thread for ever: the whole handshake gets this long.
 HANDSHAKE_TIMEOUT = 30.0
 
 T = TypeVar("T")
@@ -37,9 +40,19 @@ def negotiate(
     protocol's words, and the caller closes the stream.
     """
     handshake = Handshake()
-    stream.settimeout(HANDSHAKE_TIMEOUT)
+    # One deadline for the whole handshake, not a timeout per read, which a
+    # byte every few seconds would reset for hours.
+    deadline = time.monotonic() + HANDSHAKE_TIMEOUT
     while handshake.request is None:
-        data = stream.recv(4096)
+        try:
+            stream.settimeout(max(deadline - time.monotonic(), 0.001))
+            data = stream.recv(4096)
+        except TimeoutError:
+            raise SocksError(
+                f"no complete SOCKS request within {HANDSHAKE_TIMEOUT:g} s",
+                b"",
+                "general",
+            ) from None
         if not data:
             raise SocksError("the client closed before its request", b"", "general")
         try:
@@ -104,6 +117,23 @@ class DynamicForward(ListeningForward):
 
     KIND = "dynamic"
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Clients still in their handshake: no relay yet that stop() could
+        # abort, and their threads wait on them.
+        self._handshaking: set[socket.socket] = set()
+
+    def stop(self) -> None:
+        self.stop_accepting()
+        with self._lock:
+            waiting = list(self._handshaking)
+        # Wakes their recv(); a shutdown, not a close, so the fd stays valid
+        # until the thread that owns it closes it.
+        for sock in waiting:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        super().stop()
+
     def _handle(self, sock: socket.socket) -> None:
         src = origin_of(sock)
         origin = f"{src[0]}:{src[1]}"
@@ -113,10 +143,20 @@ class DynamicForward(ListeningForward):
                 request.host, request.port, src, CHANNEL_OPEN_TIMEOUT
             )
 
+        with self._lock:
+            if self._stopping:
+                sock.close()
+                return
+            self._handshaking.add(sock)
         try:
-            chan, request, rest = negotiate(sock, connect)
+            try:
+                chan, request, rest = negotiate(sock, connect)
+            finally:
+                with self._lock:
+                    self._handshaking.discard(sock)
         except (SocksError, ForwardError, ConnectError) as exc:
-            self._connection_failed(f"SOCKS client {origin}: {exc}")
+            if not self._stopping:
+                self._connection_failed(f"SOCKS client {origin}: {exc}")
             sock.close()
             return
         relay = Relay(sock, chan, self.counters, to_chan=rest)

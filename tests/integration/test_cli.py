@@ -172,3 +172,29 @@ def test_ctrl_c_while_connecting_exits_130(isolated) -> None:
     assert proc.returncode == 130
     assert "interrupted before the forwards were up" in err
     assert "Traceback" not in err
+
+
+def test_says_when_the_connection_drops_and_comes_back(fresh_sshd, targets) -> None:
+    server = fresh_sshd
+    proc = _run(
+        *server.args(), "-L", f"0:{targets.host}:{targets.echo}", server.destination
+    )
+    try:
+        assert proc.stdout is not None
+        port = int(re.findall(r"127\.0\.0\.1:(\d+)", proc.stdout.readline())[0])
+        assert proc.stdout.readline().strip() == "press Ctrl-C to stop"
+        server.restart()
+        lines = [proc.stdout.readline() for _ in range(3)]
+        assert "reconnecting: the SSH connection to" in lines[0], lines
+        assert re.match(r"reconnected after [0-9.]+ s \(1 try\)", lines[1]), lines
+        assert "up" in lines[2], lines
+        assert (
+            clients.echo_roundtrip("127.0.0.1", port, b"cli again", 10) == b"cli again"
+        )
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err

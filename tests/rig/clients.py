@@ -7,19 +7,22 @@ import hashlib
 import http.client
 import ipaddress
 import json
+import selectors
 import socket
 import struct
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from . import procs
 from .data import chunks, expected_sha256
 from .sshd import SshServer, free_port
 
 __all__ = [
+    "echo_at_once",
     "echo_many",
     "echo_roundtrip",
     "echo_roundtrip_unix",
@@ -33,6 +36,7 @@ __all__ = [
     "socks_connect",
     "socks_echo",
     "source_download",
+    "tcp_connections",
     "wait_until",
 ]
 
@@ -130,6 +134,96 @@ def echo_many(host: str, port: int, n: int, timeout: float = 30.0) -> int:
         for s in socks:
             s.close()
     return ok
+
+
+def echo_at_once(
+    socks: Sequence[socket.socket], payloads: Sequence[bytes], timeout: float = 60.0
+) -> list[bytes]:
+    """Send payloads[i] on socks[i] (connected to echo services), half-close,
+    and return what each received until EOF, driving all of them at once.
+
+    One thread and an epoll selector move every connection, so a thousand
+    are really in flight together without a thousand threads here measuring
+    this process's scheduler rather than the forward.  A connection that
+    fails keeps what it had received; the caller compares.
+    """
+    received = [bytearray() for _ in socks]
+    sent = [0] * len(socks)
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as sel:
+        for i, sock in enumerate(socks):
+            sock.setblocking(False)
+            if payloads[i]:
+                sel.register(sock, selectors.EVENT_READ | selectors.EVENT_WRITE, i)
+            else:
+                sock.shutdown(socket.SHUT_WR)
+                sel.register(sock, selectors.EVENT_READ, i)
+        while sel.get_map():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(
+                    f"{len(sel.get_map())} of {len(socks)} echoes unfinished"
+                )
+            for key, events in sel.select(min(left, 1.0)):
+                sock, i = key.fileobj, key.data
+                assert isinstance(sock, socket.socket)
+                try:
+                    if events & selectors.EVENT_WRITE:
+                        view = memoryview(payloads[i])[sent[i] : sent[i] + SEND_CHUNK]
+                        sent[i] += sock.send(view)
+                        if sent[i] == len(payloads[i]):
+                            sock.shutdown(socket.SHUT_WR)
+                            sel.modify(sock, selectors.EVENT_READ, i)
+                    if events & selectors.EVENT_READ:
+                        data = sock.recv(RECV)
+                        if not data:
+                            sel.unregister(sock)
+                        received[i] += data
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    sel.unregister(sock)
+    return [bytes(r) for r in received]
+
+
+# The /proc/net/tcp state of a listening socket, which is no connection
+# (TIME_WAIT ones belong to no process: the inode filter drops them).
+_TCP_LISTEN = "0A"
+
+
+def _tcp_rows(pid: int) -> list[list[str]]:
+    rows = []
+    for table in ("tcp", "tcp6"):
+        text = Path(f"/proc/{pid}/net/{table}").read_text()
+        rows += [line.split() for line in text.splitlines()[1:]]
+    return rows
+
+
+def _port(address: str) -> int:
+    return int(address.rsplit(":", 1)[1], 16)
+
+
+def tcp_connections(pids: Iterable[int], port: int) -> int:
+    """TCP connections that the processes ``pids`` hold with ``port`` at
+    either end (a half-closed one counts; listening sockets do not).
+
+    Read from /proc in the processes' own network namespace, so it sees an
+    sshd's or a target's side of a connection inside the rig's namespace.
+    """
+    pids = list(pids)
+    mine = set().union(*(procs._socket_inodes(pid) for pid in pids))
+    for pid in pids:  # they share a namespace: the first one still there
+        try:
+            rows = _tcp_rows(pid)
+        except OSError:
+            continue
+        return sum(
+            f[3] != _TCP_LISTEN
+            and int(f[9]) in mine
+            and port in (_port(f[1]), _port(f[2]))
+            for f in rows
+        )
+    return 0
 
 
 def sink_upload(

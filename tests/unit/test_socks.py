@@ -8,7 +8,7 @@ from itertools import pairwise
 from typing import get_args
 
 import pytest
-from hypothesis import given
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from nbtunnel.forward.socks import Handshake, Reason, Request, SocksError
 
@@ -260,3 +260,61 @@ def test_valid_handshake_split_at_random_points(data: st.DataObject) -> None:
     pieces = [raw[a:b] for a, b in pairwise(bounds)]
     hs, sent = feed_all(pieces)
     assert (sent, hs.request, hs.rest) == (answers, request_, rest)
+
+
+# The longest handshake: SOCKS4a with a 255-byte user id and a 255-byte name,
+# each NUL-ended, after 8 fixed bytes (SOCKS5's longest is 519).
+LONGEST = 8 + 256 + 256
+
+
+def outcome(pieces: list[bytes]) -> tuple[object, ...]:
+    """What feeding ``pieces`` ends in: a request, an error, or waiting for more."""
+    hs = Handshake()
+    sent = b""
+    for piece in pieces:
+        try:
+            sent += hs.feed(piece)
+        except SocksError as e:
+            assert hs.request is None
+            return ("refused", e.reason, sent + e.reply)
+    if hs.request is None:
+        return ("waiting", sent)
+    return ("request", hs.request, sent, hs.rest)
+
+
+# Any bytes, and any bytes after prefixes that take them deeper into the
+# parser: to each version's fields, and to each kind of SOCKS5 address.
+_any_bytes = st.binary(max_size=700)
+_PREFIXES = (
+    b"\x04\x01",
+    b"\x04\x01\x00\x50\x00\x00\x00\x01",  # SOCKS4a: a name will follow
+    GREET,
+    *(GREET + b"\x05\x01\x00" + atyp for atyp in (b"\x01", b"\x03", b"\x04")),
+)
+_socksish = st.one_of(
+    _any_bytes, *(_any_bytes.map(lambda b, p=p: p + b) for p in _PREFIXES)
+)
+
+
+@settings(max_examples=500)
+@given(st.data())
+def test_any_bytes_in_any_pieces_end_the_same_and_never_raise_otherwise(
+    data: st.DataObject,
+) -> None:
+    raw = data.draw(_socksish)
+    cuts = sorted(data.draw(st.sets(st.integers(1, max(1, len(raw) - 1)))))
+    bounds = [0, *cuts, len(raw)]
+    whole = outcome([raw])
+    assert outcome([raw[a:b] for a, b in pairwise(bounds)]) == whole
+    kind = whole[0]
+    event(str(kind))
+    if kind == "waiting":
+        # Every message is bounded: past the longest, it must have decided.
+        assert len(raw) <= LONGEST
+        assert whole[1] in (b"", OK5)
+    elif kind == "request":
+        request = whole[1]
+        assert isinstance(request, Request)
+        assert request.host and 1 <= request.port <= 65535
+    else:
+        assert whole[1] in get_args(Reason)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import pytest
 from hypothesis import given, settings
@@ -22,6 +23,7 @@ from nbtunnel.spec import (
 
 from tests.strategies import destinations, forward_specs, tunnel_specs
 
+T = TypeVar("T")
 F = ForwardSpec
 D = Destination
 HOST = D("host")
@@ -752,3 +754,40 @@ def test_any_input_parses_or_raises_spec_error(line: str | list[str]) -> None:
         assert f"'{error.text}'" in str(error)
     else:
         assert parse(spec.text) == spec
+
+
+# Forward arguments and destinations, from any text and from the pieces their
+# grammars are made of, so that many get past the first check.
+_forward_fragments = st.sampled_from(
+    [*":[]/\\*@%", "0", "80", "65536", "::1", "db", "localhost", "a.sock", "1.2.3.4"]
+)
+_destination_fragments = st.sampled_from(
+    [*":[]/@%.-", "ssh://", "user", "host", "::1", "22", "0", "65536", "fe80::1%eth0"]
+)
+
+
+def _parses_or_names_the_bad_part(parse_it: Callable[[str], T], text: str) -> T | None:
+    try:
+        return parse_it(text)
+    except SpecError as error:
+        assert f"'{error.text}'" in str(error)
+        return None
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.sampled_from(["-L", "-R", "-D", "-X", "L", ""]),
+    st.one_of(st.text(), st.lists(_forward_fragments).map("".join)),
+)
+def test_any_forward_text_parses_or_raises_spec_error(flag: str, text: str) -> None:
+    forward = _parses_or_names_the_bad_part(lambda t: parse_forward(flag, t), text)
+    if forward is not None:
+        assert parse_forward(forward.flag, forward.text) == forward
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.text(), st.lists(_destination_fragments).map("".join)))
+def test_any_destination_text_parses_or_raises_spec_error(text: str) -> None:
+    destination = _parses_or_names_the_bad_part(parse_destination, text)
+    if destination is not None:
+        assert parse_destination(destination.text) == destination

@@ -1,0 +1,1 @@
+"""Soak tests (marker ``soak``): long runs left out of the default run."""
