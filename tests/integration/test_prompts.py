@@ -7,14 +7,13 @@ import base64
 import hashlib
 import logging
 import shlex
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 from nbtunnel import AuthenticationError, HostKeyError, Manager
 
 from tests.rig import clients
+from tests.rig.sshd import locked_copy
 
 pytestmark = pytest.mark.integration
 
@@ -100,16 +99,7 @@ def test_without_anyone_to_ask_an_unknown_host_is_refused(
 @pytest.fixture
 def locked_key(sshd, tmp_path: Path) -> Path:
     """The rig's client key, encrypted with PASSPHRASE."""
-    key = tmp_path / "locked_ed25519"
-    shutil.copyfile(sshd.client_key, key)
-    key.chmod(0o600)
-    subprocess.run(
-        ["ssh-keygen", "-q", "-p", "-P", "", "-N", PASSPHRASE, "-f", str(key)],
-        check=True,
-        capture_output=True,
-        timeout=30,
-    )
-    return key
+    return locked_copy(sshd.client_key, tmp_path / "locked_ed25519", PASSPHRASE)
 
 
 def test_an_encrypted_key_asks_its_passphrase_and_logs_none_of_it(

@@ -27,7 +27,7 @@ from nbtunnel.spec import parse
 
 from tests.rig import clients, procs
 from tests.rig.data import expected_sha256
-from tests.rig.sshd import SshServer
+from tests.rig.sshd import SshServer, locked_copy
 
 pytestmark = pytest.mark.integration
 
@@ -374,16 +374,7 @@ def test_the_tries_run_out_after_reconnect_attempts(
 @pytest.fixture
 def locked_key(fresh_sshd: SshServer, tmp_path: Path) -> Path:
     """The server's client key, encrypted: logging in needs a person."""
-    key = tmp_path / "locked_ed25519"
-    shutil.copyfile(fresh_sshd.client_key, key)
-    key.chmod(0o600)
-    subprocess.run(
-        ["ssh-keygen", "-q", "-p", "-P", "", "-N", "sesame 42", "-f", str(key)],
-        check=True,
-        capture_output=True,
-        timeout=30,
-    )
-    return key
+    return locked_copy(fresh_sshd.client_key, tmp_path / "locked_ed25519", "sesame 42")
 
 
 def test_a_login_that_needs_a_person_is_not_retried_behind_their_back(

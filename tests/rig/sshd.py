@@ -54,6 +54,19 @@ def _keygen(path: Path, comment: str) -> None:
     )
 
 
+def locked_copy(key: Path, dest: Path, passphrase: str) -> Path:
+    """A copy of a client key at dest, encrypted with passphrase."""
+    shutil.copyfile(key, dest)
+    dest.chmod(0o600)
+    subprocess.run(
+        [SSH_KEYGEN, "-q", "-p", "-P", "", "-N", passphrase, "-f", str(dest)],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    return dest
+
+
 def _raise_nofile(pid: int) -> None:
     # Many-connection tests open a channel (and a socket) per connection in
     # sshd's per-connection child, which inherits this limit.
