@@ -417,6 +417,26 @@ def test_stopping_while_reconnecting_is_prompt_and_leaves_no_thread(
         manager.close()
 
 
+def test_tcp_keepalive_follows_the_server_alive_schedule(sshd) -> None:
+    alive = ("-o", "ServerAliveInterval=7", "-o", "ServerAliveCountMax=4")
+    connection = Connection(resolve(parse(sshd.line(*alive, "-L", "1:h:2"))))
+    connection.connect()
+    try:
+        transport = connection._transport
+        assert transport is not None
+        sock = transport.sock
+        assert isinstance(sock, socket.socket)
+        options = [
+            sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+            sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+            sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
+            sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT),
+        ]
+        assert options == [1, 7, 7, 4]
+    finally:
+        connection.close()
+
+
 def test_a_probe_in_flight_does_not_take_another_requests_reply(sshd) -> None:
     """keepalive@openssh.com is refused by every server; that refusal must not
     be read as the answer to the tcpip-forward sent right after it."""
