@@ -34,6 +34,8 @@ from typing import Any
 import paramiko
 from paramiko.common import DEBUG, cMSG_CHANNEL_OPEN, cMSG_GLOBAL_REQUEST
 
+from . import fastpath, rekey
+
 DIRECT = "direct-streamlocal@openssh.com"
 FORWARDED = "forwarded-streamlocal@openssh.com"
 FORWARD_REQUEST = "streamlocal-forward@openssh.com"
@@ -62,6 +64,9 @@ class Transport(paramiko.Transport):
 
     def __init__(self, sock: socket.socket | paramiko.Channel) -> None:
         super().__init__(sock)
+        # First: what wraps the packetizer's methods below must wrap its own.
+        fastpath.install(self)
+        rekey.install(self)
         # Why each refused channel was refused, by channel id: paramiko
         # keeps one slot for the whole transport, which concurrent opens
         # (a SOCKS proxy's) overwrite each other's reasons in.

@@ -8,6 +8,7 @@ import struct
 import threading
 from typing import Protocol
 
+from .. import splice
 from ..status import Counters
 
 # 256 KiB reads: the cost of a Python forwarder is per read and per packet,
@@ -61,6 +62,7 @@ class Relay:
         self._to_chan = to_chan
         self._to_sock = to_sock
         self._aborted = threading.Event()
+        self._splice: splice.Splice | None = None
 
     def _count_up(self, n: int) -> None:
         if self._target_is_sock:
@@ -80,6 +82,9 @@ class Relay:
 
     def run(self) -> None:
         """Relay until done, in the calling thread plus one helper thread."""
+        # paramiko's per-packet path is the bottleneck of a Python
+        # forwarder; the splice shortens it where it can (nbtunnel/splice.py).
+        self._splice = splice.splice(self.sock, self.chan, self._count_down)
         down = threading.Thread(
             target=self._down, name="nbtunnel-relay-down", daemon=True
         )
@@ -101,6 +106,8 @@ class Relay:
         if reason and self.error is None:
             self.error = reason
         self._aborted.set()
+        if self._splice is not None:
+            self._splice.detach()
         # Closing the channel wakes a recv() on it; shutting the socket
         # down wakes a recv() on the socket.  Neither closes the fd, so a
         # thread still inside a call on it never sees a reused descriptor.
@@ -121,13 +128,16 @@ class Relay:
     def _up(self) -> None:
         """The socket -> the channel."""
         sock, chan, count = self.sock, self.chan, self._count_up
+        send, size = chan.sendall, BUFSIZE
+        if self._splice is not None:
+            send, size = self._splice.send, self._splice.read_size(BUFSIZE)
         try:
             data, self._to_chan = self._to_chan, b""
             while True:
                 if data:
-                    chan.sendall(data)
+                    send(data)
                     count(len(data))
-                data = sock.recv(BUFSIZE)
+                data = sock.recv(size)
                 if not data:
                     if not self._aborted.is_set():
                         chan.shutdown_write()
@@ -162,6 +172,8 @@ class Relay:
                 self.abort(f"downstream ended with an error: {_why(exc)}", reset=True)
 
     def _close(self) -> None:
+        if self._splice is not None:
+            self._splice.detach()  # before the descriptor can be reused
         with contextlib.suppress(OSError, EOFError):
             self.chan.close()
         self.sock.close()
