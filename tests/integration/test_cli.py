@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.rig import clients
+from tests.rig import clients, procs
 from tests.rig.sshd import free_port
 
 pytestmark = pytest.mark.integration
@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _run(*args: str, stdin: int | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "nbtunnel", *args],
+        preexec_fn=procs.interruptible,
         stdin=stdin,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.rig import clients
+from tests.rig import clients, procs
 
 pytestmark = pytest.mark.integration
 
@@ -27,6 +27,7 @@ def _env(home: Path) -> dict[str, str]:
 def _demo(home: Path, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "nbtunnel", "demo", *args],
+        preexec_fn=procs.interruptible,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -178,3 +178,12 @@ def stop_tree(
         except subprocess.TimeoutExpired:
             _signal(root, signal.SIGKILL)
     proc.wait()
+
+
+def interruptible() -> None:
+    """preexec_fn: SIGINT as a terminal sends it, whoever started the tests.
+
+    A shell starts background jobs with SIGINT ignored, and an ignored
+    signal stays ignored across exec: a Ctrl-C test would then hang.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
