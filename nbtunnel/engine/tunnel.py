@@ -223,6 +223,8 @@ class LiveTunnel:
                 self._fail(f"reconnecting to {self.settings.target} failed: {exc}")
                 return
             except ConnectError as exc:
+                if self._halt.is_set():
+                    return  # stop() abandoned this try: nothing to say
                 failures += 1
                 limit = self.settings.reconnect_attempts
                 if limit and failures >= limit:
