@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,6 +35,24 @@ def _run(*args: str, stdin: int | None = None) -> subprocess.Popen[str]:
     )
 
 
+@contextlib.contextmanager
+def _cli(*args: str, stdin: int | None = None) -> Iterator[subprocess.Popen[str]]:
+    """The CLI running for the block; killed if it still runs after it."""
+    proc = _run(*args, stdin=stdin)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def _interrupt(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    """Ctrl-C, and what it printed until it exited."""
+    proc.send_signal(signal.SIGINT)
+    return proc.communicate(timeout=15)
+
+
 def test_serves_until_sigint_then_exits_0_with_the_port_closed(sshd, targets) -> None:
     args = [
         *sshd.args(),
@@ -41,8 +61,7 @@ def test_serves_until_sigint_then_exits_0_with_the_port_closed(sshd, targets) ->
         f"0:{targets.host}:{targets.echo}",
         sshd.destination,
     ]
-    proc = _run(*args)
-    try:
+    with _cli(*args) as proc:
         assert proc.stdout is not None
         first = proc.stdout.readline()
         match = re.search(r"this machine 127\.0\.0\.1:(\d+)", first)
@@ -52,12 +71,7 @@ def test_serves_until_sigint_then_exits_0_with_the_port_closed(sshd, targets) ->
         assert proc.stdout.readline().strip() == "press Ctrl-C to stop"
         assert clients.echo_roundtrip("127.0.0.1", port, b"cli", 10) == b"cli"
         assert "connection" in proc.stdout.readline()
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        out, err = _interrupt(proc)
     assert proc.returncode == 0, err
     assert "stopped" in out
     assert clients.port_is_closed("127.0.0.1", port)
@@ -91,10 +105,9 @@ def test_help_and_version() -> None:
 
 
 def test_remote_forward_prints_the_allocated_port_as_ssh_does(sshd, here) -> None:
-    proc = _run(
+    with _cli(
         *sshd.args(), "-R", f"127.0.0.1:0:127.0.0.1:{here.echo}", sshd.destination
-    )
-    try:
+    ) as proc:
         assert proc.stdout is not None
         first = proc.stdout.readline()
         match = re.fullmatch(
@@ -112,12 +125,7 @@ def test_remote_forward_prints_the_allocated_port_as_ssh_does(sshd, here) -> Non
         assert "GatewayPorts" in proc.stdout.readline()
         got = clients.on_server(sshd, "echo", "127.0.0.1", port, 1000)
         assert got == {"ok": True}
-        proc.send_signal(signal.SIGINT)
-        _out, err = proc.communicate(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        _out, err = _interrupt(proc)
     assert proc.returncode == 0, err
 
 
@@ -133,26 +141,22 @@ def test_asks_about_an_unknown_host_on_a_terminal(
         "-L", f"0:{targets.host}:{targets.echo}", sshd.destination,
     ]  # fmt: skip
     main, tty = pty.openpty()
-    proc = _run(*args, stdin=tty)
-    os.close(tty)
     try:
-        assert proc.stderr is not None
-        seen = b""
-        while b"(yes/no/[fingerprint])?" not in seen:
-            chunk = os.read(proc.stderr.fileno(), 4096)  # the question, on stderr
-            assert chunk, seen
-            seen += chunk
-        os.write(main, b"yes\n")
-        assert proc.stdout is not None
-        first = proc.stdout.readline()
-        assert "forwarding -L this machine" in first, first
-        assert proc.stdout.readline().strip() == "press Ctrl-C to stop"
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=15)
+        with _cli(*args, stdin=tty) as proc:
+            os.close(tty)
+            assert proc.stderr is not None
+            seen = b""
+            while b"(yes/no/[fingerprint])?" not in seen:
+                chunk = os.read(proc.stderr.fileno(), 4096)  # the question, on stderr
+                assert chunk, seen
+                seen += chunk
+            os.write(main, b"yes\n")
+            assert proc.stdout is not None
+            first = proc.stdout.readline()
+            assert "forwarding -L this machine" in first, first
+            assert proc.stdout.readline().strip() == "press Ctrl-C to stop"
+            _interrupt(proc)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
         os.close(main)
     assert proc.returncode == 0
     assert known.exists()
@@ -160,16 +164,10 @@ def test_asks_about_an_unknown_host_on_a_terminal(
 
 def test_ctrl_c_while_connecting_exits_130(isolated) -> None:
     # An address that drops every packet: the connect is still waiting.
-    proc = _run("-L", "0:localhost:1", f"nobody@{isolated.silent_addr}")
-    try:
+    with _cli("-L", "0:localhost:1", f"nobody@{isolated.silent_addr}") as proc:
         time.sleep(1.0)
         assert proc.poll() is None
-        proc.send_signal(signal.SIGINT)
-        _out, err = proc.communicate(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        _out, err = _interrupt(proc)
     assert proc.returncode == 130
     assert "interrupted before the forwards were up" in err
     assert "Traceback" not in err
@@ -177,10 +175,9 @@ def test_ctrl_c_while_connecting_exits_130(isolated) -> None:
 
 def test_says_when_the_connection_drops_and_comes_back(fresh_sshd, targets) -> None:
     server = fresh_sshd
-    proc = _run(
+    with _cli(
         *server.args(), "-L", f"0:{targets.host}:{targets.echo}", server.destination
-    )
-    try:
+    ) as proc:
         assert proc.stdout is not None
         port = int(re.findall(r"127\.0\.0\.1:(\d+)", proc.stdout.readline())[0])
         assert proc.stdout.readline().strip() == "press Ctrl-C to stop"
@@ -192,10 +189,5 @@ def test_says_when_the_connection_drops_and_comes_back(fresh_sshd, targets) -> N
         assert (
             clients.echo_roundtrip("127.0.0.1", port, b"cli again", 10) == b"cli again"
         )
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        _, err = _interrupt(proc)
     assert proc.returncode == 0, err

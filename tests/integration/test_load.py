@@ -99,6 +99,27 @@ def assert_all_closed(fwd, server: SshServer, targets: Targets) -> None:
 
 
 @pytest.mark.slow
+def carry_all(
+    socks: Sequence[socket.socket], fwd, server: SshServer, targets: Targets
+) -> None:
+    """Echo through every connection at once; every byte arrived, was
+    counted, and every connection closed."""
+    n = len(socks)
+    try:
+        ok = echo_all(socks, server, targets)
+    finally:
+        for sock in socks:
+            sock.close()
+    bad = [i for i, good in enumerate(ok) if not good]
+    assert not bad, f"{len(bad)} of {n} echoes differ, e.g. {bad[:10]}"
+    stats = fwd.stats
+    assert stats.connections_total == n
+    assert stats.connections_failed == 0
+    assert stats.bytes_to_target == n * SIZE
+    assert stats.bytes_from_target == n * SIZE
+    assert_all_closed(fwd, server, targets)
+
+
 def test_1000_concurrent_connections_through_one_local_forward(
     fresh_sshd, targets
 ) -> None:
@@ -112,19 +133,7 @@ def test_1000_concurrent_connections_through_one_local_forward(
         socks = open_all(
             lambda _: socket.create_connection(("127.0.0.1", port), 60), N_LOCAL
         )
-        try:
-            ok = echo_all(socks, fresh_sshd, targets)
-        finally:
-            for sock in socks:
-                sock.close()
-        bad = [i for i, good in enumerate(ok) if not good]
-        assert not bad, f"{len(bad)} of {N_LOCAL} echoes differ, e.g. {bad[:10]}"
-        stats = fwd.stats
-        assert stats.connections_total == N_LOCAL
-        assert stats.connections_failed == 0
-        assert stats.bytes_to_target == N_LOCAL * SIZE
-        assert stats.bytes_from_target == N_LOCAL * SIZE
-        assert_all_closed(fwd, fresh_sshd, targets)
+        carry_all(socks, fwd, fresh_sshd, targets)
         # And it serves on, as much as before.
         data = pattern(4 * 1024 * 1024)
         assert clients.echo_roundtrip("127.0.0.1", port, data, 60) == data
@@ -158,19 +167,7 @@ def test_200_concurrent_socks_clients_through_one_dynamic_forward(
             )
 
         socks = open_all(connect, N_SOCKS)
-        try:
-            ok = echo_all(socks, fresh_sshd, targets)
-        finally:
-            for sock in socks:
-                sock.close()
-        bad = [i for i, good in enumerate(ok) if not good]
-        assert not bad, f"{len(bad)} of {N_SOCKS} echoes differ, e.g. {bad[:10]}"
-        stats = fwd.stats
-        assert stats.connections_total == N_SOCKS
-        assert stats.connections_failed == 0
-        assert stats.bytes_to_target == N_SOCKS * SIZE
-        assert stats.bytes_from_target == N_SOCKS * SIZE
-        assert_all_closed(fwd, fresh_sshd, targets)
+        carry_all(socks, fwd, fresh_sshd, targets)
         data = pattern(4 * 1024 * 1024)
         assert clients.socks_echo(
             port, "localhost", targets.echo, data, timeout=60
