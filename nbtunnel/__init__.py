@@ -6,26 +6,82 @@ connection and forward) → ``connection`` / ``forward`` → ``config`` /
 ``spec`` (the grammar).
 """
 
+import importlib
 import logging
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
-from .errors import (
-    AuthenticationError,
-    ConnectError,
-    EngineError,
-    ForwardError,
-    HostKeyError,
-    SpecError,
-    TunnelError,
-    UrlError,
-)
-from .manager import Forward, Manager, Tunnel, default_manager, open, stop_all, tunnels
-from .spec import Destination, ForwardSpec, TunnelSpec, parse
-from .status import ForwardStats
 
 if TYPE_CHECKING:
+    from .errors import (
+        AuthenticationError,
+        ConnectError,
+        EngineError,
+        ForwardError,
+        HostKeyError,
+        SpecError,
+        TunnelError,
+        UrlError,
+    )
+    from .manager import (
+        Forward,
+        Manager,
+        Tunnel,
+        default_manager,
+        open,
+        stop_all,
+        tunnels,
+    )
+    from .spec import Destination, ForwardSpec, TunnelSpec, parse
+    from .status import ForwardStats
     from .widget import Panel
+
+# Where each public name lives, imported on first use: the engine process
+# (``python -m nbtunnel.engine``) runs this file too, and the caller's side
+# (the manager, display, the URL helpers) would otherwise add a tenth of a
+# second to every cold start of it.
+_LAZY = {
+    **dict.fromkeys(
+        (
+            "AuthenticationError",
+            "ConnectError",
+            "EngineError",
+            "ForwardError",
+            "HostKeyError",
+            "SpecError",
+            "TunnelError",
+            "UrlError",
+        ),
+        "errors",
+    ),
+    **dict.fromkeys(
+        (
+            "Forward",
+            "Manager",
+            "Tunnel",
+            "default_manager",
+            "open",
+            "stop_all",
+            "tunnels",
+        ),
+        "manager",
+    ),
+    **dict.fromkeys(("Destination", "ForwardSpec", "TunnelSpec", "parse"), "spec"),
+    "ForwardStats": "status",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nbtunnel' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
 
 
 def load_ipython_extension(ip: Any) -> None:
@@ -35,12 +91,13 @@ def load_ipython_extension(ip: Any) -> None:
     magic.load_ipython_extension(ip)
 
 
-def panel(manager: Manager | None = None) -> "Panel":
+def panel(manager: "Manager | None" = None) -> "Panel":
     """The widget panel: every forward of this kernel, live, with toggles and an add box.
 
     Needs ipywidgets (``pip install 'nbtunnel[notebook]'``); several panels
     stay in sync, as they are views over the same tunnels.
     """
+    from .manager import default_manager
     from .widget import Panel  # ipywidgets is imported only when a panel is made
 
     return Panel(manager or default_manager())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import threading
@@ -306,6 +307,9 @@ class Manager:
             raise ValueError(f"engine must be 'process' or 'inline', not {mode!r}")
         self.mode: EngineMode = mode  # type: ignore[assignment]
         self._lock = threading.Lock()
+        # Held while an engine starts (up to HELLO_TIMEOUT), apart from
+        # _lock so that listing tunnels never waits for a start.
+        self._starting = threading.Lock()
         self._client: EngineClient | None = None
         self._tunnels: dict[int, Tunnel] = {}
         self._listeners: list[EventHandler] = []
@@ -318,13 +322,42 @@ class Manager:
     # -- the engine -------------------------------------------------------
 
     def _engine(self) -> EngineClient:
-        with self._lock:
-            if self._client is None or not self._client.alive:
+        with self._starting:
+            return self._started()
+
+    def _started(self) -> EngineClient:
+        """The running engine, started if need be; called with _starting held."""
+        client = self._client
+        if client is None or not client.alive:
+            cls = ProcessClient if self.mode == "process" else InlineClient
+            client = cls(self._on_event)
+            with self._lock:
                 if self._client is not None:
                     self._forget_all("the nbtunnel engine stopped")
-                cls = ProcessClient if self.mode == "process" else InlineClient
-                self._client = cls(self._on_event)
-            return self._client
+                self._client = client
+        return client
+
+    def start_engine(self, *, background: bool = False) -> None:
+        """Start the engine now instead of at the first :meth:`open`.
+
+        ``%load_ext nbtunnel`` calls this with ``background=True``: the
+        engine's start (a new Python importing paramiko, most of the time
+        to a first open) then overlaps the time until the next cell runs.
+        A start that fails in the background is tried again, and its error
+        raised, by the next open().
+        """
+        if not background:
+            self._engine()
+            return
+
+        def start() -> None:
+            with self._starting, contextlib.suppress(EngineError):
+                if not self._closed:
+                    self._started()
+
+        threading.Thread(
+            target=start, name="nbtunnel-engine-start", daemon=True
+        ).start()
 
     @property
     def engine_pid(self) -> int | None:
@@ -569,7 +602,8 @@ class Manager:
         """Stop everything and end the engine. Safe to call more than once."""
         self._closed = True
         self.stop_all()
-        with self._lock:
+        # After a start in progress, which would otherwise leave its engine.
+        with self._starting, self._lock:
             client, self._client = self._client, None
         if client is not None:
             client.close()

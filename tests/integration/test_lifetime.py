@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from nbtunnel import Manager
+from nbtunnel import EngineError, Manager
 
 from tests.rig import clients, procs
 
@@ -207,6 +207,64 @@ def test_closing_the_manager_ends_the_engine(sshd, targets) -> None:
     assert engine is not None and procs.wait_gone(engine, 5)
     assert clients.port_is_closed("127.0.0.1", port)
     assert t.state == "stopped"
+
+
+def _our_engines() -> list[int]:
+    return [
+        pid
+        for pid in procs.children(os.getpid())
+        if "nbtunnel.engine" in procs.cmdline(pid)
+    ]
+
+
+def test_an_engine_started_in_the_background_serves_the_first_open(
+    sshd, targets
+) -> None:
+    before = _our_engines()
+    manager = Manager(engine="process")
+    try:
+        manager.start_engine(background=True)
+        assert clients.wait_until(lambda: manager.engine_pid is not None, 10)
+        engine = manager.engine_pid
+        assert engine in _our_engines()
+        t = manager.open(sshd.line("-L", f"0:{targets.host}:{targets.echo}"))
+        assert manager.engine_pid == engine  # no second engine
+        port = t.forwards[0].listen_port
+        assert clients.echo_roundtrip("127.0.0.1", port, b"x") == b"x"
+    finally:
+        manager.close()
+    assert engine is not None and procs.wait_gone(engine, 5)
+    assert _our_engines() == before
+
+
+def test_closing_during_a_background_start_leaves_no_engine() -> None:
+    before = _our_engines()
+    for _ in range(3):
+        manager = Manager(engine="process")
+        manager.start_engine(background=True)
+        manager.close()
+        # A start that had not begun must not begin after the close.
+        time.sleep(0.5)
+        assert manager.engine_pid is None
+        assert clients.wait_until(lambda: _our_engines() == before, 5)
+    assert not [t for t in threading.enumerate() if t.name == "nbtunnel-engine-start"]
+
+
+def test_an_engine_that_cannot_start_fails_the_open_that_needs_it(
+    sshd, targets, monkeypatch
+) -> None:
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python3")
+    manager = Manager(engine="process")
+    try:
+        with pytest.raises(EngineError, match=r"could not start.*nonexistent"):
+            manager.start_engine()
+        # In the background the error is kept quiet, and the open says it.
+        manager.start_engine(background=True)
+        with pytest.raises(EngineError, match=r"could not start.*nonexistent"):
+            manager.open(sshd.line("-L", f"0:{targets.host}:{targets.echo}"))
+        assert manager.engine_pid is None
+    finally:
+        manager.close()
 
 
 def test_pdeathsig_ends_the_engine_when_a_forked_child_keeps_the_pipe_open(

@@ -182,6 +182,36 @@ def test_unload_stops_everything(kernel: Kernel, sshd, targets, here) -> None:
     assert not gone.ok  # the magic left with the extension
 
 
+def test_loading_the_extension_starts_the_engine_for_the_first_tunnel(
+    kernel: Kernel, sshd, targets
+) -> None:
+    assert kernel.run("%load_ext nbtunnel").ok
+    # Started in the background: the cell has returned, the engine follows.
+    assert clients.wait_until(
+        lambda: (
+            kernel.value("__import__('nbtunnel').default_manager().engine_pid")
+            is not None
+        ),
+        10,
+    )
+    engine = _engine_pid(kernel)
+    assert engine in procs.children(kernel.pid)
+    assert "nbtunnel.engine" in procs.cmdline(engine)
+    local = _open(kernel, sshd.line("-L", f"0:{targets.host}:{targets.echo}"))[0]
+    assert _engine_pid(kernel) == engine
+    assert clients.echo_roundtrip("127.0.0.1", local, b"first") == b"first"
+    assert kernel.run("%unload_ext nbtunnel").ok
+    assert clients.wait_until(lambda: not procs.is_alive(engine), 5)
+
+
+def test_unloading_while_the_engine_starts_leaves_no_engine(kernel: Kernel) -> None:
+    assert kernel.run("%load_ext nbtunnel\n%unload_ext nbtunnel").ok
+    kernel.run("import time; time.sleep(1)")
+    assert [
+        p for p in procs.children(kernel.pid) if "nbtunnel.engine" in procs.cmdline(p)
+    ] == []
+
+
 def test_an_unknown_host_is_asked_in_the_notebook(
     kernel: Kernel, sshd, targets, tmp_path
 ) -> None:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import nbtunnel
@@ -121,6 +124,56 @@ def test_public_names() -> None:
         nbtunnel.EngineError,
     ):
         assert issubclass(cls, nbtunnel.TunnelError)
+
+
+def _python(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args, "-c", code] if code else [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        cwd=PACKAGE.parent,
+        env={**os.environ, "PYTHONPATH": str(PACKAGE.parent)},
+        timeout=60,
+        input="",
+    )
+
+
+def test_the_package_imports_its_names_when_first_used() -> None:
+    # The engine process imports the package too: the caller's side (the
+    # manager and what it imports) must not come with it.
+    code = """
+import sys, nbtunnel
+print(sorted(m for m in sys.modules if m.startswith(("nbtunnel.", "paramiko"))))
+nbtunnel.Manager
+print("nbtunnel.manager" in sys.modules)
+try:
+    nbtunnel.Manger
+except AttributeError as exc:
+    print(exc)
+from nbtunnel import *
+print(parse.__module__, "panel" in dir(nbtunnel), "Tunnel" in dir(nbtunnel))
+"""
+    ran = _python(code)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.splitlines() == [
+        "['nbtunnel._version']",
+        "True",
+        "module 'nbtunnel' has no attribute 'Manger'",
+        "nbtunnel.spec True True",
+    ]
+
+
+def test_the_engine_process_does_not_import_invoke() -> None:
+    # paramiko imports invoke for a feature nbtunnel does not use, and it
+    # was a third of the engine's start.  stdin at EOF: the engine says
+    # hello and exits.
+    ran = _python("", "-X", "importtime", "-m", "nbtunnel.engine")
+    assert ran.returncode == 0, ran.stderr
+    assert '"hello"' in ran.stdout
+    imported = {line.rsplit("|", 1)[-1].strip() for line in ran.stderr.splitlines()}
+    assert "paramiko.transport" in imported
+    # ("invoke" itself is listed: the import that fails at once.)
+    assert [m for m in imported if m.startswith("invoke.")] == []
 
 
 def test_typed() -> None:
