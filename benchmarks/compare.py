@@ -20,7 +20,8 @@ measures, through that one forwarder:
 - 64-byte request/response round trips (median and p99);
 - -L upload (--busy-mib) and round trips again while the process that
   opened the tunnel spins its main thread in pure Python (a computing
-  notebook kernel);
+  notebook kernel), the upload compared with an idle one of the same size
+  run just before it;
 - N connections opened at once through one -L, each echoing its own bytes
   (successes and wall time), for two N.
 
@@ -269,7 +270,11 @@ def one_run(world: World, system: str, cfg: argparse.Namespace) -> dict[str, Any
             for way in ("up", "down"):
                 step(f"{kind}_{way}", bulk(world, fwd, kind, way, n))
         step("rtt", rtt(world, fwd, cfg.rtt_count))
+        # The busy transfer's idle twin, of the same size and just before it:
+        # a shorter transfer is slower even when idle (its start weighs
+        # more), and busy / idle must not count that as the busy caller's.
         busy_n = cfg.busy_mib * MiB
+        step("idle_L_up", bulk(world, fwd, "L", "up", busy_n))
         step("busy_L_up", bulk(world, fwd, "L", "up", busy_n, busy=True))
         step("busy_rtt", rtt(world, fwd, cfg.rtt_count, busy=True))
         for conns in cfg.conns:

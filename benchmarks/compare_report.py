@@ -51,6 +51,7 @@ def metrics(conns: list[int]) -> list[Metric]:
         ("rtt_p99_us", "RTT 64 B p99, us", "rtt", "p99_us", "lower", 0, True),
         ("rtt_cpu_us", "CPU us per round trip", "rtt", "cpu_us_per_rt", "lower", 0, False),
         ("busy_L_up_mb_s", "busy caller: -L up MB/s", "busy_L_up", "mb_s", "higher", 0, True),
+        ("idle_L_up_mb_s", "  idle, same size", "idle_L_up", "mb_s", "higher", 0, False),
         ("busy_rtt_median_us", "busy caller: RTT median us", "busy_rtt", "median_us",
          "lower", 0, False),
         ("busy_rtt_p99_us", "busy caller: RTT p99 us", "busy_rtt", "p99_us", "lower", 0, False),
@@ -111,7 +112,7 @@ def summarize(
         out[m.key] = {"label": m.label, "better": m.better, "systems": row}
     # Whether a busy caller slows each system down: busy over idle medians.
     for key, idle, busy in (
-        ("busy_over_idle_L_up", "L_up_mb_s", "busy_L_up_mb_s"),
+        ("busy_over_idle_L_up", "idle_L_up_mb_s", "busy_L_up_mb_s"),
         ("busy_over_idle_rtt_median", "rtt_median_us", "busy_rtt_median_us"),
     ):
         row = {}
@@ -154,6 +155,7 @@ ORDER = [
     "rtt_p99_us",
     "rtt_cpu_us",
     "busy_L_up_mb_s",
+    "idle_L_up_mb_s",
     "busy_over_idle_L_up",
     "busy_rtt_median_us",
     "busy_over_idle_rtt_median",

@@ -45,6 +45,13 @@ def test_quick_run_of_openssh_and_nbtunnel(tmp_path: Path) -> None:
         assert not [k for k, v in steps.items() if "error" in v], steps
         assert record["conc_100"]["ok"] == 100
     assert doc["summary"]["L_up_mb_s"]["systems"]["nbtunnel"]["median"] > 0
+    # busy / idle compares transfers of one size, the idle one run just before.
+    for record in doc["runs"]:
+        assert list(record).index("idle_L_up") + 1 == list(record).index("busy_L_up")
+    ratio = doc["summary"]["busy_over_idle_L_up"]["systems"]["nbtunnel"]["median"]
+    idle = doc["summary"]["idle_L_up_mb_s"]["systems"]["nbtunnel"]["median"]
+    busy = doc["summary"]["busy_L_up_mb_s"]["systems"]["nbtunnel"]["median"]
+    assert ratio == pytest.approx(busy / idle)
     assert doc["targets"]
     assert "nbtunnel's targets" in run.stdout
     if importlib.util.find_spec("matplotlib") is not None:
