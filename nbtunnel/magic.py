@@ -269,8 +269,8 @@ def _check_ports(
 def load_ipython_extension(ip: InteractiveShell) -> None:
     ip.register_magics(TunnelMagics)
     _hook_shutdown(ip)
-    # The first %tunnel then finds its engine running (0.15 s of a cold
-    # open's 0.2 s is the engine's start).
+    # The first %tunnel then finds its engine running (the engine's start
+    # was about 200 of a cold open's 250 ms, benchmarks/compare.py).
     default_manager().start_engine(background=True)
 
 
