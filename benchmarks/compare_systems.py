@@ -78,6 +78,17 @@ class World:
             ("rsource", self.server_port(), h.host, h.source),
         ]
 
+    def nbtunnel_tokens(self) -> tuple[list[str], list[tuple[str, int, str, int]]]:
+        """nbtunnel's -L (ports of its choosing) and -R words for every
+        target, and the -R targets (fresh server ports, so asked for once)."""
+        tokens: list[str] = []
+        for _, host, port in self.local_targets():
+            tokens += ["-L", f"0:{host}:{port}"]
+        remote = self.remote_targets()
+        for _, sport, host, port in remote:
+            tokens += ["-R", f"127.0.0.1:{sport}:{host}:{port}"]
+        return tokens, remote
+
 
 @contextlib.contextmanager
 def lsink(argv_wrap: Callable[[list[str]], list[str]]) -> Iterator[int]:
@@ -181,12 +192,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 def start_nbtunnel(world: World) -> Running:
     sshd = world.rig.sshd
-    tokens: list[str] = []
-    for _, host, port in world.local_targets():
-        tokens += ["-L", f"0:{host}:{port}"]
-    remote = world.remote_targets()
-    for _, sport, host, port in remote:
-        tokens += ["-R", f"127.0.0.1:{sport}:{host}:{port}"]
+    tokens, remote = world.nbtunnel_tokens()
     # A fresh manager: the first open() of a kernel spawns the engine
     # process, and that is part of the time to the first byte.
     manager = nbtunnel.Manager(engine="process")

@@ -34,12 +34,7 @@ from benchmarks.compare_systems import World  # noqa: E402
 
 
 def open_tunnel(world: World) -> tuple[nbtunnel.Manager, dict[str, int]]:
-    tokens: list[str] = []
-    for _, host, port in world.local_targets():
-        tokens += ["-L", f"0:{host}:{port}"]
-    remote = world.remote_targets()
-    for _, sport, host, port in remote:
-        tokens += ["-R", f"127.0.0.1:{sport}:{host}:{port}"]
+    tokens, remote = world.nbtunnel_tokens()
     manager = nbtunnel.Manager(engine="inline")
     tunnel = manager.open(world.rig.sshd.line(*tokens))
     names = ["echo", "sink", "source"]

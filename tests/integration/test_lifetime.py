@@ -209,24 +209,16 @@ def test_closing_the_manager_ends_the_engine(sshd, targets) -> None:
     assert t.state == "stopped"
 
 
-def _our_engines() -> list[int]:
-    return [
-        pid
-        for pid in procs.children(os.getpid())
-        if "nbtunnel.engine" in procs.cmdline(pid)
-    ]
-
-
 def test_an_engine_started_in_the_background_serves_the_first_open(
     sshd, targets
 ) -> None:
-    before = _our_engines()
+    before = procs.engines(os.getpid())
     manager = Manager(engine="process")
     try:
         manager.start_engine(background=True)
         assert clients.wait_until(lambda: manager.engine_pid is not None, 10)
         engine = manager.engine_pid
-        assert engine in _our_engines()
+        assert engine in procs.engines(os.getpid())
         t = manager.open(sshd.line("-L", f"0:{targets.host}:{targets.echo}"))
         assert manager.engine_pid == engine  # no second engine
         port = t.forwards[0].listen_port
@@ -234,11 +226,11 @@ def test_an_engine_started_in_the_background_serves_the_first_open(
     finally:
         manager.close()
     assert engine is not None and procs.wait_gone(engine, 5)
-    assert _our_engines() == before
+    assert procs.engines(os.getpid()) == before
 
 
 def test_closing_during_a_background_start_leaves_no_engine() -> None:
-    before = _our_engines()
+    before = procs.engines(os.getpid())
     for _ in range(3):
         manager = Manager(engine="process")
         manager.start_engine(background=True)
@@ -246,7 +238,7 @@ def test_closing_during_a_background_start_leaves_no_engine() -> None:
         # A start that had not begun must not begin after the close.
         time.sleep(0.5)
         assert manager.engine_pid is None
-        assert clients.wait_until(lambda: _our_engines() == before, 5)
+        assert clients.wait_until(lambda: procs.engines(os.getpid()) == before, 5)
     assert not [t for t in threading.enumerate() if t.name == "nbtunnel-engine-start"]
 
 

@@ -195,8 +195,7 @@ def test_loading_the_extension_starts_the_engine_for_the_first_tunnel(
         10,
     )
     engine = _engine_pid(kernel)
-    assert engine in procs.children(kernel.pid)
-    assert "nbtunnel.engine" in procs.cmdline(engine)
+    assert engine in procs.engines(kernel.pid)
     local = _open(kernel, sshd.line("-L", f"0:{targets.host}:{targets.echo}"))[0]
     assert _engine_pid(kernel) == engine
     assert clients.echo_roundtrip("127.0.0.1", local, b"first") == b"first"
@@ -207,9 +206,7 @@ def test_loading_the_extension_starts_the_engine_for_the_first_tunnel(
 def test_unloading_while_the_engine_starts_leaves_no_engine(kernel: Kernel) -> None:
     assert kernel.run("%load_ext nbtunnel\n%unload_ext nbtunnel").ok
     kernel.run("import time; time.sleep(1)")
-    assert [
-        p for p in procs.children(kernel.pid) if "nbtunnel.engine" in procs.cmdline(p)
-    ] == []
+    assert procs.engines(kernel.pid) == []
 
 
 def test_an_unknown_host_is_asked_in_the_notebook(

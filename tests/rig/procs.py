@@ -62,6 +62,11 @@ def children(pid: int, *, include_zombies: bool = False) -> list[int]:
     )
 
 
+def engines(pid: int) -> list[int]:
+    """The nbtunnel engine processes among pid's children."""
+    return [p for p in children(pid) if "nbtunnel.engine" in cmdline(p)]
+
+
 def descendants(pid: int) -> list[int]:
     """All live descendants of pid, breadth first (parents before children)."""
     stats = _all_stats()
