@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import nbtunnel  # noqa: E402
-from nbtunnel import display  # noqa: E402
+from nbtunnel.client import display  # noqa: E402
 from tests.rig import clients  # noqa: E402
 from tests.rig.data import pattern  # noqa: E402
 from tests.rig.rig import start_rig  # noqa: E402

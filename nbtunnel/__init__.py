@@ -13,6 +13,15 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from .client.manager import (
+        Forward,
+        Manager,
+        Tunnel,
+        default_manager,
+        open,
+        stop_all,
+        tunnels,
+    )
     from .errors import (
         AuthenticationError,
         ConnectError,
@@ -23,18 +32,9 @@ if TYPE_CHECKING:
         TunnelError,
         UrlError,
     )
-    from .manager import (
-        Forward,
-        Manager,
-        Tunnel,
-        default_manager,
-        open,
-        stop_all,
-        tunnels,
-    )
-    from .spec import Destination, ForwardSpec, TunnelSpec, parse
+    from .grammar.spec import Destination, ForwardSpec, TunnelSpec, parse
     from .status import ForwardStats
-    from .widget import Panel
+    from .ui.panel.widget import Panel
 
 # Where each public name lives, imported on first use: the engine process
 # (``python -m nbtunnel.engine``) runs this file too, and the caller's side
@@ -64,9 +64,11 @@ _LAZY = {
             "stop_all",
             "tunnels",
         ),
-        "manager",
+        "client.manager",
     ),
-    **dict.fromkeys(("Destination", "ForwardSpec", "TunnelSpec", "parse"), "spec"),
+    **dict.fromkeys(
+        ("Destination", "ForwardSpec", "TunnelSpec", "parse"), "grammar.spec"
+    ),
     "ForwardStats": "status",
 }
 
@@ -97,15 +99,17 @@ def panel(manager: "Manager | None" = None) -> "Panel":
     Needs ipywidgets (``pip install 'nbtunnel[notebook]'``); several panels
     stay in sync, as they are views over the same tunnels.
     """
-    from .manager import default_manager
-    from .widget import Panel  # ipywidgets is imported only when a panel is made
+    from .client.manager import default_manager
+    from .ui.panel.widget import (
+        Panel,
+    )  # ipywidgets is imported only when a panel is made
 
     return Panel(manager or default_manager())
 
 
 def unload_ipython_extension(ip: Any) -> None:
     """``%unload_ext nbtunnel``: stops every tunnel and removes ``%tunnel``."""
-    from . import magic
+    from .ui import magic
 
     magic.unload_ipython_extension(ip)
 

@@ -1,5 +1,5 @@
 """``python -m nbtunnel``: the same as the ``nbtunnel`` command."""
 
-from .cli import main
+from .ui.cli import main
 
 main()

@@ -6,7 +6,7 @@ import string
 from typing import get_args
 
 from hypothesis import strategies as st
-from nbtunnel.spec import (
+from nbtunnel.grammar.spec import (
     AddressFamily,
     Destination,
     ForwardKind,

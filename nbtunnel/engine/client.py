@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from ..config import Prompt
 from ..errors import EngineError
+from ..settings.resolve import Prompt
 from .core import Engine
 from .process import PARENT_ENV
 from .protocol import HELLO, PROTOCOL, Message, decode, encode, error_from_dict

@@ -7,9 +7,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from ..config import ConnectSettings, Prompt
 from ..errors import TunnelError
-from ..spec import parse_forward
+from ..grammar.spec import parse_forward
+from ..settings.resolve import ConnectSettings, Prompt
 from .pool import Pool
 from .protocol import Message, error_to_dict
 from .tunnel import LiveTunnel

@@ -11,8 +11,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from ..connection import Connection, RemoteListener
 from ..errors import ConnectError
+from ..ssh.connection import Connection, RemoteListener
 
 # How long a connection made during an outage waits for the SSH connection
 # to come back before it is closed: long enough for a restarted server, short

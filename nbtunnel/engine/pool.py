@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import threading
 
-from ..config import ConnectSettings, Prompt
-from ..connection import Connection
 from ..errors import ConnectError
+from ..settings.resolve import ConnectSettings, Prompt
+from ..ssh.connection import Connection
 
 
 class Attempt:

@@ -8,14 +8,14 @@ import threading
 import time
 from collections.abc import Callable
 
-from ..config import ConnectSettings, Prompt
-from ..connection import Connection
 from ..errors import AuthenticationError, ConnectError, ForwardError, HostKeyError
 from ..forward.base import BaseForward
 from ..forward.dynamic import DynamicForward
 from ..forward.local import LocalForward
 from ..forward.remote import RemoteForward
-from ..spec import ForwardSpec
+from ..grammar.spec import ForwardSpec
+from ..settings.resolve import ConnectSettings, Prompt
+from ..ssh.connection import Connection
 from ..status import State, TunnelSnapshot
 from .link import Link
 from .pool import Attempt, Pool

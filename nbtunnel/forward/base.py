@@ -6,9 +6,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from ..spec import ForwardSpec
+from ..grammar.spec import ForwardSpec
 from ..status import Counters, ForwardSnapshot, State
-from .pump import Relay
+from .relay import Relay
 
 EventSink = Callable[..., None]
 

@@ -11,7 +11,7 @@ from typing import Any, Protocol, TypeVar
 
 from ..errors import ConnectError, ForwardError
 from .local import CHANNEL_OPEN_TIMEOUT, ListeningForward, origin_of
-from .pump import Channel, Relay
+from .relay import Channel, Relay
 from .socks import Handshake, Reason, Request, SocksError
 
 # A client that connects and says nothing, or dribbles its handshake a byte

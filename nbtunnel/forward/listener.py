@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Literal
 
 from ..errors import ForwardError
-from ..spec import bracketed
+from ..grammar.spec import bracketed
 
 # ssh listens with a backlog of 128 and socketserver with 5; a burst of a
 # few hundred connects overflowed both and the clients got resets

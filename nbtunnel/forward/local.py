@@ -7,10 +7,10 @@ import socket
 from typing import Protocol
 
 from ..errors import ConnectError, ForwardError
-from ..spec import ForwardSpec
+from ..grammar.spec import ForwardSpec
 from .base import BaseForward, EventSink
 from .listener import Family, Listener
-from .pump import Channel, Relay
+from .relay import Channel, Relay
 
 # paramiko waits an hour for a channel by default.  A target that drops
 # SYNs keeps sshd trying for about two minutes; we give up sooner so the

@@ -8,10 +8,10 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..errors import ConnectError, ForwardError
-from ..spec import ForwardSpec
+from ..grammar.spec import ForwardSpec
 from .base import BaseForward, EventSink
 from .dynamic import negotiate
-from .pump import Channel, Relay
+from .relay import Channel, Relay
 from .socks import Request, SocksError
 
 # How long this machine tries to reach a -R target before giving up on that

@@ -16,10 +16,11 @@ from types import TracebackType
 
 import paramiko
 
-from ..spec import bracketed
+from ..grammar.spec import bracketed
+from ..ssh._paramiko.transport import ServerTransport
 from ..status import Counters
 from .keys import blob, new_key
-from .session import ServerTransport, Session, is_loopback
+from .session import Session, is_loopback
 
 logger = logging.getLogger("nbtunnel.testing")
 

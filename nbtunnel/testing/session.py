@@ -27,8 +27,15 @@ from paramiko.common import (
     OPEN_SUCCEEDED,
 )
 
-from .. import sshext
-from ..forward.pump import Relay
+from ..forward.relay import Relay
+from ..ssh._paramiko.transport import (
+    CANCEL_REQUEST,
+    DIRECT,
+    FORWARD_REQUEST,
+    FORWARDED,
+    STREAMLOCAL_PORT,
+    ServerTransport,
+)
 from ..status import Counters
 
 logger = logging.getLogger("nbtunnel.testing")
@@ -49,23 +56,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
-
-
-class ServerTransport(sshext.Transport):
-    """The server's transport: notes a direct-streamlocal channel's path,
-    which paramiko does not parse, for the check that follows."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        super().__init__(sock)
-        self.streamlocal_path: str | None = None
-
-    def _parse_channel_open(self, m: paramiko.Message) -> None:
-        start = m.packet.tell()
-        if m.get_text() == sshext.DIRECT:
-            m.get_int(), m.get_int(), m.get_int()  # channel, window, packet size
-            self.streamlocal_path = m.get_text()
-        m.packet.seek(start)
-        super()._parse_channel_open(m)
 
 
 class Session(paramiko.ServerInterface):
@@ -105,7 +95,7 @@ class Session(paramiko.ServerInterface):
     # -- channels (-L) --------------------------------------------------------
 
     def check_channel_request(self, kind: str, chanid: int) -> int:
-        if kind != sshext.DIRECT:
+        if kind != DIRECT:
             # "session" among them: this is a forwarding peer, not a shell.
             return OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
         path, self.transport.streamlocal_path = self.transport.streamlocal_path, None
@@ -194,7 +184,7 @@ class Session(paramiko.ServerInterface):
         self._unlisten((address, port))
 
     def check_global_request(self, kind: str, msg: paramiko.Message) -> bool:
-        if kind == sshext.FORWARD_REQUEST:
+        if kind == FORWARD_REQUEST:
             path = msg.get_text()
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
@@ -204,10 +194,10 @@ class Session(paramiko.ServerInterface):
                 sock.close()
                 logger.info("cannot listen on %s: %s", path, exc)
                 return False
-            self._listen(sock, (path, sshext.STREAMLOCAL_PORT))
+            self._listen(sock, (path, STREAMLOCAL_PORT))
             return True
-        if kind == sshext.CANCEL_REQUEST:
-            self._unlisten((msg.get_text(), sshext.STREAMLOCAL_PORT))
+        if kind == CANCEL_REQUEST:
+            self._unlisten((msg.get_text(), STREAMLOCAL_PORT))
             return True
         return False  # keepalive@openssh.com among them: "failure" is the answer
 
@@ -226,9 +216,7 @@ class Session(paramiko.ServerInterface):
                 return  # cancelled or closed
             try:
                 if listener.family == socket.AF_UNIX:
-                    chan = self.transport.open(
-                        sshext.FORWARDED, [key[0], ""], CONNECT_TIMEOUT
-                    )
+                    chan = self.transport.open(FORWARDED, [key[0], ""], CONNECT_TIMEOUT)
                 else:
                     # The address as the client asked for it, which it routes by.
                     chan = self.transport.open_forwarded_tcpip_channel(

@@ -16,11 +16,11 @@ import threading
 from collections.abc import Callable, Iterator
 
 import pytest
-from nbtunnel import fastpath, splice
-from nbtunnel.config import resolve
-from nbtunnel.connection import Connection
-from nbtunnel.forward.pump import Relay
-from nbtunnel.spec import parse
+from nbtunnel.forward.relay import Relay
+from nbtunnel.grammar.spec import parse
+from nbtunnel.settings.resolve import resolve
+from nbtunnel.ssh._paramiko import fastpath, splice
+from nbtunnel.ssh.connection import Connection
 from nbtunnel.status import Counters
 from paramiko.common import MSG_NEWKEYS
 

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 from nbtunnel import Manager
-from nbtunnel.config import resolve
-from nbtunnel.connection import Connection
-from nbtunnel.spec import parse
+from nbtunnel.grammar.spec import parse
+from nbtunnel.settings.resolve import resolve
+from nbtunnel.ssh.connection import Connection
 
 from tests.rig import clients, procs
 from tests.rig.data import expected_sha256

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 from nbtunnel import SpecError
-from nbtunnel.config import ConnectSettings, resolve
-from nbtunnel.spec import parse
+from nbtunnel.grammar.spec import parse
+from nbtunnel.settings.resolve import ConnectSettings, resolve
 
 
 def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from nbtunnel import display
+from nbtunnel.client import display
 from nbtunnel.status import ForwardSnapshot, ForwardStats, TunnelSnapshot
 
 from .snapshots import forward_snapshot

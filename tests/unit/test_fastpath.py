@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import paramiko
 import pytest
-from nbtunnel import fastpath, splice
+from nbtunnel.ssh._paramiko import fastpath, splice
 from paramiko.buffered_pipe import BufferedPipe, PipeTimeout
 
 

@@ -8,12 +8,12 @@ import socket
 import threading
 
 import pytest
-from nbtunnel.connection import RemoteListener, _refusal
 from nbtunnel.errors import ConnectError, ForwardError
 from nbtunnel.forward.dynamic import negotiate, reason_for
 from nbtunnel.forward.remote import bind_address
 from nbtunnel.forward.socks import Request, SocksError
-from nbtunnel.spec import parse_forward
+from nbtunnel.grammar.spec import parse_forward
+from nbtunnel.ssh.connection import RemoteListener, _refusal
 
 
 @pytest.mark.parametrize(

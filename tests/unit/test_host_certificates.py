@@ -6,8 +6,8 @@ import base64
 import subprocess
 from pathlib import Path
 
-from nbtunnel.config import ConnectSettings
-from nbtunnel.connection import Connection
+from nbtunnel.settings.resolve import ConnectSettings
+from nbtunnel.ssh.connection import Connection
 
 
 def _keygen(path: Path) -> Path:

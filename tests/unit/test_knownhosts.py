@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from nbtunnel.knownhosts import (
+from nbtunnel.settings.known_hosts import (
     CERT_HOST,
     CERT_USER,
     DEFAULT_PORT,

@@ -1,4 +1,5 @@
-"""The package's shape: imports point down, paramiko stays behind the connection."""
+"""The package's shape: layers in folders, imports pointing down, paramiko's
+internals behind one gate, and rooms small enough to read."""
 
 from __future__ import annotations
 
@@ -6,26 +7,29 @@ import ast
 import os
 import subprocess
 import sys
+from functools import cache
 from pathlib import Path
 
 import nbtunnel
+import paramiko
 
 PACKAGE = Path(nbtunnel.__file__).parent
+GATE = "ssh._paramiko"  # the one place that may touch paramiko's private names
 
-# Top to bottom; a module may import only from its own layer or below.
+# Top to bottom: a module may import from its own folder or the layers below.
 LAYERS = [
-    {"cli", "__main__", "magic", "widget", "panel_view", "demo"},
-    {"manager"},
-    {"engine"},
-    # testing: the embedded demo SSH server, a peer beside the client side.
-    {"connection", "forward", "testing"},
-    {"auth", "sshext", "proxy", "splice"},
-    {"fastpath", "rekey"},
-    {"config", "display", "urls"},
-    {"sshconfig", "knownhosts"},
-    {"spec", "_words"},
+    {"ui", "__main__"},  # the faces: magic, CLI, demo, panel
+    {"client"},  # the caller's handles, the rules, display, URLs
+    # testing: the embedded demo SSH server, a peer built from the same parts.
+    {"engine", "testing"},
+    {"forward"},
+    {"ssh"},
+    {"settings"},
+    {"grammar"},
     {"status", "errors", "_version"},
 ]
+MAX_MODULE_LINES = 400
+MAX_CLASS_LINES = 250
 
 
 def _layer(module: str) -> int:
@@ -53,6 +57,10 @@ def _imports(path: Path) -> list[str]:
             else:
                 name = node.module or ""
             found.append(name)
+            # "from . import x" imports the module x of that package
+            found += [
+                f"{name}.{a.name}" for a in node.names if name.startswith("nbtunnel")
+            ]
     return found
 
 
@@ -65,26 +73,29 @@ def _modules() -> list[tuple[str, Path]]:
     return out
 
 
-def test_only_the_connection_layer_imports_paramiko() -> None:
-    users = [
+def _in_gate(name: str) -> bool:
+    return name == GATE or name.startswith(GATE + ".")
+
+
+def test_only_the_ssh_layer_imports_paramiko() -> None:
+    users = {
         name.split(".")[0]
         for name, path in _modules()
         if any(i.split(".")[0] == "paramiko" for i in _imports(path))
-    ]
-    # sshext adds the OpenSSH messages paramiko lacks; auth logs in; the
-    # connection uses both; testing is the embedded server's side; fastpath
-    # and splice (the relay's shorter way through paramiko) and rekey (a fix
-    # to its key exchange) reach into paramiko's internals.
-    assert set(users) <= {
-        "auth",
-        "connection",
-        "sshext",
-        "testing",
-        "fastpath",
-        "splice",
-        "rekey",
     }
-    assert {"auth", "connection", "sshext"} <= set(users)
+    # testing is the embedded server: paramiko's server side, a peer.
+    assert users == {"ssh", "testing"}
+
+
+def test_the_layers_are_folders_that_say_what_they_are() -> None:
+    folders = {p.parent for p in PACKAGE.rglob("*.py")} - {PACKAGE}
+    for folder in folders:
+        init = folder / "__init__.py"
+        assert init.exists(), folder
+        doc = ast.get_docstring(ast.parse(init.read_text()))
+        assert doc and len(doc) > 80, f"{init} needs a paragraph saying what it holds"
+    tops = {_layer(name) for name, _ in _modules() if name != "__init__"}
+    assert tops == set(range(len(LAYERS)))
 
 
 def test_imports_point_down() -> None:
@@ -97,15 +108,144 @@ def test_imports_point_down() -> None:
                 continue
             target = imported.removeprefix("nbtunnel.")
             if target.split(".")[0] == name.split(".")[0]:
-                continue  # within one subpackage
+                # Within one folder; the gate stays below the rest of ssh.
+                if _in_gate(name) and not _in_gate(target) and target != "ssh":
+                    upward.append(f"{name} imports {target}")
+                continue
             if _layer(target) < _layer(name):
                 upward.append(f"{name} imports {target}")
     assert upward == []
 
 
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.endswith("__")
+
+
+@cache
+def _paramiko_private_names() -> tuple[frozenset[str], dict[str, frozenset[str]]]:
+    """Every private name paramiko's own code defines (methods, attributes set
+    on self, module-level names), and those of each of its classes with the
+    classes it derives from."""
+    names: set[str] = set()
+    own: dict[str, set[str]] = {}
+    bases: dict[str, list[str]] = {}
+    for path in Path(paramiko.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                bases[node.name] = [ast.unparse(b).split(".")[-1] for b in node.bases]
+                own[node.name] = {
+                    n.name if isinstance(n, ast.FunctionDef) else n.attr
+                    for n in ast.walk(node)
+                    if isinstance(n, ast.FunctionDef)
+                    or (isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Store))
+                }
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                names.add(node.name)
+            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+                names.add(node.attr)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                names.add(node.id)
+
+    def inherited(cls: str, seen: frozenset[str] = frozenset()) -> set[str]:
+        found = set(own.get(cls, ()))
+        for base in bases.get(cls, ()):
+            if base not in seen:
+                found |= inherited(base, seen | {cls})
+        return {n for n in found if _private(n)}
+
+    per_class = {cls: frozenset(inherited(cls)) for cls in own}
+    return frozenset(n for n in names if _private(n)), per_class
+
+
+def _own_private_names(tree: ast.Module) -> set[str]:
+    """The private names a module defines for itself: its functions and
+    classes, and the attributes its code sets on ``self``."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.ctx, ast.Store)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in ("self", "cls")
+        ):
+            names.add(node.attr)
+    return {n for n in names if _private(n)}
+
+
+def _paramiko_classes(tree: ast.Module) -> set[str]:
+    """Names in this module that stand for paramiko's classes (or the gate's)."""
+    found = {"paramiko"}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (
+            (node.module or "").startswith("paramiko")
+            or "_paramiko" in (node.module or "")
+        ):
+            found |= {a.asname or a.name for a in node.names}
+    return found
+
+
+def test_only_the_gate_touches_paramikos_private_names() -> None:
+    private, per_class = _paramiko_private_names()
+    touched = []
+    for name, path in _modules():
+        if _in_gate(name):
+            continue
+        tree = ast.parse(path.read_text())
+        theirs = _paramiko_classes(tree)
+        own = _own_private_names(tree)
+        for cls in [n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)]:
+            bases = [ast.unparse(b) for b in cls.bases]
+            inherited = frozenset[str]().union(
+                *(
+                    per_class.get(b.split(".")[-1], frozenset())
+                    for b in bases
+                    if b.split(".")[0] in theirs
+                )
+            )
+            # A subclass of paramiko's: its own private names must not be paramiko's.
+            for node in ast.walk(cls):
+                attr = node.name if isinstance(node, ast.FunctionDef) else None
+                if isinstance(node, ast.Attribute):
+                    attr = node.attr
+                if attr in inherited:
+                    touched.append(f"{name}.{cls.name}: {attr}")
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr in private:
+                if node.attr not in own and not (
+                    isinstance(node.value, ast.Name)
+                    and node.value.id in ("self", "cls")
+                ):
+                    touched.append(f"{name}: .{node.attr}")
+            elif (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and (node.value in private or node.value.startswith("_Packetizer__"))
+            ):
+                touched.append(f"{name}: {node.value!r}")
+    assert touched == [], touched
+
+
+def test_rooms_are_small() -> None:
+    big = []
+    for name, path in _modules():
+        text = path.read_text()
+        if len(text.splitlines()) > MAX_MODULE_LINES:
+            big.append(f"{name}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ClassDef):
+                size = (node.end_lineno or node.lineno) - node.lineno + 1
+                if size > MAX_CLASS_LINES:
+                    big.append(f"{name}.{node.name}: {size} lines")
+    assert big == []
+
+
 def test_the_grammar_does_no_io() -> None:
-    for name in ("spec", "_words"):
-        imported = {i.split(".")[0] for i in _imports(PACKAGE / f"{name}.py")}
+    for name, path in _modules():
+        if name.split(".")[0] != "grammar":
+            continue
+        imported = {i.split(".")[0] for i in _imports(path)}
         assert not imported & {"socket", "os", "subprocess", "paramiko", "pathlib"}
 
 
@@ -145,7 +285,7 @@ def test_the_package_imports_its_names_when_first_used() -> None:
 import sys, nbtunnel
 print(sorted(m for m in sys.modules if m.startswith(("nbtunnel.", "paramiko"))))
 nbtunnel.Manager
-print("nbtunnel.manager" in sys.modules)
+print("nbtunnel.client.manager" in sys.modules)
 try:
     nbtunnel.Manger
 except AttributeError as exc:
@@ -159,7 +299,7 @@ print(parse.__module__, "panel" in dir(nbtunnel), "Tunnel" in dir(nbtunnel))
         "['nbtunnel._version']",
         "True",
         "module 'nbtunnel' has no attribute 'Manger'",
-        "nbtunnel.spec True True",
+        "nbtunnel.grammar.spec True True",
     ]
 
 

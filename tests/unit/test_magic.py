@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from IPython.core.error import UsageError
 from nbtunnel import Manager, SpecError
-from nbtunnel.magic import USAGE, TunnelMagics, TunnelTable, run
+from nbtunnel.ui.magic import USAGE, TunnelMagics, TunnelTable, run
 
 
 @pytest.fixture

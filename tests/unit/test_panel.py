@@ -18,11 +18,9 @@ from typing import Any
 import comm
 import pytest
 from comm.base_comm import BaseComm
-from nbtunnel import panel_view as view
-from nbtunnel import widget
+from nbtunnel.client.manager import Forward
 from nbtunnel.errors import EngineError, ForwardError, SpecError
-from nbtunnel.manager import Forward
-from nbtunnel.spec import ForwardSpec, TunnelSpec, parse_forward
+from nbtunnel.grammar.spec import ForwardSpec, TunnelSpec, parse_forward
 from nbtunnel.status import (
     STATES,
     ForwardSnapshot,
@@ -30,6 +28,7 @@ from nbtunnel.status import (
     State,
     TunnelSnapshot,
 )
+from nbtunnel.ui.panel import view, widget
 
 # -- a fake manager: the panel's only way to the tunnels ---------------------
 

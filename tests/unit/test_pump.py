@@ -12,7 +12,7 @@ import os
 import socket
 import threading
 
-from nbtunnel.forward.pump import Relay
+from nbtunnel.forward.relay import Relay
 from nbtunnel.status import Counters
 
 from tests.rig import clients

@@ -8,11 +8,11 @@ import time
 
 import pytest
 from nbtunnel import ConnectError, SpecError
-from nbtunnel.config import resolve
-from nbtunnel.display import event_line
+from nbtunnel.client.display import event_line
 from nbtunnel.engine.link import Link
 from nbtunnel.engine.tunnel import FIRST_DELAY, backoff
-from nbtunnel.spec import parse
+from nbtunnel.grammar.spec import parse
+from nbtunnel.settings.resolve import resolve
 
 
 def test_backoff_doubles_up_to_the_cap_with_half_of_it_random() -> None:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from nbtunnel.errors import SpecError
-from nbtunnel.spec import (
+from nbtunnel.grammar.spec import (
     ACCEPTED_FORMS,
     SUPPORTED_OPTIONS,
     Destination,

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 from nbtunnel import SpecError
-from nbtunnel.config import forwards_from_config, resolve
-from nbtunnel.spec import parse
-from nbtunnel.sshconfig import lookup
+from nbtunnel.grammar.spec import parse
+from nbtunnel.settings.resolve import forwards_from_config, resolve
+from nbtunnel.settings.ssh_config import lookup
 
 
 def _write(path: Path, text: str) -> Path:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from nbtunnel import ForwardError, TunnelError, UrlError, urls
+from nbtunnel import ForwardError, TunnelError, UrlError
+from nbtunnel.client import urls
 from nbtunnel.status import ForwardSnapshot
 
 from .snapshots import forward_snapshot

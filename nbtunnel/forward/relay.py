@@ -8,7 +8,7 @@ import struct
 import threading
 from typing import Protocol
 
-from .. import splice
+from ..ssh._paramiko import splice
 from ..status import Counters
 
 # 256 KiB reads: the cost of a Python forwarder is per read and per packet,

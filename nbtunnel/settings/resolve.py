@@ -11,9 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from . import sshconfig
-from .errors import SpecError
-from .spec import (
+from ..errors import SpecError
+from ..grammar.spec import (
     Destination,
     ForwardSpec,
     TunnelSpec,
@@ -21,6 +20,7 @@ from .spec import (
     parse_destination,
     parse_forward,
 )
+from . import ssh_config
 
 StrictMode = Literal["ask", "yes", "accept-new", "no"]
 
@@ -156,8 +156,8 @@ def config_files(spec: TunnelSpec, home: str) -> list[tuple[str, str]]:
     ]
 
 
-def _host_config(spec: TunnelSpec, home: str) -> sshconfig.HostConfig:
-    return sshconfig.lookup(
+def _host_config(spec: TunnelSpec, home: str) -> ssh_config.HostConfig:
+    return ssh_config.lookup(
         config_files(spec, home),
         spec.destination.host,
         user=spec.login or spec.destination.user,
@@ -221,15 +221,15 @@ def resolve(
         number("Port", port_option) if port_option else DEFAULT_PORT
     )
     user = spec.user or cfg.get("User") or getpass.getuser()
-    table = sshconfig.tokens(cfg, port=port, user=user, home=home)
+    table = ssh_config.tokens(cfg, port=port, user=user, home=home)
     hostname = option("HostName")
     host = spec.destination.host
     if hostname:
-        host = sshconfig.expand(hostname, {**table, "h": host}, home)
+        host = ssh_config.expand(hostname, {**table, "h": host}, home)
         table["h"] = host
 
     def path(value: str) -> str:
-        return os.path.abspath(sshconfig.expand(value, table, home))
+        return os.path.abspath(ssh_config.expand(value, table, home))
 
     identities = [path(p) for p in spec.identities]
     identity_option = spec.option("IdentityFile")
@@ -312,7 +312,7 @@ def resolve(
         # nbtunnel's default is "yes": a notebook user wants the call to fail.
         exit_on_forward_failure=option("ExitOnForwardFailure") != "no",
         jumps=jumps,
-        proxy_command=sshconfig.expand(proxy_command, table, home)
+        proxy_command=ssh_config.expand(proxy_command, table, home)
         if proxy_command
         else None,
     )
@@ -365,7 +365,7 @@ def _auth_methods(option: Callable[[str], str | None]) -> tuple[str, ...]:
 
 
 def _proxy(
-    spec: TunnelSpec, cfg: sshconfig.HostConfig, home: str, depth: int
+    spec: TunnelSpec, cfg: ssh_config.HostConfig, home: str, depth: int
 ) -> tuple[tuple[ConnectSettings, ...], str | None]:
     """The jump hosts, or the ProxyCommand: whichever ssh would use."""
     if spec.jump_none:

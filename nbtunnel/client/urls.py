@@ -12,9 +12,9 @@ import re
 from dataclasses import dataclass, replace
 from urllib.parse import quote, unquote
 
-from .errors import SpecError, UrlError
-from .spec import bracketed, parse_destination, parse_forward
-from .status import ForwardSnapshot
+from ..errors import SpecError, UrlError
+from ..grammar.spec import bracketed, parse_destination, parse_forward
+from ..status import ForwardSnapshot
 
 __all__ = [
     "Share",

@@ -13,10 +13,10 @@ import re
 import shlex
 from dataclasses import dataclass, replace
 
-from . import display, urls
-from .errors import SpecError
-from .spec import ForwardSpec, TunnelSpec, bracketed, parse
-from .status import ForwardSnapshot, State, TunnelSnapshot
+from ...client import display, urls
+from ...errors import SpecError
+from ...grammar.spec import ForwardSpec, TunnelSpec, bracketed, parse
+from ...status import ForwardSnapshot, State, TunnelSnapshot
 
 # (tunnel id, forward index): a row's identity across snapshots.
 Key = tuple[int, int]

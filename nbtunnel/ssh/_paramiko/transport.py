@@ -281,3 +281,20 @@ class Transport(paramiko.Transport):
                     self._refusals[chanid] = paramiko.ChannelException(code, text)
                 self._channels.delete(chanid)  # type: ignore[attr-defined]
                 event.set()
+
+
+class ServerTransport(Transport):
+    """The server's transport: notes a direct-streamlocal channel's path,
+    which paramiko does not parse, for the check that follows."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__(sock)
+        self.streamlocal_path: str | None = None
+
+    def _parse_channel_open(self, m: paramiko.Message) -> None:
+        start = m.packet.tell()
+        if m.get_text() == DIRECT:
+            m.get_int(), m.get_int(), m.get_int()  # channel, window, packet size
+            self.streamlocal_path = m.get_text()
+        m.packet.seek(start)
+        super()._parse_channel_open(m)

@@ -11,12 +11,12 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import TextIO
 
-from . import display
-from ._version import __version__
-from .engine.protocol import Message
-from .errors import SpecError, TunnelError
-from .manager import Manager
-from .spec import ACCEPTED_FORMS
+from .._version import __version__
+from ..client import display
+from ..client.manager import Manager
+from ..engine.protocol import Message
+from ..errors import SpecError, TunnelError
+from ..grammar.spec import ACCEPTED_FORMS
 
 USAGE = """\
 usage: nbtunnel [ssh options] (-L spec | -R spec | -D spec)... destination

@@ -18,11 +18,18 @@ from dataclasses import dataclass
 
 import paramiko
 
-from . import knownhosts, sshext
+from ..errors import ConnectError, ForwardError, HostKeyError, TunnelError
+from ..settings import known_hosts
+from ..settings.resolve import ConnectSettings, Prompt
+from ._paramiko.transport import (
+    CANCEL_REQUEST,
+    DIRECT,
+    FORWARD_REQUEST,
+    STREAMLOCAL_PORT,
+    Transport,
+)
 from .auth import Login, blob_fingerprint, fingerprint, key_label
-from .config import ConnectSettings, Prompt
-from .errors import ConnectError, ForwardError, HostKeyError, TunnelError
-from .proxy import ProxyCommand
+from .proxy_command import ProxyCommand
 
 DEFAULT_CONNECT_TIMEOUT = 30.0
 
@@ -67,7 +74,7 @@ class RemoteListener:
     def _key(self) -> tuple[str, int]:
         return (
             self.address,
-            sshext.STREAMLOCAL_PORT if self.port is None else self.port,
+            STREAMLOCAL_PORT if self.port is None else self.port,
         )
 
 
@@ -88,10 +95,10 @@ class Connection:
         # A channel of the jump host before this one, instead of a socket.
         self._via = via
         self._hops: list[Connection] = []
-        self._transport: sshext.Transport | None = None
+        self._transport: Transport | None = None
         self._login: Login | None = None
         self._proxy: ProxyCommand | None = None
-        self._known: knownhosts.KnownHosts | None = None
+        self._known: known_hosts.KnownHosts | None = None
         # paramiko keeps one reply slot for global requests and one handler
         # for every incoming forwarded channel: requests are serialised, and
         # channels are routed by the address the server reports.
@@ -119,7 +126,7 @@ class Connection:
         """
         try:
             sock = self._via if self._via is not None else self._jump()
-            transport = sshext.Transport(sock)
+            transport = Transport(sock)
             self._transport = transport
             if self._abandoned:
                 raise ConnectError("the connect was abandoned")
@@ -267,7 +274,7 @@ class Connection:
         first = [*certs, *plain]
         return tuple(first) + tuple(t for t in offered if t not in first)
 
-    def _negotiate(self, transport: sshext.Transport) -> None:
+    def _negotiate(self, transport: Transport) -> None:
         s = self.settings
         options = transport.get_security_options()
         available = tuple(options.ciphers)
@@ -302,10 +309,10 @@ class Connection:
 
     # -- host keys ------------------------------------------------------
 
-    def _known_hosts(self) -> knownhosts.KnownHosts:
+    def _known_hosts(self) -> known_hosts.KnownHosts:
         if self._known is None:
             try:
-                self._known = knownhosts.KnownHosts.load(
+                self._known = known_hosts.KnownHosts.load(
                     self.settings.known_hosts_files
                 )
             except OSError as exc:
@@ -381,13 +388,13 @@ class Connection:
         signed by a ``@cert-authority`` of this host, for this host, in date."""
         s = self.settings
         try:
-            cert = knownhosts.parse_certificate(blob)
+            cert = known_hosts.parse_certificate(blob)
         except ValueError as exc:
             return f"it cannot be read ({exc})"
         authorities = {e.blob for e in self._known_hosts().authorities(s.host, s.port)}
         if cert.signature_key not in authorities:
             return "no @cert-authority line for this host names its signer"
-        if cert.cert_type != knownhosts.CERT_HOST:
+        if cert.cert_type != known_hosts.CERT_HOST:
             return "it is a user certificate, not a host one"
         if cert.principals and s.host.lower() not in (
             p.lower() for p in cert.principals
@@ -439,7 +446,7 @@ class Connection:
         if not path or path == os.devnull:
             return
         try:
-            knownhosts.append(
+            known_hosts.append(
                 path,
                 name,
                 key.get_name(),
@@ -464,7 +471,7 @@ class Connection:
         t = self._transport
         return t is not None and t.is_active()
 
-    def _live(self) -> sshext.Transport:
+    def _live(self) -> Transport:
         t = self._transport
         if t is None or not t.is_active():
             raise ConnectError(
@@ -490,7 +497,7 @@ class Connection:
         return self._open_channel(
             f"the unix socket {path}",
             timeout,
-            lambda: t.open(sshext.DIRECT, (path, "", 0), timeout),
+            lambda: t.open(DIRECT, (path, "", 0), timeout),
         )
 
     def _open_channel(
@@ -541,7 +548,7 @@ class Connection:
             try:
                 if port is None:
                     reply = t.global_request(
-                        sshext.FORWARD_REQUEST, (address,), timeout=self.timeout
+                        FORWARD_REQUEST, (address,), timeout=self.timeout
                     )
                     listener = RemoteListener(address, None)
                 else:
@@ -577,7 +584,7 @@ class Connection:
             if t is None or not t.is_active():
                 return  # the server closed it with the connection
             if listener.port is None:
-                t.global_request(sshext.CANCEL_REQUEST, (address,), wait=False)
+                t.global_request(CANCEL_REQUEST, (address,), wait=False)
             else:
                 t.global_request("cancel-tcpip-forward", (address, port), wait=False)
 
@@ -632,7 +639,7 @@ class Connection:
         """Why the connection ended, in words, once it has."""
         return self._lost_reason or "the connection was closed"
 
-    def _watch(self, transport: sshext.Transport) -> None:
+    def _watch(self, transport: Transport) -> None:
         interval = self.settings.server_alive_interval
         if interval > 0:
             self._check_alive(transport, interval, self.settings.server_alive_count_max)
@@ -649,9 +656,7 @@ class Connection:
         for callback in callbacks:
             callback()
 
-    def _check_alive(
-        self, transport: sshext.Transport, interval: int, count_max: int
-    ) -> None:
+    def _check_alive(self, transport: Transport, interval: int, count_max: int) -> None:
         """ServerAliveInterval and ServerAliveCountMax as ssh means them.
 
         After ``interval`` seconds without a packet from the server, a probe
@@ -728,7 +733,7 @@ class Connection:
             hop.close()
 
 
-def _probe(transport: sshext.Transport) -> None:
+def _probe(transport: Transport) -> None:
     # A failed send means the connection is ending, which the check sees.
     with contextlib.suppress(paramiko.SSHException, EOFError, OSError):
         transport.probe()
@@ -757,7 +762,7 @@ def _keep_alive(sock: socket.socket, interval: int, count_max: int) -> None:
 def _signer(cert_blob: bytes) -> bytes | None:
     """The CA key blob of a host certificate, None if it cannot be read."""
     try:
-        return knownhosts.parse_certificate(cert_blob).signature_key
+        return known_hosts.parse_certificate(cert_blob).signature_key
     except ValueError:
         return None
 

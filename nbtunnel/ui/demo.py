@@ -19,13 +19,13 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TextIO
 
-from . import display
-from .engine.protocol import Message
-from .errors import TunnelError
-from .manager import Forward, Manager, Tunnel
-from .testing import EmbeddedServer, PrivateService
-from .testing.clients import Response, get
-from .testing.services import payload_sha256
+from ..client import display
+from ..client.manager import Forward, Manager, Tunnel
+from ..engine.protocol import Message
+from ..errors import TunnelError
+from ..testing import EmbeddedServer, PrivateService
+from ..testing.clients import Response, get
+from ..testing.services import payload_sha256
 
 USAGE = """\
 usage: nbtunnel demo [--serve] [--size MIB]

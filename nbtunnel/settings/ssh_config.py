@@ -22,7 +22,7 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from .errors import SpecError
+from ..errors import SpecError
 
 # Keywords whose every occurrence counts, in order.
 MULTI = frozenset(

@@ -14,13 +14,13 @@ from dataclasses import replace
 from types import TracebackType
 from typing import Any, Literal
 
+from ..engine.client import EngineClient, EventHandler, InlineClient, ProcessClient
+from ..engine.protocol import Message
+from ..errors import EngineError, ForwardError, SpecError
+from ..grammar.spec import ForwardSpec, TunnelSpec, parse, parse_forward
+from ..settings.resolve import Prompt, forwards_from_config, resolve
+from ..status import ForwardSnapshot, ForwardStats, State, TunnelSnapshot
 from . import display, urls
-from .config import Prompt, forwards_from_config, resolve
-from .engine.client import EngineClient, EventHandler, InlineClient, ProcessClient
-from .engine.protocol import Message
-from .errors import EngineError, ForwardError, SpecError
-from .spec import ForwardSpec, TunnelSpec, parse, parse_forward
-from .status import ForwardSnapshot, ForwardStats, State, TunnelSnapshot
 
 logger = logging.getLogger("nbtunnel")
 EngineMode = Literal["process", "inline"]

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from ._words import (
+from ..errors import SpecError
+from .flags import (
     ACCEPTED_FORMS,
     HOST_RULE,
     SUPPORTED_OPTIONS,
@@ -29,7 +30,6 @@ from ._words import (
     q,
     spec_error,
 )
-from .errors import SpecError
 
 __all__ = [
     "ACCEPTED_FORMS",

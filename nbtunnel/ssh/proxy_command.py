@@ -15,7 +15,7 @@ import socket
 import subprocess
 import threading
 
-from .errors import ConnectError
+from ..errors import ConnectError
 
 # How long a proxy gets to leave after its socket is closed, before SIGTERM
 # and then SIGKILL: most (ssh -W, nc) leave on EOF at once.

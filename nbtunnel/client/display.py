@@ -7,9 +7,9 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ..grammar.spec import bracketed
+from ..status import ForwardSnapshot, TunnelSnapshot
 from . import urls
-from .spec import bracketed
-from .status import ForwardSnapshot, TunnelSnapshot
 
 _STATE_COLOURS = {
     "up": "var(--jp-success-color1, #2e7d32)",

@@ -25,10 +25,10 @@ from typing import Any
 
 import ipywidgets as w
 
-from . import panel_view as view
-from .errors import TunnelError
-from .manager import Forward, Manager, Tunnel
-from .status import State, TunnelSnapshot
+from ...client.manager import Forward, Manager, Tunnel
+from ...errors import TunnelError
+from ...status import State, TunnelSnapshot
+from . import view
 
 logger = logging.getLogger("nbtunnel.widget")
 

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import paramiko
 from paramiko.agent import AgentSSH
 
-from . import knownhosts
-from .config import ConnectSettings, Prompt
-from .errors import AuthenticationError, ConnectError
+from ..errors import AuthenticationError, ConnectError
+from ..settings import known_hosts
+from ..settings.resolve import ConnectSettings, Prompt
 
 METHODS = ("publickey", "keyboard-interactive", "password")
 # How long keyboard-interactive waits for a person's answers; the server's
@@ -261,7 +261,7 @@ class Login:
                 with open(path, encoding="ascii") as f:
                     fields = f.read().split()
                 blob = base64.b64decode(fields[1])
-                cert = knownhosts.parse_certificate(blob)
+                cert = known_hosts.parse_certificate(blob)
             except FileNotFoundError:
                 self._notes.append(f"certificate file {path} does not exist")
                 continue

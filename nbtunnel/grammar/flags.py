@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from .errors import SpecError
+from ..errors import SpecError
 
 ACCEPTED_FORMS: dict[str, tuple[str, ...]] = {
     "-L": (

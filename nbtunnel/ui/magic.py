@@ -17,12 +17,12 @@ from IPython.core.error import StdinNotImplementedError, UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.core.magic import Magics, line_magic, magics_class
 
-from . import display
-from .config import Prompt
-from .errors import SpecError, TunnelError
-from .manager import Manager, Tunnel, close_default, default_manager
-from .spec import ForwardSpec, TunnelSpec, parse, parse_forward
-from .status import ForwardSnapshot, TunnelSnapshot
+from ..client import display
+from ..client.manager import Manager, Tunnel, close_default, default_manager
+from ..errors import SpecError, TunnelError
+from ..grammar.spec import ForwardSpec, TunnelSpec, parse, parse_forward
+from ..settings.resolve import Prompt
+from ..status import ForwardSnapshot, TunnelSnapshot
 
 USAGE = """\
 %tunnel [--name NAME] [ssh options] (-L spec | -R spec | -D spec)... destination
@@ -120,7 +120,7 @@ def run(words: list[str], manager: Manager, prompt: Prompt | None = None) -> obj
     if words[0] == "panel":
         if len(words) != 1:
             raise SpecError("usage: %tunnel panel", text=" ".join(words))
-        from .widget import Panel  # ipywidgets only when a panel is asked for
+        from .panel.widget import Panel  # ipywidgets only when a panel is asked for
 
         return Panel(manager)
     name, rest = _name(words)

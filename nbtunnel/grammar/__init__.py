@@ -1,0 +1,9 @@
+"""The grammar: ssh's command line as data, and nothing else.
+
+``parse("-L 0:db:5432 -J bastion user@host")`` gives a :class:`TunnelSpec`
+of frozen dataclasses, or raises ``SpecError`` quoting the bad part.  Pure:
+no file, socket, process or paramiko is touched here, so every other layer
+(and the tests, by the thousand with hypothesis) can lean on it.
+``flags`` holds ssh's tables (which flags take a value, the ``-o`` keys we
+know, the accepted forms of each forward).
+"""

@@ -1,0 +1,5 @@
+"""The widget panel (``nbtunnel.panel()``, ``%tunnel panel``).
+
+``view`` turns snapshots into rows and words (pure, tested without a
+browser); ``widget`` lays them out in ipywidgets and acts on clicks.
+"""
