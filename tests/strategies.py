@@ -1,4 +1,4 @@
-"""Hypothesis strategies for valid specs of the nbtunnel grammar (nbtunnel.spec)."""
+"""Hypothesis strategies for valid specs of the nbtunnel grammar (nbtunnel.grammar)."""
 
 from __future__ import annotations
 

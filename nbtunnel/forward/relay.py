@@ -83,7 +83,7 @@ class Relay:
     def run(self) -> None:
         """Relay until done, in the calling thread plus one helper thread."""
         # paramiko's per-packet path is the bottleneck of a Python
-        # forwarder; the splice shortens it where it can (nbtunnel/splice.py).
+        # forwarder; the splice shortens it where it can (ssh/_paramiko/splice.py).
         self._splice = splice.splice(self.sock, self.chan, self._count_down)
         down = threading.Thread(
             target=self._down, name="nbtunnel-relay-down", daemon=True

@@ -1,5 +1,5 @@
-"""The relay's shorter path through paramiko (nbtunnel/fastpath.py and
-splice.py) and the key-exchange fix (nbtunnel/rekey.py), against the rig's
+"""The relay's shorter path through paramiko (nbtunnel/ssh/_paramiko/fastpath.py and
+splice.py) and the key-exchange fix (ssh/_paramiko/rekey.py), against the rig's
 real OpenSSH sshd.
 
 The tests drive a Connection and a Relay directly, so that they can tell

@@ -1,7 +1,7 @@
 """The widget panel without a browser or a kernel.
 
 The view logic (nbtunnel.panel_view) is pure and tested on snapshots.  The
-panel itself (nbtunnel.widget) runs real ipywidgets against a small fake
+panel itself (nbtunnel.ui.panel.widget) runs real ipywidgets against a small fake
 manager: widgets made outside a kernel get the ``comm`` package's comm,
 and ``comm.create_comm`` is the documented hook a kernel replaces, which
 the tests use to record what would be sent to the page.
@@ -757,7 +757,7 @@ def test_the_public_function_and_lazy_ipywidgets() -> None:
     made.close()
     # Importing nbtunnel (and its magic) must not import ipywidgets.
     code = (
-        "import sys, nbtunnel, nbtunnel.magic; "
+        "import sys, nbtunnel, nbtunnel.ui.magic; "
         "assert 'ipywidgets' not in sys.modules, 'imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

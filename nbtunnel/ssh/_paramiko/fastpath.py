@@ -11,7 +11,7 @@ rekey limits) and, with AES-GCM over TCP:
 - reads the socket in large chunks and decrypts one packet at a time from
   them, handing channel data straight to its channel;
 - seals a batch of channel-data packets into one buffer and one send()
-  (nbtunnel/splice.py sends through it);
+  (splice.py sends through it);
 - asks for quick ACKs (see :meth:`Packetizer._fill`).
 
 Any other cipher, compression, a hexdump or a socket that is no TCP

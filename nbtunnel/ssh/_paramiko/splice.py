@@ -11,7 +11,7 @@ goes out as a series of packets one Channel.send() at a time.  Here:
   slow client gets the rest queued, as paramiko would), and credits the
   window at once;
 - :meth:`Splice.send`: a read goes out in one batch of packets
-  (nbtunnel/fastpath.py), holding paramiko's locks once per batch.
+  (fastpath.py), holding paramiko's locks once per batch.
 
 paramiko's Channel stays the channel: recv(), EOF, close and window
 bookkeeping are its own.  BufferedPipe's and Channel's private fields are
