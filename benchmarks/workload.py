@@ -33,7 +33,8 @@ from tests.rig.data import BLOCK, block
 
 MiB = 1024 * 1024
 # Client syscalls of 1 MiB: the client must never be what limits a tunnel
-# (the direct path reaches 1.5-2 GB/s this way; perf-baseline.md).
+# (the direct path reaches 1.5-2 GB/s this way; docs/performance-notes.md,
+# "How it was measured").
 PIECE = MiB
 RECV = MiB
 

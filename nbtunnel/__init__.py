@@ -13,10 +13,9 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from .client.handles import Forward, Tunnel
     from .client.manager import (
-        Forward,
         Manager,
-        Tunnel,
         default_manager,
         open,
         stop_all,
@@ -32,7 +31,9 @@ if TYPE_CHECKING:
         TunnelError,
         UrlError,
     )
-    from .grammar.spec import Destination, ForwardSpec, TunnelSpec, parse
+    from .grammar.destinations import Destination
+    from .grammar.forwards import ForwardSpec
+    from .grammar.spec import TunnelSpec, parse
     from .status import ForwardStats
     from .ui.panel.widget import Panel
 
@@ -56,9 +57,7 @@ _LAZY = {
     ),
     **dict.fromkeys(
         (
-            "Forward",
             "Manager",
-            "Tunnel",
             "default_manager",
             "open",
             "stop_all",
@@ -66,10 +65,12 @@ _LAZY = {
         ),
         "client.manager",
     ),
-    **dict.fromkeys(
-        ("Destination", "ForwardSpec", "TunnelSpec", "parse"), "grammar.spec"
-    ),
+    "Destination": "grammar.destinations",
+    "ForwardSpec": "grammar.forwards",
+    **dict.fromkeys(("TunnelSpec", "parse"), "grammar.spec"),
     "ForwardStats": "status",
+    "Forward": "client.handles",
+    "Tunnel": "client.handles",
 }
 
 
@@ -88,7 +89,7 @@ def __dir__() -> list[str]:
 
 def load_ipython_extension(ip: Any) -> None:
     """``%load_ext nbtunnel`` (or ``c.InteractiveShellApp.extensions = ["nbtunnel"]``)."""
-    from . import magic  # IPython is imported only when a notebook asks
+    from .ui import magic  # IPython is imported only when a notebook asks
 
     magic.load_ipython_extension(ip)
 

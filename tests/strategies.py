@@ -6,13 +6,9 @@ import string
 from typing import get_args
 
 from hypothesis import strategies as st
-from nbtunnel.grammar.spec import (
-    AddressFamily,
-    Destination,
-    ForwardKind,
-    ForwardSpec,
-    TunnelSpec,
-)
+from nbtunnel.grammar.destinations import Destination
+from nbtunnel.grammar.forwards import ForwardKind, ForwardSpec
+from nbtunnel.grammar.spec import AddressFamily, TunnelSpec
 
 ports = st.integers(min_value=1, max_value=65535)
 listen_ports = st.integers(min_value=0, max_value=65535)

@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..grammar.spec import bracketed
+from ..grammar.forwards import bracketed
 from ..status import ForwardSnapshot, TunnelSnapshot
 from . import urls
 

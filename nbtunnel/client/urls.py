@@ -13,7 +13,8 @@ from dataclasses import dataclass, replace
 from urllib.parse import quote, unquote
 
 from ..errors import SpecError, UrlError
-from ..grammar.spec import bracketed, parse_destination, parse_forward
+from ..grammar.destinations import parse_destination
+from ..grammar.forwards import bracketed, parse_forward
 from ..status import ForwardSnapshot
 
 __all__ = [

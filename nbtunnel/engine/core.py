@@ -8,11 +8,11 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import TunnelError
-from ..grammar.spec import parse_forward
+from ..grammar.forwards import parse_forward
 from ..settings.resolve import ConnectSettings, Prompt
 from .pool import Pool
 from .protocol import Message, error_to_dict
-from .tunnel import LiveTunnel
+from .tunnel import RunningTunnel
 
 EventSink = Callable[[Message], None]
 
@@ -87,7 +87,7 @@ class Engine:
     def __init__(self, emit: EventSink) -> None:
         self._emit_message = emit
         self._lock = threading.Lock()
-        self._tunnels: dict[int, LiveTunnel] = {}
+        self._tunnels: dict[int, RunningTunnel] = {}
         self._next_id = 1
         self._closed = False
         self._prompts = Prompts(self._emit)
@@ -122,7 +122,7 @@ class Engine:
                 raise TunnelError("the engine is shutting down")
             tunnel_id = self._next_id
             self._next_id += 1
-        tunnel = LiveTunnel(
+        tunnel = RunningTunnel(
             tunnel_id,
             request["destination"],
             settings,
@@ -141,7 +141,7 @@ class Engine:
             raise TunnelError("the engine is shutting down")
         return tunnel.snapshot().to_dict()
 
-    def _register(self, tunnel: LiveTunnel) -> bool:
+    def _register(self, tunnel: RunningTunnel) -> bool:
         with self._lock:
             self._tunnels[tunnel.id] = tunnel
             return not self._closed
@@ -152,7 +152,7 @@ class Engine:
         if tunnel is not None:
             tunnel.stop()
 
-    def _live(self, request: Message) -> LiveTunnel:
+    def _live(self, request: Message) -> RunningTunnel:
         with self._lock:
             tunnel = self._tunnels.get(int(request["tunnel"]))
         if tunnel is None:

@@ -1,43 +1,29 @@
-"""One live tunnel inside the engine: an SSH connection, the forwards it carries,
-and a new connection when that one drops."""
+"""One running tunnel inside the engine: an SSH connection, the forwards it
+carries, and a new connection when that one drops."""
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from collections.abc import Callable
 
-from ..errors import AuthenticationError, ConnectError, ForwardError, HostKeyError
-from ..forward.base import BaseForward
+from ..errors import ForwardError
+from ..forward.base import RunningForward
 from ..forward.dynamic import DynamicForward
 from ..forward.local import LocalForward
 from ..forward.remote import RemoteForward
-from ..grammar.spec import ForwardSpec
+from ..grammar.forwards import ForwardSpec
 from ..settings.resolve import ConnectSettings, Prompt
 from ..ssh.connection import Connection
 from ..status import State, TunnelSnapshot
 from .link import Link
-from .pool import Attempt, Pool
+from .pool import Pool
+from .reconnect import Reconnector
 
 Emit = Callable[..., None]
 
-# The first reconnect waits about this long (a restarted server is often
-# back at once); each failure doubles the wait, up to ReconnectMaxDelay.
-FIRST_DELAY = 0.25
 
-
-def backoff(failures: int, cap: float) -> float:
-    """Seconds to wait after ``failures`` failed tries: exponential, capped, jittered.
-
-    Half the wait is fixed and half random ("equal jitter"), so tunnels
-    that lost one server do not all come back to it in the same instant.
-    """
-    base = min(max(cap, FIRST_DELAY), FIRST_DELAY * 2.0 ** min(failures, 32))
-    return base / 2 + random.uniform(0, base / 2)
-
-
-class LiveTunnel:
+class RunningTunnel:
     """Connects, starts every forward (all or nothing), and reconnects a lost connection.
 
     While it reconnects, local listeners stay bound (see :class:`Link`),
@@ -76,13 +62,18 @@ class LiveTunnel:
         # reconnects (the reconnect thread owns the dead one then).
         self._connection: Connection | None = None
         self._unwatch: Callable[[], None] | None = None
-        self._forwards: list[BaseForward] = []
+        self._forwards: list[RunningForward] = []
         self._stop_lock = threading.Lock()
         self._stopped = False
-        # Wakes the reconnect thread from its back-off to stop.
-        self._halt = threading.Event()
-        self._attempt: Attempt | None = None
-        self._reconnector: threading.Thread | None = None
+        # Tries for a new connection each time this one is lost.
+        self._reconnector = Reconnector(
+            pool,
+            settings,
+            name=f"nbtunnel-reconnect-{tunnel_id}",
+            restore=self._restore,
+            fail=self._fail,
+            event=self._event,
+        )
         self._lost_at = 0.0
 
     def _event(self, kind: str, **data: object) -> None:
@@ -121,7 +112,7 @@ class LiveTunnel:
         self._link.up(connection)
         self._unwatch = connection.on_lost(lambda: self._lost(connection))
 
-    def _make(self, index: int, spec: ForwardSpec) -> BaseForward:
+    def _make(self, index: int, spec: ForwardSpec) -> RunningForward:
         if spec.kind == "remote":
             return RemoteForward(index, spec, self._link, emit=self._event)
         cls = DynamicForward if spec.kind == "dynamic" else LocalForward
@@ -142,7 +133,7 @@ class LiveTunnel:
                 raise ForwardError(
                     f"tunnel {self.id} is {self.state}; open a new one for these forwards"
                 )
-            started: list[BaseForward] = []
+            started: list[RunningForward] = []
             try:
                 for spec in specs:
                     forward = self._make(len(self._forwards) + len(started), spec)
@@ -192,59 +183,11 @@ class LiveTunnel:
                 self.state = "reconnecting"
                 self._connection = None
                 self._lost_at = time.monotonic()
-                self._reconnector = threading.Thread(
-                    target=self._reconnect,
-                    args=(connection,),
-                    name=f"nbtunnel-reconnect-{self.id}",
-                    daemon=True,
-                )
-                self._reconnector.start()
+                self._reconnector.start(connection)
         if not self.settings.reconnect:
             self._fail(error + " (Reconnect no)")
             return
         self._event("state", state="reconnecting", error=error)
-
-    def _reconnect(self, dead: Connection) -> None:
-        """Try for a new connection until one works, the tries run out or stop()."""
-        self._pool.release(dead)  # this tunnel's share of it
-        failures = 0
-        delay = backoff(0, self.settings.reconnect_max_delay)
-        while not self._halt.wait(delay):
-            attempt = Attempt()
-            with self._stop_lock:
-                if self._stopped:
-                    return
-                self._attempt = attempt
-            try:
-                # No prompt: a login that needs a person is not retried
-                # behind their back, it fails the tunnel below.
-                connection = self._pool.acquire(self.settings, None, attempt)
-            except (AuthenticationError, HostKeyError) as exc:
-                self._fail(f"reconnecting to {self.settings.target} failed: {exc}")
-                return
-            except ConnectError as exc:
-                if self._halt.is_set():
-                    return  # stop() abandoned this try: nothing to say
-                failures += 1
-                limit = self.settings.reconnect_attempts
-                if limit and failures >= limit:
-                    self._fail(
-                        f"could not reconnect to {self.settings.target} in "
-                        f"{failures} tries (ReconnectAttempts {limit}): {exc}"
-                    )
-                    return
-                delay = backoff(failures, self.settings.reconnect_max_delay)
-                self._event(
-                    "reconnect_failed",
-                    attempt=failures,
-                    error=str(exc),
-                    retry_in=round(delay, 2),
-                )
-                continue
-            finally:
-                self._attempt = None
-            self._restore(connection, failures + 1)
-            return
 
     def _restore(self, connection: Connection, tries: int) -> None:
         with self._stop_lock:
@@ -294,12 +237,7 @@ class LiveTunnel:
             if self._stopped:
                 return
             self._stopped = True
-            attempt, reconnector = self._attempt, self._reconnector
-        self._halt.set()
-        if attempt is not None:
-            attempt.cancel()
-        if reconnector is not None and reconnector is not threading.current_thread():
-            reconnector.join()
+        self._reconnector.halt()
         self._teardown()
         if self.state != "failed":
             self.state = "stopped"

@@ -6,4 +6,6 @@ connection for each client; ``remote`` (``-R``) asks the server to listen
 and connects each channel it sends back.  ``relay`` moves the bytes of one
 client and one channel both ways, counting them.  Forwards know a
 connection only as something that opens channels: no paramiko here.
+Each is a ``base.RunningForward`` in the engine, not the caller's
+``Forward`` handle.
 """

@@ -6,14 +6,14 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from ..grammar.spec import ForwardSpec
+from ..grammar.forwards import ForwardSpec
 from ..status import Counters, ForwardSnapshot, State
 from .relay import Relay
 
 EventSink = Callable[..., None]
 
 
-class BaseForward:
+class RunningForward:
     """One forward's bookkeeping; subclasses say where connections come from and go.
 
     Every thread serving one of its connections is tracked so that stop()

@@ -15,11 +15,11 @@ from collections.abc import Callable
 from typing import Literal
 
 from ..errors import ForwardError
-from ..grammar.spec import bracketed
+from ..grammar.forwards import bracketed
 
-# ssh listens with a backlog of 128 and socketserver with 5; a burst of a
-# few hundred connects overflowed both and the clients got resets
-# (perf-baseline.md, "Listen backlog").  The kernel caps it at somaxconn.
+# ssh listens with a backlog of 128 and socketserver with 5; measured, a
+# burst of a few hundred connects overflowed both and the clients got
+# resets.  The kernel caps it at somaxconn.
 BACKLOG = 4096
 
 logger = logging.getLogger("nbtunnel.forward")

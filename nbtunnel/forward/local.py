@@ -7,8 +7,8 @@ import socket
 from typing import Protocol
 
 from ..errors import ConnectError, ForwardError
-from ..grammar.spec import ForwardSpec
-from .base import BaseForward, EventSink
+from ..grammar.forwards import ForwardSpec
+from .base import EventSink, RunningForward
 from .listener import Family, Listener
 from .relay import Channel, Relay
 
@@ -37,7 +37,7 @@ def origin_of(sock: socket.socket) -> tuple[str, int]:
     return ("127.0.0.1", 0)  # a unix-socket client has no address to report
 
 
-class ListeningForward(BaseForward):
+class ListeningForward(RunningForward):
     """A forward whose connections arrive at a listener on this machine (-L, -D)."""
 
     KIND = ""  # the spec kind a subclass serves

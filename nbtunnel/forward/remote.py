@@ -8,8 +8,8 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..errors import ConnectError, ForwardError
-from ..grammar.spec import ForwardSpec
-from .base import BaseForward, EventSink
+from ..grammar.forwards import ForwardSpec
+from .base import EventSink, RunningForward
 from .dynamic import negotiate
 from .relay import Channel, Relay
 from .socks import Request, SocksError
@@ -82,7 +82,7 @@ def connect_unix(path: str) -> socket.socket:
     return sock
 
 
-class RemoteForward(BaseForward):
+class RemoteForward(RunningForward):
     """Same as ``ssh -R``: the server listens, and this machine connects to the target.
 
     Without a target (``-R [bind:]port``) it is OpenSSH 7.6's remote dynamic

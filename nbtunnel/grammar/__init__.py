@@ -4,6 +4,8 @@
 of frozen dataclasses, or raises ``SpecError`` quoting the bad part.  Pure:
 no file, socket, process or paramiko is touched here, so every other layer
 (and the tests, by the thousand with hypothesis) can lean on it.
-``flags`` holds ssh's tables (which flags take a value, the ``-o`` keys we
-know, the accepted forms of each forward).
+``spec`` reads the whole line; ``forwards`` the argument of ``-L``/``-R``/
+``-D``; ``destinations`` the host to reach and the ``-J`` hops; ``flags``
+holds ssh's tables (which flags take a value, the ``-o`` keys we know, the
+accepted forms of each forward) and the checks of single values.
 """

@@ -12,14 +12,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..errors import SpecError
-from ..grammar.spec import (
-    Destination,
-    ForwardSpec,
-    TunnelSpec,
-    bracketed,
-    parse_destination,
-    parse_forward,
-)
+from ..grammar.destinations import Destination, parse_destination
+from ..grammar.forwards import ForwardSpec, bracketed, parse_forward
+from ..grammar.spec import TunnelSpec
 from . import ssh_config
 
 StrictMode = Literal["ask", "yes", "accept-new", "no"]
@@ -34,7 +29,6 @@ DEFAULT_PORT = 22
 DEFAULT_ALIVE_INTERVAL = 15
 DEFAULT_ALIVE_COUNT = 3
 DEFAULT_RECONNECT_MAX_DELAY = 30
-SYSTEM_CONFIG = "/etc/ssh/ssh_config"
 MAX_JUMPS = 8
 # ssh(1)'s PreferredAuthentications, less the methods nbtunnel lacks
 # (gssapi-with-mic, hostbased).
@@ -136,29 +130,9 @@ def _strict_mode(value: str | None) -> StrictMode:
     return "accept-new"
 
 
-def config_files(spec: TunnelSpec, home: str) -> list[tuple[str, str]]:
-    """The ssh_config files to read, in order, each with where its Includes start.
-
-    As ssh: ``-F file`` alone (``-F none``: no file), else ``~/.ssh/config``
-    then ``/etc/ssh/ssh_config``.
-    """
-    user_dir = os.path.join(home, ".ssh")
-    if spec.config_file == "none":
-        return []
-    if spec.config_file is not None:
-        path = spec.config_file
-        if path == "~" or path.startswith("~/"):
-            path = home + path[1:]
-        return [(os.path.abspath(path), user_dir)]
-    return [
-        (os.path.join(user_dir, "config"), user_dir),
-        (SYSTEM_CONFIG, os.path.dirname(SYSTEM_CONFIG)),
-    ]
-
-
 def _host_config(spec: TunnelSpec, home: str) -> ssh_config.HostConfig:
     return ssh_config.lookup(
-        config_files(spec, home),
+        ssh_config.config_files(spec, home),
         spec.destination.host,
         user=spec.login or spec.destination.user,
         local_user=getpass.getuser(),

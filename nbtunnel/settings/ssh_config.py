@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from ..errors import SpecError
+from ..grammar.spec import TunnelSpec
 
 # Keywords whose every occurrence counts, in order.
 MULTI = frozenset(
@@ -37,9 +38,10 @@ MULTI = frozenset(
 # Keywords whose value is the rest of the line, given to a shell as it is.
 RAW = frozenset({"proxycommand", "localcommand", "remotecommand"})
 # Keywords that take several paths: kept quoted, so a path with blanks stays
-# one path when the value is split again (config._files).
+# one path when the value is split again (resolve._files).
 PATH_LISTS = frozenset({"userknownhostsfile", "globalknownhostsfile"})
 MAX_DEPTH = 16  # ssh's limit on nested Includes
+SYSTEM_CONFIG = "/etc/ssh/ssh_config"
 
 
 @dataclass
@@ -164,6 +166,26 @@ class _Reader:
         values = self.found.values.setdefault(key, [])
         if key in MULTI or not values:
             values.append(value)
+
+
+def config_files(spec: TunnelSpec, home: str) -> list[tuple[str, str]]:
+    """The ssh_config files to read, in order, each with where its Includes start.
+
+    As ssh: ``-F file`` alone (``-F none``: no file), else ``~/.ssh/config``
+    then ``/etc/ssh/ssh_config``.
+    """
+    user_dir = os.path.join(home, ".ssh")
+    if spec.config_file == "none":
+        return []
+    if spec.config_file is not None:
+        path = spec.config_file
+        if path == "~" or path.startswith("~/"):
+            path = home + path[1:]
+        return [(os.path.abspath(path), user_dir)]
+    return [
+        (os.path.join(user_dir, "config"), user_dir),
+        (SYSTEM_CONFIG, os.path.dirname(SYSTEM_CONFIG)),
+    ]
 
 
 def lookup(

@@ -4,62 +4,27 @@ Methods are tried in the order of ``PreferredAuthentications`` (default:
 publickey, keyboard-interactive, password) among those the server allows.
 A server that asks for several steps (``AuthenticationMethods
 publickey,keyboard-interactive``) reports partial success after each, and
-the next step starts from the methods it then allows.  Every question goes
-through the one prompt function; answers are passed on and never kept.
+the next step starts from the methods it then allows.  The keys offered
+come from ``keys`` (and ``agent``).  Every question goes through the one
+prompt function; answers are passed on and never kept.
 """
 
 from __future__ import annotations
 
-import base64
 import functools
-import hashlib
-import os
-import socket
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 
 import paramiko
-from paramiko.agent import AgentSSH
 
 from ..errors import AuthenticationError, ConnectError
-from ..settings import known_hosts
 from ..settings.resolve import ConnectSettings, Prompt
+from .agent import Agent
+from .keys import Keyring, Offer, times
 
 METHODS = ("publickey", "keyboard-interactive", "password")
 # How long keyboard-interactive waits for a person's answers; the server's
 # LoginGraceTime (two minutes by default) usually ends it first.
 ANSWER_TIME = 600.0
-
-
-def fingerprint(key: paramiko.PKey) -> str:
-    """OpenSSH's ``SHA256:`` fingerprint of a public key."""
-    return blob_fingerprint(key.asbytes())
-
-
-def blob_fingerprint(blob: bytes) -> str:
-    digest = hashlib.sha256(blob).digest()
-    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
-
-
-def key_label(key: paramiko.PKey) -> str:
-    """``ED25519``, ``RSA``, ``ECDSA P-256``: the type as ssh names it in messages."""
-    name = key.get_name()
-    if name.startswith("ssh-"):
-        name = name[4:]
-    return name.upper().replace("-SHA2-NISTP", " P-")
-
-
-@dataclass
-class _Offer:
-    """One key we may offer, and where it came from (for messages)."""
-
-    key: paramiko.PKey
-    source: str
-
-    @property
-    def text(self) -> str:
-        cert = " with its certificate" if self.key.public_blob is not None else ""
-        return f"{self.source} ({key_label(self.key)} {fingerprint(self.key)}{cert})"
 
 
 class _Failed(Exception):
@@ -74,17 +39,14 @@ class Login:
     ) -> None:
         self.settings = settings
         self._prompt = None if settings.batch_mode else prompt
-        self._timeout = timeout
-        self._agent: AgentSSH | None = None
+        self._agent = Agent(settings.agent_socket, timeout)
         # What each method tried and why it stopped, for the final message.
         self._tried: list[str] = []
         self._notes: list[str] = []
-        self._keys: Iterator[_Offer] | None = None
+        self._keys: Iterator[Offer] | None = None
 
     def close(self) -> None:
-        if self._agent is not None:
-            self._agent._close()  # type: ignore[attr-defined]
-            self._agent = None
+        self._agent.close()
 
     # -- the conversation ---------------------------------------------------
 
@@ -181,7 +143,8 @@ class Login:
 
     def _publickey(self, transport: paramiko.Transport) -> list[str]:
         if self._keys is None:
-            self._keys = self._offers()
+            keyring = Keyring(self.settings, self._prompt, self._agent, self._notes)
+            self._keys = keyring.offers()
         for offer in self._keys:
             self._tried.append(f"key {offer.text}")
             try:
@@ -199,134 +162,6 @@ class Login:
             except paramiko.AuthenticationException:
                 continue
         raise _Failed
-
-    def _offers(self) -> Iterator[_Offer]:
-        """Keys to offer, in ssh's order: the agent's, then the files.
-
-        A key with a certificate is offered with it first, then alone.  An
-        encrypted file comes last and its passphrase is asked only when it is
-        reached, so nobody is asked for a key that is not needed.
-        """
-        s = self.settings
-        files: list[_Offer] = []
-        locked: list[str] = []
-        wanted: set[bytes] = set()
-        for path in s.identities:
-            try:
-                files.append(_Offer(paramiko.PKey.from_path(path), path))
-            except FileNotFoundError:
-                self._notes.append(f"identity file {path} does not exist")
-            except (paramiko.PasswordRequiredException, TypeError) as exc:
-                # paramiko raises TypeError for an OpenSSH-format key that
-                # needs a passphrase (cryptography's words) and
-                # PasswordRequiredException for a PEM one.
-                if isinstance(exc, TypeError) and "password" not in str(exc):
-                    raise
-                locked.append(path)
-                wanted |= public_blob(path)
-            except (paramiko.SSHException, OSError, ValueError) as exc:
-                self._notes.append(f"cannot read identity file {path}: {exc}")
-        wanted |= {o.key.asbytes() for o in files}
-        certificates = self._certificates()
-        offered: set[bytes] = set()
-        for agent_key in self._agent_keys():
-            blob = agent_key.asbytes()
-            if s.identities_only and blob not in wanted:
-                continue
-            offered.add(blob)
-            yield from self._with_certificate(
-                _Offer(agent_key, "ssh-agent"), certificates
-            )
-        for offer in files:
-            if offer.key.asbytes() not in offered:
-                yield from self._with_certificate(offer, certificates)
-        for path in locked:
-            if public_blob(path) & offered:
-                continue  # the agent holds it unlocked already
-            key = self._unlock(path)
-            if key is not None:
-                yield from self._with_certificate(_Offer(key, path), certificates)
-
-    def _certificates(self) -> dict[bytes, list[str]]:
-        """Certificates by the public key they certify: ``CertificateFile`` ones,
-        then ``<identity>-cert.pub`` beside each identity file (as ssh)."""
-        s = self.settings
-        paths = list(s.certificates)
-        paths += [
-            p + "-cert.pub" for p in s.identities if os.path.exists(p + "-cert.pub")
-        ]
-        found: dict[bytes, list[str]] = {}
-        for path in dict.fromkeys(paths):
-            try:
-                with open(path, encoding="ascii") as f:
-                    fields = f.read().split()
-                blob = base64.b64decode(fields[1])
-                cert = known_hosts.parse_certificate(blob)
-            except FileNotFoundError:
-                self._notes.append(f"certificate file {path} does not exist")
-                continue
-            except (OSError, IndexError, ValueError) as exc:
-                self._notes.append(f"cannot read certificate {path}: {exc}")
-                continue
-            found.setdefault(cert.plain_key, []).append(path)
-        return found
-
-    def _with_certificate(
-        self, offer: _Offer, certificates: dict[bytes, list[str]]
-    ) -> Iterator[_Offer]:
-        # The same key object carries each certificate in turn, then none:
-        # offers are consumed one at a time, each before the next is made.
-        for path in certificates.get(offer.key.asbytes(), ()):
-            try:
-                offer.key.load_certificate(path)
-            except (OSError, ValueError, paramiko.SSHException) as exc:
-                self._notes.append(f"cannot use certificate {path}: {exc}")
-                continue
-            yield _Offer(offer.key, f"{offer.source} + {path}")
-        offer.key.public_blob = None
-        yield offer
-
-    def _unlock(self, path: str) -> paramiko.PKey | None:
-        """An encrypted key, with a passphrase asked for (three tries, as ssh)."""
-        if self._prompt is None:
-            self._notes.append(
-                f"{path} is encrypted and nobody could be asked its passphrase; "
-                f"load it into ssh-agent (ssh-add {path})"
-            )
-            return None
-        for _ in range(self.settings.password_prompts):
-            passphrase = self._prompt(f"Enter passphrase for key '{path}': ", True)
-            if not passphrase:
-                self._notes.append(f"{path} is encrypted and no passphrase was given")
-                return None
-            try:
-                # bytes, whatever the stubs say: cryptography checks.
-                return paramiko.PKey.from_path(path, password=passphrase.encode())  # type: ignore[arg-type]
-            except (paramiko.SSHException, ValueError):
-                continue  # the wrong passphrase: ask again
-        self._notes.append(
-            f"{path}: wrong passphrase, {_times(self.settings.password_prompts)}"
-        )
-        return None
-
-    def _agent_keys(self) -> tuple[paramiko.PKey, ...]:
-        path = self.settings.agent_socket
-        if not path:
-            return ()
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.settimeout(self._timeout)
-            sock.connect(path)
-            # paramiko's Agent() only reads SSH_AUTH_SOCK of this process;
-            # the caller's socket path arrives in the settings instead.
-            agent = AgentSSH()
-            agent._connect(sock)  # type: ignore[attr-defined]
-        except (OSError, paramiko.SSHException) as exc:
-            sock.close()
-            self._notes.append(f"ssh-agent at {path} did not answer ({exc})")
-            return ()
-        self._agent = agent
-        return tuple(agent.get_keys())
 
     # -- questions: keyboard-interactive and password -------------------------
 
@@ -387,7 +222,7 @@ class Login:
                 transport.auth_timeout = saved
         else:
             self._notes.append(
-                "keyboard-interactive failed " + _times(self.settings.password_prompts)
+                "keyboard-interactive failed " + times(self.settings.password_prompts)
             )
         raise _Failed
 
@@ -415,18 +250,5 @@ class Login:
                 return list(exc.allowed_types)
             except paramiko.AuthenticationException:
                 continue
-        self._notes.append(f"wrong password, {_times(s.password_prompts)}")
+        self._notes.append(f"wrong password, {times(s.password_prompts)}")
         raise _Failed
-
-
-def _times(n: int) -> str:
-    return {1: "once", 2: "twice", 3: "three times"}.get(n, f"{n} times")
-
-
-def public_blob(path: str) -> set[bytes]:
-    """The public key beside a private one (``path.pub``), as ssh reads it."""
-    try:
-        with open(path + ".pub", encoding="ascii") as f:
-            return {base64.b64decode(f.read().split()[1])}
-    except (OSError, IndexError, ValueError):
-        return set()

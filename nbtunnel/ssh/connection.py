@@ -1,25 +1,23 @@
-"""One SSH connection: TCP, handshake, host-key check, authentication, channels.
+"""One SSH connection: what the engine holds, from logging in to its channels.
 
-With ``sshext`` (the messages paramiko lacks) and ``auth`` (logging in), the
-only module that imports paramiko.  Its exceptions are turned into
-nbtunnel's here, each with a sentence a person can act on.
+:class:`Connection` dials (``dial``), checks the host key (``host_keys``),
+logs in (``auth``), opens channels, routes the server's ``-R`` connections
+to their forwards and is watched for a dead server (``keepalive``).
+paramiko's exceptions are turned into nbtunnel's here, each with a sentence
+a person can act on.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
-import os
 import socket
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import paramiko
 
-from ..errors import ConnectError, ForwardError, HostKeyError, TunnelError
-from ..settings import known_hosts
+from ..errors import ConnectError, ForwardError, TunnelError
 from ..settings.resolve import ConnectSettings, Prompt
 from ._paramiko.transport import (
     CANCEL_REQUEST,
@@ -28,15 +26,10 @@ from ._paramiko.transport import (
     STREAMLOCAL_PORT,
     Transport,
 )
-from .auth import Login, blob_fingerprint, fingerprint, key_label
-from .proxy_command import ProxyCommand
-
-DEFAULT_CONNECT_TIMEOUT = 30.0
-
-# paramiko ranks AES-GCM last, so by default it negotiates aes128-ctr with a
-# pure-Python HMAC per packet.  GCM needs no HMAC and was the fastest cipher
-# measured here for paramiko and OpenSSH alike (perf-baseline.md, "knobs").
-PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
+from .auth import Login
+from .dial import Dialer, connect_timeout, negotiate
+from .host_keys import HostKeyCheck
+from .keepalive import Watchdog
 
 # RFC 4254 section 5.1 reason codes for a refused channel.
 _OPEN_FAILURES = {
@@ -92,29 +85,23 @@ class Connection:
         # Asks the person behind the caller (a host key, a passphrase); None
         # when nobody can answer.
         self._prompt = prompt
-        # A channel of the jump host before this one, instead of a socket.
-        self._via = via
-        self._hops: list[Connection] = []
+        # via: a channel of the jump host before this one, instead of a socket.
+        self._dial = Dialer(
+            settings, via, lambda hop, through: Connection(hop, prompt, via=through)
+        )
+        self._host_keys = HostKeyCheck(settings, prompt)
+        self._watchdog = Watchdog(
+            settings.host,
+            settings.server_alive_interval,
+            settings.server_alive_count_max,
+        )
         self._transport: Transport | None = None
         self._login: Login | None = None
-        self._proxy: ProxyCommand | None = None
-        self._known: known_hosts.KnownHosts | None = None
         # paramiko keeps one reply slot for global requests and one handler
         # for every incoming forwarded channel: requests are serialised, and
         # channels are routed by the address the server reports.
         self._remote_lock = threading.Lock()
         self._remote: dict[tuple[str, int], IncomingHandler] = {}
-        # Told when the connection ends, from a thread that waits for it.
-        self._lost_lock = threading.Lock()
-        self._on_lost: list[Callable[[], None]] = []
-        self._watcher: threading.Thread | None = None
-        self._prober: threading.Thread | None = None
-        # Why it ended, once it has: said by the tunnels that lose it.
-        self._lost_reason: str | None = None
-        # The socket being connected, and whether another thread gave up
-        # on this connect (a tunnel stopped while it reconnects).
-        self._dialing: socket.socket | None = None
-        self._abandoned = False
 
     # -- connecting -------------------------------------------------------
 
@@ -125,27 +112,18 @@ class Connection:
         failure nothing is left open.
         """
         try:
-            sock = self._via if self._via is not None else self._jump()
-            transport = Transport(sock)
+            transport = Transport(self._dial.open())
             self._transport = transport
-            if self._abandoned:
+            if self._dial.abandoned:
                 raise ConnectError("the connect was abandoned")
-            self._negotiate(transport)
-            self._check_host_key(transport)
-            self._authenticate(transport)
-            # The single hook paramiko calls for every forwarded-tcpip (and,
-            # through sshext, forwarded-streamlocal) channel; set directly
-            # because request_port_forward() would replace it per request.
-            transport._tcp_handler = self._incoming  # type: ignore[attr-defined]
-            self._watcher = threading.Thread(
-                target=self._watch,
-                args=(transport,),
-                name=f"nbtunnel-watch-{self.settings.host}",
-                daemon=True,
-            )
-            self._watcher.start()
+            negotiate(transport, self.settings, self._host_keys.key_types)
+            self._host_keys.check(transport.get_remote_server_key())
+            self._login = Login(self.settings, self._prompt, self.timeout)
+            self._login.run(transport)
+            transport.route_forwarded(self._incoming)
+            self._watchdog.start(transport)
         except TunnelError as exc:
-            proxy = self._proxy_failure() if type(exc) is ConnectError else None
+            proxy = self._dial.failure() if type(exc) is ConnectError else None
             self.close()
             if proxy:
                 raise ConnectError(f"{proxy} ({exc})") from None
@@ -153,7 +131,7 @@ class Connection:
         except (paramiko.SSHException, EOFError, OSError) as exc:
             # The steps above translate what they expect; this is the net
             # for the rest (the server hanging up mid-way, say).
-            proxy = self._proxy_failure()
+            proxy = self._dial.failure()
             self.close()
             if proxy:
                 raise ConnectError(proxy) from None
@@ -165,304 +143,14 @@ class Connection:
             self.close()
             raise
 
-    def _jump(self) -> socket.socket | paramiko.Channel:
-        """The socket to the server, or with -J a channel through the last hop."""
-        hops = self.settings.jumps
-        if not hops and self.settings.proxy_command:
-            self._proxy = ProxyCommand(self.settings.proxy_command)
-            return self._proxy.start()
-        if not hops:
-            return self._open_socket()
-        via: paramiko.Channel | None = None
-        for n, hop in enumerate(hops, 1):
-            connection = Connection(hop, self._prompt, via=via)
-            where = f"jump host {n} ({hop.target})"
-            try:
-                connection.connect()
-            except TunnelError as exc:
-                raise type(exc)(f"{where}: {exc}") from None
-            self._hops.append(connection)
-            after = hops[n] if n < len(hops) else self.settings
-            try:
-                via = connection.open_tcpip(
-                    after.host, after.port, ("127.0.0.1", 0), self.timeout
-                )
-            except TunnelError as exc:
-                nxt = f"jump host {n + 1}" if n < len(hops) else "the destination"
-                why = (
-                    exc.detail if isinstance(exc, ForwardError) and exc.detail else exc
-                )
-                raise ConnectError(
-                    f"{where} could not reach {nxt} ({after.target}): {why}"
-                ) from None
-        assert via is not None
-        return via
-
-    def _proxy_failure(self) -> str | None:
-        # A ProxyCommand that died explains the broken connection better
-        # than the handshake that saw it break.
-        return self._proxy.failure() if self._proxy is not None else None
-
     @property
     def timeout(self) -> float:
-        return self.settings.connect_timeout or DEFAULT_CONNECT_TIMEOUT
-
-    def _open_socket(self) -> socket.socket:
-        s = self.settings
-        family = {
-            "any": socket.AF_UNSPEC,
-            "inet": socket.AF_INET,
-            "inet6": socket.AF_INET6,
-        }[s.address_family]
-        where = f"{s.host} port {s.port}"
-        try:
-            infos = socket.getaddrinfo(s.host, s.port, family, socket.SOCK_STREAM)
-        except socket.gaierror as exc:
-            raise ConnectError(
-                f"cannot resolve host '{s.host}': {exc.strerror}; check the name, "
-                "or give it a HostName in ~/.ssh/config (or -F file)"
-            ) from None
-        last: OSError | None = None
-        for fam, kind, proto, _, addr in infos:
-            sock = socket.socket(fam, kind, proto)
-            sock.settimeout(self.timeout)
-            self._dialing = sock
-            try:
-                if self._abandoned:
-                    raise ConnectionAbortedError(errno.ECONNABORTED, "abandoned")
-                sock.connect(addr)
-            except OSError as exc:
-                sock.close()
-                last = exc
-                continue
-            finally:
-                self._dialing = None
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            _keep_alive(sock, s.server_alive_interval, s.server_alive_count_max)
-            return sock
-        assert last is not None
-        if isinstance(last, TimeoutError):
-            raise ConnectError(
-                f"timed out after {self.timeout:g} s connecting to {where} "
-                "(ConnectTimeout); check that the host is up and reachable"
-            ) from None
-        if last.errno == errno.ECONNREFUSED:
-            raise ConnectError(
-                f"connection to {where} refused: no SSH server listens there; "
-                "check the host and the port (-p)"
-            ) from None
-        raise ConnectError(f"cannot reach {where}: {last.strerror or last}") from None
-
-    def _host_key_types(self, offered: tuple[str, ...]) -> tuple[str, ...]:
-        """paramiko's host key types, those we can check first, as ssh orders them.
-
-        Otherwise a server with several host keys could present one nobody
-        has seen.  An RSA key is stored as "ssh-rsa" but signed with
-        rsa-sha2-* (sshd 8.8+ refuses SHA-1 "ssh-rsa" signatures).
-        """
-        s = self.settings
-        hosts = self._known_hosts()
-        known = hosts.keys_for(s.host, s.port)
-        rsa = "ssh-rsa" in known
-        plain = [
-            t for t in offered if t in known or (rsa and t.startswith("rsa-sha2-"))
-        ]
-        certs: list[str] = []
-        if hosts.authorities(s.host, s.port):
-            # A host vouched for by a CA is asked for its certificate.
-            certs = [t for t in offered if t.endswith("-cert-v01@openssh.com")]
-        first = [*certs, *plain]
-        return tuple(first) + tuple(t for t in offered if t not in first)
-
-    def _negotiate(self, transport: Transport) -> None:
-        s = self.settings
-        options = transport.get_security_options()
-        available = tuple(options.ciphers)
-        if s.ciphers:
-            unknown = [c for c in s.ciphers if c not in available]
-            if unknown:
-                raise ConnectError(
-                    f"cipher '{unknown[0]}' is not supported; choose from "
-                    + ", ".join(available)
-                )
-            options.ciphers = s.ciphers
-        else:
-            first = tuple(c for c in PREFERRED_CIPHERS if c in available)
-            options.ciphers = first + tuple(c for c in available if c not in first)
-        transport.host_key_types = self._host_key_types(transport.preferred_keys)
-        if s.compression:
-            transport.use_compression(True)
-        transport.banner_timeout = self.timeout
-        transport.handshake_timeout = self.timeout
-        transport.auth_timeout = self.timeout
-        try:
-            transport.start_client(timeout=self.timeout)
-        except (paramiko.SSHException, EOFError, OSError) as exc:
-            where = f"{s.host} port {s.port}"
-            text = str(exc) or type(exc).__name__
-            if "banner" in text.lower():
-                raise ConnectError(
-                    f"{where} did not answer as an SSH server ({text}); "
-                    "check the port (-p)"
-                ) from None
-            raise ConnectError(f"SSH handshake with {where} failed: {text}") from None
-
-    # -- host keys ------------------------------------------------------
-
-    def _known_hosts(self) -> known_hosts.KnownHosts:
-        if self._known is None:
-            try:
-                self._known = known_hosts.KnownHosts.load(
-                    self.settings.known_hosts_files
-                )
-            except OSError as exc:
-                raise HostKeyError(
-                    f"cannot read known hosts file {exc.filename}: "
-                    f"{exc.strerror or exc}"
-                ) from None
-        return self._known
-
-    def _check_host_key(self, transport: paramiko.Transport) -> None:
-        s = self.settings
-        key = transport.get_remote_server_key()
-        hosts = self._known_hosts()
-        name = s.known_hosts_name
-        blob = key.asbytes()
-        revoked = hosts.revoked(s.host, s.port, blob)
-        how = ""
-        if revoked is None and key.public_blob is not None:
-            # As ssh (hostfile.c, check_key_not_revoked): revoking a CA revokes
-            # every certificate it signed, whatever else the files trust.
-            signer = _signer(key.public_blob.key_blob)
-            if signer is not None:
-                revoked = hosts.revoked(s.host, s.port, signer)
-                how = " through the certificate authority that signed it"
-        if revoked is not None:
-            raise HostKeyError(
-                f"the host key of {name} ({key_label(key)} {fingerprint(key)}) is "
-                f"REVOKED{how} ({revoked.path} line {revoked.line}); nbtunnel will "
-                "not connect with it"
-            )
-        why_not_cert = ""
-        if key.public_blob is not None:
-            why_not_cert = self._check_certificate(key.public_blob.key_blob)
-            if not why_not_cert:
-                return
-        known = hosts.keys_for(s.host, s.port)
-        label = f"{key_label(key)} key {fingerprint(key)}"
-        if blob in known.get(key.get_name(), ()):
-            return
-        if why_not_cert:
-            why_not_cert = f" Its certificate was not accepted: {why_not_cert}."
-        where = s.known_hosts
-        if key.get_name() in known:
-            old = known[key.get_name()][0]
-            raise HostKeyError(
-                f"the host key of {name} has CHANGED: the server shows {label}, "
-                f"but the known hosts have {blob_fingerprint(old)}. Someone may be "
-                "intercepting the connection, or the server was reinstalled. "
-                "nbtunnel never accepts a changed key; if the change is "
-                f'expected, remove the old one with: ssh-keygen -R "{name}" '
-                f"-f {where}"
-            )
-        if known:
-            raise HostKeyError(
-                f"{name} presented the {label}, but the known hosts know it only "
-                f"by other key types ({', '.join(sorted(known))}); refusing "
-                "rather than trusting a key nobody has seen." + why_not_cert
-            )
-        mode = s.strict_host_key_checking
-        if mode == "ask" and self._prompt is not None and not s.batch_mode:
-            self._ask_host_key(name, key)
-        elif mode in ("yes", "ask"):
-            nobody = " Nobody could be asked about it here." if mode == "ask" else ""
-            raise HostKeyError(
-                f"the host key of {name} is unknown: {label}.{why_not_cert}{nobody} "
-                "If that fingerprint is the server's, accept and record it with "
-                f"-o StrictHostKeyChecking=accept-new (into {where})"
-            )
-        self._record_host_key(name, key)
+        return connect_timeout(self.settings)
 
     def _check_certificate(self, blob: bytes) -> str:
-        """Why the server's host certificate is not to be trusted ("" if it is):
-        signed by a ``@cert-authority`` of this host, for this host, in date."""
-        s = self.settings
-        try:
-            cert = known_hosts.parse_certificate(blob)
-        except ValueError as exc:
-            return f"it cannot be read ({exc})"
-        authorities = {e.blob for e in self._known_hosts().authorities(s.host, s.port)}
-        if cert.signature_key not in authorities:
-            return "no @cert-authority line for this host names its signer"
-        if cert.cert_type != known_hosts.CERT_HOST:
-            return "it is a user certificate, not a host one"
-        if cert.principals and s.host.lower() not in (
-            p.lower() for p in cert.principals
-        ):
-            return f"it names {', '.join(cert.principals)}, not {s.host}"
-        if not cert.valid_at(time.time()):
-            return "it is expired or not yet valid"
-        try:
-            ca_type = paramiko.Message(cert.signature_key).get_text()
-            ca = paramiko.PKey.from_type_string(ca_type, cert.signature_key)
-            if ca.verify_ssh_sig(cert.signed_data, paramiko.Message(cert.signature)):
-                return ""
-        except (paramiko.SSHException, ValueError) as exc:
-            return f"its signature cannot be checked ({exc})"
-        return "its signature does not verify"
-
-    def _ask_host_key(self, name: str, key: paramiko.PKey) -> None:
-        assert self._prompt is not None
-        print_ = fingerprint(key)
-        # OpenSSH's own question, so the answer people know works here too.
-        question = (
-            f"The authenticity of host '{name}' can't be established.\n"
-            f"{key_label(key)} key fingerprint is {print_}.\n"
-            "This key is not known by any other names.\n"
-            "Are you sure you want to continue connecting (yes/no/[fingerprint])? "
-        )
-        for _ in range(3):
-            answer = self._prompt(question, False)
-            if answer is None:
-                raise HostKeyError(
-                    f"the host key of {name} ({print_}) is unknown and nobody "
-                    "answered whether to trust it"
-                )
-            answer = answer.strip()
-            if answer.lower() == "yes" or answer == print_:
-                return
-            if answer.lower() == "no":
-                raise HostKeyError(
-                    f"the host key of {name} ({print_}) was refused: you answered no"
-                )
-            question = "Please type 'yes', 'no' or the fingerprint: "
-        raise HostKeyError(
-            f"the host key of {name} ({print_}) was not accepted: no answer was "
-            "'yes', 'no' or the fingerprint"
-        )
-
-    def _record_host_key(self, name: str, key: paramiko.PKey) -> None:
-        path = self.settings.known_hosts
-        if not path or path == os.devnull:
-            return
-        try:
-            known_hosts.append(
-                path,
-                name,
-                key.get_name(),
-                key.asbytes(),
-                hashed=self.settings.hash_known_hosts,
-            )
-        except OSError as exc:
-            raise HostKeyError(
-                f"cannot record the host key of {name} in {path}: {exc.strerror}"
-            ) from None
-
-    # -- authentication ---------------------------------------------------
-
-    def _authenticate(self, transport: paramiko.Transport) -> None:
-        self._login = Login(self.settings, self._prompt, self.timeout)
-        self._login.run(transport)
+        """Why the server's host certificate is not to be trusted ("" if it is)."""
+        # host_keys judges it; kept here for the tests that ask a Connection.
+        return self._host_keys.check_certificate(blob)
 
     # -- using the connection ---------------------------------------------
 
@@ -485,7 +173,8 @@ class Connection:
         """Open a ``direct-tcpip`` channel: the server connects to host:port."""
         t = self._live()
         where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        return self._open_channel(
+        return _open_channel(
+            self.settings.target,
             where,
             timeout,
             lambda: t.open("direct-tcpip", (host, port, *origin), timeout),
@@ -494,43 +183,12 @@ class Connection:
     def open_streamlocal(self, path: str, timeout: float) -> paramiko.Channel:
         """Open a ``direct-streamlocal`` channel: the server connects to a unix socket."""
         t = self._live()
-        return self._open_channel(
+        return _open_channel(
+            self.settings.target,
             f"the unix socket {path}",
             timeout,
             lambda: t.open(DIRECT, (path, "", 0), timeout),
         )
-
-    def _open_channel(
-        self, where: str, timeout: float, opener: Callable[[], paramiko.Channel]
-    ) -> paramiko.Channel:
-        try:
-            return opener()
-        except paramiko.ChannelException as exc:
-            reason = exc.text or _OPEN_FAILURES.get(exc.code, f"code {exc.code}")
-            hint = ""
-            if exc.code == 1:
-                hint = (
-                    "; the server's sshd_config forbids it (AllowTcpForwarding, "
-                    "AllowStreamLocalForwarding, PermitOpen)"
-                )
-            raise ForwardError(
-                f"the server could not connect to {where} as the target: {reason}{hint}",
-                code=exc.code,
-                detail=exc.text,
-            ) from None
-        except paramiko.SSHException as exc:
-            if "timeout" in str(exc).lower():
-                raise ForwardError(
-                    f"the server did not connect to {where} within {timeout:g} s",
-                    code=0,
-                ) from None
-            raise ConnectError(
-                f"the SSH connection to {self.settings.target} was lost: {exc}"
-            ) from None
-        except (EOFError, OSError) as exc:
-            raise ConnectError(
-                f"the SSH connection to {self.settings.target} was lost: {exc}"
-            ) from None
 
     # -- remote forwards ----------------------------------------------------
 
@@ -624,83 +282,16 @@ class Connection:
     def on_lost(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Call ``callback`` (once, from another thread) when the connection ends,
         for whatever reason; returns what unsubscribes it."""
-        with self._lost_lock:
-            self._on_lost.append(callback)
-
-        def cancel() -> None:
-            with self._lost_lock:
-                if callback in self._on_lost:
-                    self._on_lost.remove(callback)
-
-        return cancel
+        return self._watchdog.on_lost(callback)
 
     @property
     def lost_reason(self) -> str:
         """Why the connection ended, in words, once it has."""
-        return self._lost_reason or "the connection was closed"
-
-    def _watch(self, transport: Transport) -> None:
-        interval = self.settings.server_alive_interval
-        if interval > 0:
-            self._check_alive(transport, interval, self.settings.server_alive_count_max)
-        transport.join()
-        if self._lost_reason is None:
-            exc = transport.get_exception()
-            self._lost_reason = (
-                "the server closed the connection"
-                if exc is None or isinstance(exc, EOFError)
-                else str(exc) or type(exc).__name__
-            )
-        with self._lost_lock:
-            callbacks, self._on_lost = self._on_lost, []
-        for callback in callbacks:
-            callback()
-
-    def _check_alive(self, transport: Transport, interval: int, count_max: int) -> None:
-        """ServerAliveInterval and ServerAliveCountMax as ssh means them.
-
-        After ``interval`` seconds without a packet from the server, a probe
-        that wants a reply; another each ``interval`` after that; when
-        ``count_max`` probes went unanswered, the server counts as dead and
-        the connection is closed.  Anything the server sends counts as an
-        answer.  Probes are sent from a thread of their own: a send can
-        block on a dead network, and this check must not.
-        """
-        tick = min(1.0, interval / 4)
-        probes, heard = 0, transport.last_received
-        while transport.is_active():
-            transport.join(tick)
-            if transport.last_received != heard:
-                probes, heard = 0, transport.last_received
-            silent = time.monotonic() - heard
-            if not transport.is_active() or silent < interval * (probes + 1):
-                continue
-            if probes >= count_max:
-                self._lost_reason = (
-                    f"the server did not answer for {silent:.0f} s "
-                    f"(ServerAliveInterval {interval}, ServerAliveCountMax "
-                    f"{count_max}); the network or the server is down"
-                )
-                transport.close()
-                return
-            probes += 1
-            if self._prober is None or not self._prober.is_alive():
-                self._prober = threading.Thread(
-                    target=_probe,
-                    args=(transport,),
-                    name=f"nbtunnel-alive-{self.settings.host}",
-                    daemon=True,
-                )
-                self._prober.start()
+        return self._watchdog.lost_reason
 
     def abandon(self) -> None:
         """Give up a connect() running in another thread (it raises ConnectError)."""
-        self._abandoned = True
-        dialing = self._dialing
-        if dialing is not None:
-            # Wakes a connect() that waits for a SYN's answer; close() would not.
-            with contextlib.suppress(OSError):
-                dialing.shutdown(socket.SHUT_RDWR)
+        self._dial.abandon()
         self.close()
 
     def close(self) -> None:
@@ -720,51 +311,39 @@ class Connection:
         if self._login is not None:
             self._login.close()
             self._login = None
-        if self._proxy is not None:
-            self._proxy.close()
-            self._proxy = None
-        for thread in (self._watcher, self._prober):
-            if thread is not None and thread is not threading.current_thread():
-                thread.join(5.0)
-        self._watcher = self._prober = None
-        # The jump hosts last, the nearest one first: each carries the next.
-        hops, self._hops = self._hops, []
-        for hop in reversed(hops):
-            hop.close()
+        self._dial.close()
+        self._watchdog.join()
+        self._dial.close_hops()
 
 
-def _probe(transport: Transport) -> None:
-    # A failed send means the connection is ending, which the check sees.
-    with contextlib.suppress(paramiko.SSHException, EOFError, OSError):
-        transport.probe()
-
-
-def _keep_alive(sock: socket.socket, interval: int, count_max: int) -> None:
-    """TCP keepalive on the SSH socket, on ServerAliveInterval's schedule.
-
-    It notices a peer that is gone (a rebooted host answers with a reset)
-    even while the SSH layer is busy or turned off.
-    """
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    if interval <= 0:
-        return
-    for name, value in (
-        ("TCP_KEEPIDLE", interval),
-        ("TCP_KEEPINTVL", interval),
-        ("TCP_KEEPCNT", max(1, count_max)),
-    ):
-        option = getattr(socket, name, None)
-        if option is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, option, value)
-
-
-def _signer(cert_blob: bytes) -> bytes | None:
-    """The CA key blob of a host certificate, None if it cannot be read."""
+def _open_channel(
+    target: str, where: str, timeout: float, opener: Callable[[], paramiko.Channel]
+) -> paramiko.Channel:
+    """Open a channel with ``opener``, paramiko's failures said as nbtunnel's."""
     try:
-        return known_hosts.parse_certificate(cert_blob).signature_key
-    except ValueError:
-        return None
+        return opener()
+    except paramiko.ChannelException as exc:
+        reason = exc.text or _OPEN_FAILURES.get(exc.code, f"code {exc.code}")
+        hint = ""
+        if exc.code == 1:
+            hint = (
+                "; the server's sshd_config forbids it (AllowTcpForwarding, "
+                "AllowStreamLocalForwarding, PermitOpen)"
+            )
+        raise ForwardError(
+            f"the server could not connect to {where} as the target: {reason}{hint}",
+            code=exc.code,
+            detail=exc.text,
+        ) from None
+    except paramiko.SSHException as exc:
+        if "timeout" in str(exc).lower():
+            raise ForwardError(
+                f"the server did not connect to {where} within {timeout:g} s",
+                code=0,
+            ) from None
+        raise ConnectError(f"the SSH connection to {target} was lost: {exc}") from None
+    except (EOFError, OSError) as exc:
+        raise ConnectError(f"the SSH connection to {target} was lost: {exc}") from None
 
 
 def _refusal(address: str, port: int | None) -> str:

@@ -16,7 +16,7 @@ from types import TracebackType
 
 import paramiko
 
-from ..grammar.spec import bracketed
+from ..grammar.forwards import bracketed
 from ..ssh._paramiko.transport import ServerTransport
 from ..status import Counters
 from .keys import blob, new_key

@@ -16,7 +16,7 @@ from ..client import display
 from ..client.manager import Manager
 from ..engine.protocol import Message
 from ..errors import SpecError, TunnelError
-from ..grammar.spec import ACCEPTED_FORMS
+from ..grammar.flags import ACCEPTED_FORMS
 
 USAGE = """\
 usage: nbtunnel [ssh options] (-L spec | -R spec | -D spec)... destination
@@ -112,7 +112,7 @@ def run(argv: Sequence[str], out: TextIO = sys.stdout, err: TextIO = sys.stderr)
         # Ctrl-C from here on is the way to stop, even while these print.
         with contextlib.suppress(KeyboardInterrupt):
             opened.set()
-            snap = tunnel._snapshot
+            snap = tunnel.snapshot()
             for f in snap.forwards:
                 out.write(f"forwarding {display.forward_line(f, tunnel.destination)}\n")
             for line in display.share_lines([snap]):

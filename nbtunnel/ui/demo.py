@@ -20,7 +20,8 @@ from dataclasses import replace
 from typing import TextIO
 
 from ..client import display
-from ..client.manager import Forward, Manager, Tunnel
+from ..client.handles import Forward, Tunnel
+from ..client.manager import Manager
 from ..engine.protocol import Message
 from ..errors import TunnelError
 from ..testing import EmbeddedServer, PrivateService
@@ -147,7 +148,7 @@ def _port(forward: Forward) -> int:
 
 
 def _where(forward: Forward) -> str:
-    return display.forward_line(forward._snapshot, forward.tunnel.destination)
+    return display.forward_line(forward.snapshot(), forward.tunnel.destination)
 
 
 def _serve(

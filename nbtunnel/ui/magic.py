@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import getpass
 import shlex
-from dataclasses import replace
 from typing import Any
 
 from IPython.core.error import StdinNotImplementedError, UsageError
@@ -18,11 +17,9 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.core.magic import Magics, line_magic, magics_class
 
 from ..client import display
-from ..client.manager import Manager, Tunnel, close_default, default_manager
+from ..client.manager import Manager, close_default, default_manager
 from ..errors import SpecError, TunnelError
-from ..grammar.spec import ForwardSpec, TunnelSpec, parse, parse_forward
 from ..settings.resolve import Prompt
-from ..status import ForwardSnapshot, TunnelSnapshot
 
 USAGE = """\
 %tunnel [--name NAME] [ssh options] (-L spec | -R spec | -D spec)... destination
@@ -35,7 +32,7 @@ Running the same line again returns the tunnel already up.  A destination
 that is a live tunnel's name, or the same destination with the same options,
 adds the forwards to that tunnel's SSH connection."""
 
-_CANCEL = {"-KL": "local", "-KR": "remote", "-KD": "dynamic"}
+_CANCEL = ("-KL", "-KR", "-KD")
 
 
 class TunnelTable:
@@ -124,7 +121,7 @@ def run(words: list[str], manager: Manager, prompt: Prompt | None = None) -> obj
 
         return Panel(manager)
     name, rest = _name(words)
-    return _open(parse(rest), name, manager, prompt)
+    return manager.open(rest, name=name, prompt=prompt)
 
 
 def _name(words: list[str]) -> tuple[str | None, list[str]]:
@@ -155,115 +152,13 @@ def _known(manager: Manager) -> str:
     return f" (open: {', '.join(names)})" if names else " (none is open)"
 
 
-# Every live tunnel with one snapshot of it: a Forward's state or stats is a
-# round trip to the engine each time it is read, this is one for them all.
-Live = list[tuple[Tunnel, TunnelSnapshot]]
-
-
-def _live(manager: Manager) -> Live:
-    handles = {t.id: t for t in manager.tunnels()}
-    return [
-        (handles[snap.id], snap)
-        for snap in manager.snapshots()
-        if snap.id in handles and snap.state == "up"
-    ]
-
-
 def _cancel(words: list[str], manager: Manager) -> None:
     flag, args = words[0], words[1:]
-    kind = _CANCEL[flag]
     if len(args) != 1:
         raise SpecError(
             f"usage: %tunnel {flag} [bind_address:]port", text=" ".join(args)
         )
-    # "[bind:]port" is a dynamic forward's grammar, whatever the kind.
-    wanted = parse_forward("-D", args[0])
-    for tunnel, snap in _live(manager):
-        for forward in snap.forwards:
-            if _matches(forward, kind, wanted.listen_host, wanted.listen_port):
-                tunnel._forwards[forward.index].stop()
-                return
-    raise SpecError(
-        f"no -{flag[-1]} forward listens on {args[0]} (see %tunnel for the list)",
-        text=args[0],
-    )
-
-
-def _matches(
-    forward: ForwardSnapshot, kind: str, host: str | None, port: int | None
-) -> bool:
-    if forward.kind != kind or forward.listen_port != port or forward.state != "up":
-        return False
-    if host is None or forward.listen_host == host:
-        return True
-    return host in ("*", "") and forward.listen_host in ("", "*", "0.0.0.0", "::")
-
-
-def _open(
-    spec: TunnelSpec, name: str | None, manager: Manager, prompt: Prompt | None
-) -> Tunnel:
-    live = _live(manager)
-    for tunnel, _ in live:
-        if tunnel.spec.text == spec.text and name in (None, tunnel.name):
-            return tunnel  # the cell ran again: the tunnel is up, same ports
-    for tunnel, snap in live:
-        # A new name asks for a tunnel of its own (which still shares the
-        # SSH connection, in the engine); an existing one adds to it.
-        if name is None:
-            joins = tunnel.name == spec.destination.text or _shares(tunnel.spec, spec)
-        else:
-            joins = tunnel.name == name and _shares(tunnel.spec, spec)
-        if joins:
-            return _add(tunnel, snap, spec.forwards, live, manager)
-    _check_ports(spec.forwards, spec, live)
-    return manager.open(spec.text, name=name, prompt=prompt)
-
-
-def _shares(live: TunnelSpec, new: TunnelSpec) -> bool:
-    """Same destination and the same options: one SSH connection serves both,
-    as OpenSSH's ControlMaster would share it."""
-    return replace(live, forwards=(), verbose=0) == replace(new, forwards=(), verbose=0)
-
-
-def _add(
-    tunnel: Tunnel,
-    snap: TunnelSnapshot,
-    forwards: tuple[ForwardSpec, ...],
-    live: Live,
-    manager: Manager,
-) -> Tunnel:
-    running = {f.spec for f in snap.forwards if f.state == "up"}
-    missing = tuple(f for f in forwards if str(f) not in running)
-    if missing:
-        _check_ports(missing, tunnel.spec, live)
-        manager.add(tunnel, missing)
-    return tunnel
-
-
-def _check_ports(
-    forwards: tuple[ForwardSpec, ...], spec: TunnelSpec, live: Live
-) -> None:
-    """A fixed port another live forward holds is named, with who holds it."""
-    for wanted in forwards:
-        if not wanted.listen_port:
-            continue
-        for tunnel, snap in live:
-            # -L/-D ports are on this machine; -R ports on that tunnel's server.
-            if wanted.kind == "remote" and not _shares(tunnel.spec, spec):
-                continue
-            for held in snap.forwards:
-                if (
-                    (held.kind == "remote") == (wanted.kind == "remote")
-                    and held.state == "up"
-                    and held.listen_port == wanted.listen_port
-                ):
-                    raise SpecError(
-                        f"port {wanted.listen_port} of '{wanted}' is held by tunnel "
-                        f"'{tunnel.name}' ({held.spec}); stop that forward with "
-                        f"%tunnel -K{held.spec[1]} {held.listen_port} or pick "
-                        "another port (0 for any free one)",
-                        text=str(wanted),
-                    )
+    manager.cancel(flag, args[0])
 
 
 def load_ipython_extension(ip: InteractiveShell) -> None:

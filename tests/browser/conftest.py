@@ -1,9 +1,8 @@
 """JupyterLab on loopback, and Debian's chromium driven by Playwright.
 
-The recipe of research/jupyter-testing.md section 4: a server of the test's
-own (its own port, token and config/runtime/data/settings directories,
-stopped by its PID), and /usr/bin/chromium launched by path: Playwright
-never downloads a browser here.
+A server of the test's own (its own port, token and config/runtime/data/
+settings directories, stopped by its PID), and /usr/bin/chromium launched
+by path: Playwright never downloads a browser here.
 """
 
 from __future__ import annotations

@@ -119,8 +119,10 @@ def test_port_closed_after_with_block(manager: Manager, sshd, targets) -> None:
 
 def test_port_closed_after_stop_all(sshd, targets) -> None:
     ports = []
-    for _ in range(2):
-        t = nbtunnel.open(sshd.line("-L", f"0:{targets.host}:{targets.echo}"))
+    for i in range(2):
+        # Named: the same line unnamed would be the same tunnel again.
+        line = sshd.line("-L", f"0:{targets.host}:{targets.echo}")
+        t = nbtunnel.open(line, name=f"t{i}")
         ports.append(t.forwards[0].listen_port)
     assert len(nbtunnel.tunnels()) == 2
     nbtunnel.stop_all()

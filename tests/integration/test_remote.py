@@ -101,7 +101,7 @@ def test_stopping_one_remote_forward_leaves_the_others_working(
         assert [f.state for f in t.forwards] == ["stopped", "up", "up"]
         echo.stop()  # again: nothing happens
         with pytest.raises(ForwardError, match=f"tunnel {t.id} has no forward 3"):
-            manager._engine().request("stop_forward", tunnel=t.id, forward=3)
+            manager._engine.get().request("stop_forward", tunnel=t.id, forward=3)
 
 
 def test_a_fixed_port_taken_on_the_server_fails_the_open(
@@ -113,7 +113,16 @@ def test_a_fixed_port_taken_on_the_server_fails_the_open(
         with pytest.raises(
             ForwardError, match=rf"refused to listen on 127.0.0.1:{taken}"
         ):
-            manager.open(sshd.line("-R", f"127.0.0.1:{taken}:127.0.0.1:{here.http}"))
+            # Another connection (other options) to the same server: the
+            # manager cannot see the holder, so the server refuses.
+            manager.open(
+                sshd.line(
+                    "-o",
+                    "ServerAliveInterval=7",
+                    "-R",
+                    f"127.0.0.1:{taken}:127.0.0.1:{here.http}",
+                )
+            )
         # Nothing half-open: the refused tunnel's connection is gone ...
         assert clients.wait_until(lambda: set(sshd.session_pids()) == before, 10)
         assert manager.tunnels() == [first]

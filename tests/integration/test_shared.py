@@ -22,9 +22,16 @@ def test_two_tunnels_one_login_closed_with_the_last(
     manager: Manager, fresh_sshd: SshServer, targets, here
 ) -> None:
     server = fresh_sshd
-    first = manager.open(server.line("-L", f"0:{targets.host}:{targets.echo}"))
-    second = manager.open(server.line("-R", f"127.0.0.1:0:127.0.0.1:{here.echo}"))
-    third = manager.open(server.line("-L", f"0:{targets.host}:{targets.echo}"))
+    # Names of their own: unnamed, the same destination would join one tunnel.
+    first = manager.open(
+        server.line("-L", f"0:{targets.host}:{targets.echo}"), name="first"
+    )
+    second = manager.open(
+        server.line("-R", f"127.0.0.1:0:127.0.0.1:{here.echo}"), name="second"
+    )
+    third = manager.open(
+        server.line("-L", f"0:{targets.host}:{targets.echo}"), name="third"
+    )
     assert _logins(server) == 1
     assert len(server.session_pids()) == 1
     assert clients.echoes(first, b"shared") and clients.echoes(third, b"shared")
@@ -70,13 +77,13 @@ def test_opens_at_the_same_time_log_in_once(
     tunnels = []
     errors: list[BaseException] = []
 
-    def open_one() -> None:
+    def open_one(name: str) -> None:
         try:
-            tunnels.append(manager.open(line))
+            tunnels.append(manager.open(line, name=name))
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=open_one) for _ in range(4)]
+    threads = [threading.Thread(target=open_one, args=(f"t{i}",)) for i in range(4)]
     for t in threads:
         t.start()
     for t in threads:
@@ -94,7 +101,7 @@ def test_a_lost_shared_connection_comes_back_once_for_every_tunnel_on_it(
 ) -> None:
     server = fresh_sshd
     line = server.line("-L", f"0:{targets.host}:{targets.echo}")
-    a, b = manager.open(line), manager.open(line)
+    a, b = manager.open(line, name="a"), manager.open(line, name="b")
     ports = [a.forwards[0].listen_port, b.forwards[0].listen_port]
     server.restart()  # every session killed
     assert clients.wait_until(
@@ -116,7 +123,7 @@ def test_without_reconnect_a_lost_shared_connection_fails_every_tunnel_on_it(
 ) -> None:
     server = fresh_sshd
     line = server.line("--no-reconnect", "-L", f"0:{targets.host}:{targets.echo}")
-    a, b = manager.open(line), manager.open(line)
+    a, b = manager.open(line, name="a"), manager.open(line, name="b")
     server.restart()  # every session killed
     assert clients.wait_until(lambda: a.state == b.state == "failed", 10)
     assert "Reconnect no" in str(a.error)

@@ -137,3 +137,46 @@ def test_the_panel_is_a_view_and_restart_and_remove_are_the_managers(
     _ok(kernel, "%unload_ext nbtunnel")
     _ok(kernel, "import time; time.sleep(2.5)")
     assert kernel.value(ticking) is False
+
+
+# The add box, as a person uses it: CSS classes find its widgets (a DOM query).
+_BOX = """
+def _find(root, cls):
+    found = [root] if cls in getattr(root, "_dom_classes", ()) else []
+    for child in getattr(root, "children", ()):
+        found += _find(child, cls)
+    return found
+
+def type_and_add(panel, text):
+    (entry,) = _find(panel.widget, "nbt-new")
+    (add,) = _find(panel.widget, "nbt-add")
+    entry.value = text
+    add.click()
+    return _find(panel.widget, "nbt-add-error")[0].value
+"""
+
+
+def test_the_panels_add_box_follows_the_managers_rules(
+    kernel: Kernel, sshd, targets
+) -> None:
+    _ok(kernel, "%load_ext nbtunnel\nimport nbtunnel\np = nbtunnel.panel()")
+    _ok(kernel, _BOX)
+    port = clients.free_port()
+    line = sshd.line("-L", f"{port}:{targets.host}:{targets.echo}")
+    assert kernel.value(f"type_and_add(p, {line!r})") == ""
+    # The same line again: the same tunnel, as %tunnel and nbtunnel.open do.
+    assert kernel.value(f"type_and_add(p, {line!r})") == ""
+    assert kernel.value("len(nbtunnel.tunnels())") == 1
+    # A second line to the same destination joins its tunnel.
+    more = sshd.line("-L", f"0:{targets.host}:{targets.http}")
+    assert kernel.value(f"type_and_add(p, {more!r})") == ""
+    assert kernel.value("[len(t.forwards) for t in nbtunnel.tunnels()]") == [2]
+    # A fixed port held by another forward: the holder named in the box.
+    other = sshd.line(
+        "-o", "ServerAliveInterval=7", "-L", f"{port}:{targets.host}:{targets.http}"
+    )
+    said = kernel.value(f"type_and_add(p, {other!r})")
+    assert f"port {port}" in said and "is held by tunnel" in said
+    assert kernel.value("len(nbtunnel.tunnels())") == 1
+    assert _echoes(port)
+    _ok(kernel, "%tunnel stop all")

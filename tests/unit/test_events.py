@@ -8,17 +8,17 @@ import sys
 import textwrap
 
 import pytest
-from nbtunnel import Manager
+from nbtunnel.client.events import Events
 
 
 def test_engine_log_records_land_under_nbtunnel(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    manager = Manager(engine="inline")
+    events = Events()  # a manager's engine event handler
     seen: list[dict] = []
-    manager.subscribe(seen.append)
+    events.subscribe(seen.append)
     with caplog.at_level(logging.DEBUG, logger="nbtunnel"):
-        manager._on_event(
+        events(
             {
                 "event": "log",
                 "level": logging.ERROR,
@@ -31,7 +31,7 @@ def test_engine_log_records_land_under_nbtunnel(
     assert record.levelno == logging.ERROR
     assert seen and seen[0]["event"] == "log"
     with caplog.at_level(logging.DEBUG, logger="nbtunnel"):
-        manager._on_event(
+        events(
             {
                 "event": "log",
                 "level": logging.WARNING,
@@ -45,15 +45,15 @@ def test_engine_log_records_land_under_nbtunnel(
 def test_a_failing_listener_does_not_stop_the_others(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    manager = Manager(engine="inline")
+    events = Events()  # a manager's engine event handler
     seen: list[dict] = []
 
     def broken(message: dict) -> None:
         raise RuntimeError("listener bug")
 
-    manager.subscribe(broken)
-    manager.subscribe(seen.append)
-    manager._on_event({"event": "state", "tunnel": 1, "state": "up"})
+    events.subscribe(broken)
+    events.subscribe(seen.append)
+    events({"event": "state", "tunnel": 1, "state": "up"})
     assert seen == [{"event": "state", "tunnel": 1, "state": "up"}]
     assert "listener failed" in caplog.text
 
@@ -64,8 +64,8 @@ def test_nothing_reaches_stderr_without_logging_configured() -> None:
     code = textwrap.dedent(
         """
         import logging
-        from nbtunnel import Manager
-        Manager(engine="inline")._on_event(
+        from nbtunnel.client.events import Events
+        Events()(
             {"event": "log", "level": logging.ERROR, "logger": "paramiko.transport",
              "message": "Socket exception"}
         )

@@ -12,7 +12,7 @@ from nbtunnel.errors import ConnectError, ForwardError
 from nbtunnel.forward.dynamic import negotiate, reason_for
 from nbtunnel.forward.remote import bind_address
 from nbtunnel.forward.socks import Request, SocksError
-from nbtunnel.grammar.spec import parse_forward
+from nbtunnel.grammar.forwards import parse_forward
 from nbtunnel.ssh.connection import RemoteListener, _refusal
 
 

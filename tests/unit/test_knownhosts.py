@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from nbtunnel.settings.certificates import CERT_HOST, CERT_USER, parse_certificate
 from nbtunnel.settings.known_hosts import (
-    CERT_HOST,
-    CERT_USER,
     DEFAULT_PORT,
     Entry,
     KnownHosts,
@@ -26,7 +25,6 @@ from nbtunnel.settings.known_hosts import (
     entry_line,
     hash_name,
     known_name,
-    parse_certificate,
 )
 
 KEYGEN = shutil.which("ssh-keygen")

@@ -18,9 +18,10 @@ from typing import Any
 import comm
 import pytest
 from comm.base_comm import BaseComm
-from nbtunnel.client.manager import Forward
+from nbtunnel.client.handles import Forward
 from nbtunnel.errors import EngineError, ForwardError, SpecError
-from nbtunnel.grammar.spec import ForwardSpec, TunnelSpec, parse_forward
+from nbtunnel.grammar.forwards import ForwardSpec, parse_forward
+from nbtunnel.grammar.spec import TunnelSpec
 from nbtunnel.status import (
     STATES,
     ForwardSnapshot,
@@ -28,7 +29,7 @@ from nbtunnel.status import (
     State,
     TunnelSnapshot,
 )
-from nbtunnel.ui.panel import view, widget
+from nbtunnel.ui.panel import ticker, view, widget
 
 # -- a fake manager: the panel's only way to the tunnels ---------------------
 
@@ -177,17 +178,17 @@ def recording(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
 def no_ticks(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     # The tests refresh by hand unless they test the ticker; each ends with
     # no ticker thread left.
-    monkeypatch.setattr(widget, "TICK_SECONDS", 3600.0)
+    monkeypatch.setattr(ticker, "TICK_SECONDS", 3600.0)
     yield
     _wait_ticker_gone()
 
 
 def _wait_ticker_gone() -> None:
-    for panel in list(widget.TICKER._panels):
+    for panel in list(ticker.TICKER._panels):
         panel.close()
-    thread = widget.TICKER.thread
+    thread = ticker.TICKER.thread
     if thread is not None:
-        widget.TICKER.poke()
+        ticker.TICKER.poke()
         thread.join(10)
         assert not thread.is_alive()
 
@@ -614,12 +615,12 @@ def test_a_refresh_sends_only_what_changed(
 def test_the_ticker_keeps_panels_in_sync_from_one_thread(
     manager: FakeManager, recording: list[Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(widget, "TICK_SECONDS", 0.1)
+    monkeypatch.setattr(ticker, "TICK_SECONDS", 0.1)
     before = threading.active_count()
     a = widget.Panel(manager)  # type: ignore[arg-type]
     b = widget.Panel(manager)  # type: ignore[arg-type]
     assert threading.active_count() == before + 1  # one ticker for both
-    thread = widget.TICKER.thread
+    thread = ticker.TICKER.thread
     assert thread is not None and thread.name == "nbtunnel-panel-ticker"
     # One snapshot request per tick for both panels, not one each: at most
     # 10 ticks in a second (fewer on a busy machine), so never 20 requests.
@@ -636,17 +637,17 @@ def test_the_ticker_keeps_panels_in_sync_from_one_thread(
     _until(lambda: len(rows_of(a)) == 2)
 
     a.close()
-    assert widget.TICKER.thread is thread  # b is still there
+    assert ticker.TICKER.thread is thread  # b is still there
     b.close()
     thread.join(5)
-    assert not thread.is_alive() and widget.TICKER.thread is None
+    assert not thread.is_alive() and ticker.TICKER.thread is None
 
 
 def test_an_idle_panel_costs_no_cpu(
     manager: FakeManager, recording: list[Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Twenty times the real rate, to have something to measure.
-    monkeypatch.setattr(widget, "TICK_SECONDS", 0.05)
+    monkeypatch.setattr(ticker, "TICK_SECONDS", 0.05)
     widget.Panel(manager)  # type: ignore[arg-type]
     recording.clear()
     requests = manager.snapshot_requests
@@ -662,9 +663,9 @@ def test_an_idle_panel_costs_no_cpu(
 def test_the_ticker_lets_go_of_collected_and_closed_panels(
     manager: FakeManager, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(widget, "TICK_SECONDS", 0.05)
+    monkeypatch.setattr(ticker, "TICK_SECONDS", 0.05)
     panel = widget.Panel(manager)  # type: ignore[arg-type]
-    thread = widget.TICKER.thread
+    thread = ticker.TICKER.thread
     assert thread is not None
     # Closed, and no reference left: the ticker holds panels weakly.
     panel.close()
@@ -672,22 +673,22 @@ def test_the_ticker_lets_go_of_collected_and_closed_panels(
     gc.collect()
     thread.join(5)
     assert not thread.is_alive()
-    assert list(widget.TICKER._panels) == []
+    assert list(ticker.TICKER._panels) == []
 
 
 def test_the_ticker_ends_when_the_manager_closes(
     manager: FakeManager, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(widget, "TICK_SECONDS", 0.05)
+    monkeypatch.setattr(ticker, "TICK_SECONDS", 0.05)
     panel = widget.Panel(manager)  # type: ignore[arg-type]
-    thread = widget.TICKER.thread
+    thread = ticker.TICKER.thread
     assert thread is not None and panel.alive
     manager.closed = True
     thread.join(5)
     assert not thread.is_alive() and not panel.alive
     # A new panel starts a new ticker.
     widget.Panel(FakeManager())  # type: ignore[arg-type]
-    assert widget.TICKER.thread is not None
+    assert ticker.TICKER.thread is not None
 
 
 def test_a_broken_panel_or_manager_does_not_stop_the_others(
@@ -695,7 +696,7 @@ def test_a_broken_panel_or_manager_does_not_stop_the_others(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setattr(widget, "TICK_SECONDS", 0.05)
+    monkeypatch.setattr(ticker, "TICK_SECONDS", 0.05)
     good = widget.Panel(manager)  # type: ignore[arg-type]
     other, third = FakeManager(), FakeManager()
     other.tunnel("x", "-L 0:x:1")
@@ -711,7 +712,7 @@ def test_a_broken_panel_or_manager_does_not_stop_the_others(
     # wait for each (asserting the second once the first is in could race).
     _until(lambda: "nbtunnel panel refresh failed" in caplog.text)
     _until(lambda: "reading the tunnels failed" in caplog.text)
-    assert widget.TICKER.thread is not None
+    assert ticker.TICKER.thread is not None
     broken.close()
     worse.close()
 

@@ -10,7 +10,7 @@ import pytest
 from nbtunnel import ConnectError, SpecError
 from nbtunnel.client.display import event_line
 from nbtunnel.engine.link import Link
-from nbtunnel.engine.tunnel import FIRST_DELAY, backoff
+from nbtunnel.engine.reconnect import FIRST_DELAY, backoff
 from nbtunnel.grammar.spec import parse
 from nbtunnel.settings.resolve import resolve
 

@@ -10,16 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from nbtunnel.errors import SpecError
-from nbtunnel.grammar.spec import (
-    ACCEPTED_FORMS,
-    SUPPORTED_OPTIONS,
-    Destination,
-    ForwardSpec,
-    TunnelSpec,
-    parse,
-    parse_destination,
-    parse_forward,
-)
+from nbtunnel.grammar.destinations import Destination, parse_destination
+from nbtunnel.grammar.flags import ACCEPTED_FORMS, SUPPORTED_OPTIONS
+from nbtunnel.grammar.forwards import ForwardSpec, parse_forward
+from nbtunnel.grammar.spec import TunnelSpec, parse
 
 from tests.strategies import destinations, forward_specs, tunnel_specs
 

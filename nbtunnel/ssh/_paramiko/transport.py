@@ -28,7 +28,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import paramiko
@@ -103,6 +103,18 @@ class Transport(paramiko.Transport):
         if self.host_key_types is not None:
             return self.host_key_types
         return tuple(super().preferred_keys)
+
+    def route_forwarded(
+        self,
+        handler: Callable[[paramiko.Channel, tuple[str, int], tuple[str, int]], None],
+    ) -> None:
+        """Hand every channel the server opens for a remote forward to
+        ``handler(channel, origin, server)``, whatever address it came to."""
+        # paramiko's single (private) hook for every forwarded-tcpip (and,
+        # through _parse_channel_open below, forwarded-streamlocal) channel;
+        # set directly because request_port_forward() would replace it per
+        # request.
+        self._tcp_handler = handler
 
     # -- global requests --------------------------------------------------
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass, replace
 
 from ...client import display, urls
 from ...errors import SpecError
-from ...grammar.spec import ForwardSpec, TunnelSpec, bracketed, parse
+from ...grammar.forwards import ForwardSpec, bracketed
+from ...grammar.spec import TunnelSpec, parse
 from ...status import ForwardSnapshot, State, TunnelSnapshot
 
 # (tunnel id, forward index): a row's identity across snapshots.

@@ -4,176 +4,29 @@ A panel holds no tunnel state of its own.  What it shows comes from the
 manager's handles and snapshots, and what its buttons do goes to the
 manager (``Forward.stop``, ``Manager.restart_forward``,
 ``Manager.remove_forward``, ``Manager.open``/``add``), so ``%tunnel``'s
-table and every other panel show the same.
-
-One background thread, the ticker, refreshes every live panel about once a
-second with one snapshot request per manager, and sets only the widget
-traits whose values changed (ipywidgets then sends only those).  It starts
-with the first panel and ends when no panel is left: panels are held
-weakly, and one that is closed, or whose manager closed, is let go.
+table and every other panel show the same.  The ticker (``ticker``)
+keeps it up to date; each forward's row is a :class:`RowWidgets` (``row``).
 """
 
 from __future__ import annotations
 
 import html
-import logging
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from typing import Any
 
 import ipywidgets as w
 
-from ...client.manager import Forward, Manager, Tunnel
+from ...client.handles import Forward, Tunnel
+from ...client.manager import Manager
 from ...errors import TunnelError
-from ...status import State, TunnelSnapshot
 from . import view
-
-logger = logging.getLogger("nbtunnel.widget")
-
-TICK_SECONDS = 1.0
-
-# Each live tunnel's handle with one snapshot of it (a single engine request
-# for them all).
-Live = list[tuple[Tunnel, TunnelSnapshot]]
-
-# In the panel's own HTML, so it looks right in JupyterLab's light and dark
-# themes alike; scoped to .nbt-panel so nothing else on the page changes.
-STYLE = """<style>
-.nbt-panel {
-  border: 1px solid var(--jp-border-color2, #e0e0e0);
-  border-radius: 4px;
-  background: var(--jp-layout-color1, white);
-  color: var(--jp-ui-font-color1, rgba(0, 0, 0, 0.87));
-  font-family: var(--jp-ui-font-family, sans-serif);
-  font-size: var(--jp-ui-font-size1, 13px);
-  padding: 4px 10px 8px 10px;
-}
-.nbt-panel .widget-html-content {
-  color: var(--jp-ui-font-color1, rgba(0, 0, 0, 0.87));
-  font-size: var(--jp-ui-font-size1, 13px);
-}
-.nbt-panel .nbt-what .widget-html-content,
-.nbt-panel .nbt-error .widget-html-content,
-.nbt-panel .nbt-add-error .widget-html-content {
-  line-height: 1.4; white-space: normal; align-self: center;
-}
-.nbt-panel .nbt-title .widget-html-content { font-weight: 600; }
-.nbt-panel .nbt-muted, .nbt-panel .nbt-summary .widget-html-content,
-.nbt-panel .nbt-conns .widget-html-content {
-  color: var(--jp-ui-font-color2, #616161);
-}
-.nbt-panel .nbt-row { border-top: 1px solid var(--jp-border-color2, #e0e0e0); }
-.nbt-panel .nbt-line { align-items: center; }
-.nbt-panel .nbt-traffic .widget-html-content {
-  font-family: var(--jp-code-font-family, monospace);
-  font-size: var(--jp-code-font-size, 13px);
-}
-.nbt-panel .nbt-error .widget-html-content,
-.nbt-panel .nbt-add-error .widget-html-content {
-  color: var(--jp-error-color1, #c62828);
-}
-.nbt-panel .nbt-link { color: var(--jp-content-link-color, #1976d2); }
-.nbt-panel .nbt-note { font-size: var(--jp-ui-font-size0, 11px); }
-.nbt-panel .nbt-new input { font-family: var(--jp-code-font-family, monospace); }
-</style>"""
+from .row import RowWidgets, set_changed
+from .style import STYLE, error_html
+from .ticker import TICKER, Live, fetch
 
 PLACEHOLDER = "-L 0:localhost:8888 user@host   (or just -L 0:localhost:8888)"
-
-
-def _set(widget: Any, name: str, value: Any) -> None:
-    """Set a trait only if it changed (traitlets would not notify anyway; this says so)."""
-    if getattr(widget, name) != value:
-        setattr(widget, name, value)
-
-
-def _error_html(text: str) -> str:
-    if not text:
-        return ""
-    # pre-wrap: a SpecError's list of accepted forms is one per line.
-    return (
-        "<span class='nbt-error-text' style='white-space:pre-wrap'>"
-        f"{html.escape(text, quote=False)}</span>"
-    )
-
-
-class _Row:
-    """The widgets of one forward's row."""
-
-    def __init__(self, panel: Panel, handle: Forward) -> None:
-        self.handle = handle
-        self.failure = ""  # why the last click on this row did not work
-        self.state: State | None = None
-        self.toggle = w.ToggleButton(
-            value=False, description="off", layout=w.Layout(width="4.5em")
-        )
-        self.light = w.HTML(layout=w.Layout(width="8.5em", flex="0 0 auto"))
-        self.what = w.HTML(layout=w.Layout(flex="1 1 auto", min_width="16em"))
-        self.conns = w.HTML(layout=w.Layout(width="9em", flex="0 0 auto"))
-        self.traffic = w.HTML(layout=w.Layout(width="19em", flex="0 0 auto"))
-        self.remove = w.Button(
-            description="remove",
-            tooltip="stop this forward and remove its row",
-            layout=w.Layout(width="6em", flex="0 0 auto"),
-        )
-        self.error = w.HTML(layout=w.Layout(display="none", margin="0 0 0 5em"))
-        for widget, name in (
-            (self.toggle, "nbt-toggle"),
-            (self.light, "nbt-light"),
-            (self.what, "nbt-what"),
-            (self.conns, "nbt-conns"),
-            (self.traffic, "nbt-traffic"),
-            (self.remove, "nbt-remove"),
-            (self.error, "nbt-error"),
-        ):
-            widget.add_class(name)
-        line = w.HBox(
-            [self.toggle, self.light, self.what, self.conns, self.traffic, self.remove]
-        )
-        line.add_class("nbt-line")
-        self.box = w.VBox([line, self.error])
-        self.box.add_class("nbt-row")
-        self._line = line
-        self.toggle.observe(lambda change: panel._toggled(self, change), "value")
-        self.remove.on_click(lambda _: panel._remove(self))
-
-    def show(self, row: view.Row) -> None:
-        _set(self.toggle, "value", row.on)
-        _set(self.toggle, "description", "on" if row.on else "off")
-        _set(self.toggle, "button_style", "success" if row.on else "")
-        _set(
-            self.toggle,
-            "tooltip",
-            "stop this forward" if row.on else "start this forward again",
-        )
-        _set(self.light, "value", row.light)
-        _set(self.what, "value", row.what)
-        _set(self.conns, "value", row.connections)
-        _set(self.traffic, "value", row.traffic)
-        error = self.failure or row.error
-        _set(self.error, "value", _error_html(error))
-        _set(self.error.layout, "display", "flex" if error else "none")
-        if self.state != row.state:
-            # For a page's tests and styles: the row says its state.
-            if self.state is not None:
-                self.box.remove_class(f"nbt-state-{self.state}")
-            self.box.add_class(f"nbt-state-{row.state}")
-            self.state = row.state
-
-    def close(self) -> None:
-        for widget in (
-            self.toggle,
-            self.light,
-            self.what,
-            self.conns,
-            self.traffic,
-            self.remove,
-            self.error,
-            self._line,
-            self.box,
-        ):
-            widget.close()
 
 
 class Panel:
@@ -192,7 +45,7 @@ class Panel:
         self._applying = False
         self._closed = False
         self._rates = view.Rates()
-        self._rows: dict[view.Key, _Row] = {}
+        self._rows: dict[view.Key, RowWidgets] = {}
         self._live_ids: list[tuple[int, str]] = []
 
         self._title = w.HTML(STYLE + "<span>SSH tunnels</span>")
@@ -247,18 +100,20 @@ class Panel:
 
     def refresh(self) -> None:
         """Bring it up to date now (the ticker does so about once a second)."""
-        self._apply(fetch(self._manager), time.monotonic())
+        self.apply(fetch(self._manager), time.monotonic())
 
-    def _apply(self, live: Live | str, now: float) -> None:
+    def apply(self, live: Live | str, now: float) -> None:
+        """Show ``live`` (what :func:`ticker.fetch` got: the tunnels with a
+        snapshot each, or why the engine could not be asked) as of ``now``."""
         with self._lock:
             if self._closed:
                 return
             self._applying = True
             try:
                 if isinstance(live, str):  # the engine could not be asked
-                    _set(self._status, "value", _error_html(live))
+                    set_changed(self._status, "value", error_html(live))
                     return
-                _set(self._status, "value", "")
+                set_changed(self._status, "value", "")
                 self._show(live, now)
             finally:
                 self._applying = False
@@ -274,7 +129,9 @@ class Panel:
                 continue  # an add still in flight: its handle comes next time
             widgets = self._rows.get(row.key)
             if widgets is None:
-                widgets = self._rows[row.key] = _Row(self, handle)
+                widgets = self._rows[row.key] = RowWidgets(
+                    handle, self._toggled, self._remove
+                )
             widgets.show(row)
             children.append(widgets.box)
             shown.add(row.key)
@@ -282,7 +139,7 @@ class Panel:
             self._rows.pop(key).close()
         if tuple(children) != tuple(self._rows_box.children):
             self._rows_box.children = tuple(children)
-        _set(self._summary, "value", html.escape(view.summary(snaps)))
+        set_changed(self._summary, "value", html.escape(view.summary(snaps)))
         self._show_targets([t for t, snap in live if snap.state == "up"])
 
     def _follow_restarts(self, handles: dict[view.Key, Forward]) -> None:
@@ -302,8 +159,10 @@ class Panel:
             self._target.options = options
             ids = [i for _, i in options]
             if chosen in ids:
-                _set(self._target, "value", chosen)
-        _set(self._target.layout, "display", "flex" if len(options) > 1 else "none")
+                set_changed(self._target, "value", chosen)
+        set_changed(
+            self._target.layout, "display", "flex" if len(options) > 1 else "none"
+        )
 
     # -- what the buttons do -------------------------------------------------
 
@@ -312,7 +171,7 @@ class Panel:
         with self._lock:
             return not self._applying and not self._closed
 
-    def _toggled(self, widgets: _Row, change: dict[str, Any]) -> None:
+    def _toggled(self, widgets: RowWidgets, change: dict[str, Any]) -> None:
         if not self._clicked():
             return
         forward = widgets.handle.current
@@ -322,7 +181,7 @@ class Panel:
             widgets.failure = _attempt(forward.stop)
         TICKER.poke()
 
-    def _remove(self, widgets: _Row) -> None:
+    def _remove(self, widgets: RowWidgets) -> None:
         if not self._clicked():
             return
         widgets.failure = _attempt(lambda: self._manager.remove_forward(widgets.handle))
@@ -333,10 +192,10 @@ class Panel:
             return
         text = self._entry.value
         failure = _attempt(lambda: self._open(text))
-        _set(self._add_error, "value", _error_html(failure))
-        _set(self._add_error.layout, "display", "flex" if failure else "none")
+        set_changed(self._add_error, "value", error_html(failure))
+        set_changed(self._add_error.layout, "display", "flex" if failure else "none")
         if not failure:
-            _set(self._entry, "value", "")
+            set_changed(self._entry, "value", "")
         TICKER.poke()
 
     def _open(self, text: str) -> None:
@@ -393,79 +252,3 @@ def _attempt(action: Callable[[], object]) -> str:
     except TunnelError as exc:
         return str(exc)
     return ""
-
-
-def fetch(manager: Manager) -> Live | str:
-    """Every live tunnel of the manager with a snapshot, or why the engine said no."""
-    try:
-        snaps = manager.snapshots()
-    except TunnelError as exc:
-        return f"cannot read the tunnels' state: {exc}"
-    handles = {t.id: t for t in manager.tunnels()}
-    return [(handles[s.id], s) for s in snaps if s.id in handles]
-
-
-class Ticker:
-    """The one thread that refreshes every live panel, about once a second."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._panels: weakref.WeakSet[Panel] = weakref.WeakSet()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    @property
-    def thread(self) -> threading.Thread | None:
-        """The running thread, if any panel is alive."""
-        return self._thread
-
-    def add(self, panel: Panel) -> None:
-        with self._lock:
-            self._panels.add(panel)
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="nbtunnel-panel-ticker", daemon=True
-                )
-                self._thread.start()
-
-    def poke(self) -> None:
-        """Refresh now rather than at the next tick (after a click)."""
-        self._wake.set()
-
-    def _run(self) -> None:
-        while True:
-            self._wake.wait(TICK_SECONDS)
-            self._wake.clear()
-            if not self._tick():
-                return
-
-    def _tick(self) -> bool:
-        """Refresh every live panel; False (and the thread is done) when none is left.
-
-        Panels are strong references only for the length of one tick.
-        """
-        with self._lock:
-            panels = [p for p in self._panels if p.alive]
-            if not panels:
-                self._thread = None
-                return False
-        groups: dict[int, list[Panel]] = {}
-        for panel in panels:
-            groups.setdefault(id(panel.manager), []).append(panel)
-        for group in groups.values():
-            # One broken panel (or manager) must not stop the others' updates.
-            try:
-                live = fetch(group[0].manager)
-            except Exception:
-                logger.exception("nbtunnel panel: reading the tunnels failed")
-                continue
-            now = time.monotonic()
-            for panel in group:
-                try:
-                    panel._apply(live, now)
-                except Exception:
-                    logger.exception("nbtunnel panel refresh failed")
-        return True
-
-
-TICKER = Ticker()

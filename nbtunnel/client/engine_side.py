@@ -1,0 +1,142 @@
+"""The engine as one manager sees it: started on first use (again if it
+died), and asked in typed requests.
+
+``%load_ext nbtunnel`` starts it in the background: the engine's start (a
+new Python importing paramiko, most of the time to a first open) then
+overlaps the time until the next cell runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+from ..engine.client import EngineClient, EventHandler, InlineClient, ProcessClient
+from ..errors import EngineError
+from ..grammar.forwards import ForwardSpec
+from ..settings.resolve import ConnectSettings, Prompt
+from ..status import TunnelSnapshot
+
+EngineMode = Literal["process", "inline"]
+
+
+class EngineSide:
+    """One manager's engine client: its (re)start and its requests."""
+
+    def __init__(
+        self,
+        mode: EngineMode,
+        on_event: EventHandler,
+        on_lost: Callable[[str], None],
+    ) -> None:
+        self.mode = mode
+        self._on_event = on_event
+        self._on_lost = on_lost  # told when a dead engine is replaced
+        # Held while an engine starts (up to HELLO_TIMEOUT), apart from the
+        # manager's lock so that listing tunnels never waits for a start.
+        self._starting = threading.Lock()
+        self._client: EngineClient | None = None
+        self._closed = False
+
+    def running(self) -> EngineClient | None:
+        """The engine client if its engine is alive, without starting one."""
+        client = self._client
+        return client if client is not None and client.alive else None
+
+    @property
+    def pid(self) -> int | None:
+        client = self._client
+        return client.pid if client is not None else None
+
+    def get(self) -> EngineClient:
+        """The running engine, started if need be (raises EngineError)."""
+        with self._starting:
+            return self._started()
+
+    def _started(self) -> EngineClient:
+        client = self._client
+        if client is None or not client.alive:
+            cls = ProcessClient if self.mode == "process" else InlineClient
+            client = cls(self._on_event)
+            if self._client is not None:
+                self._on_lost("the nbtunnel engine stopped")
+            self._client = client
+        return client
+
+    def start_in_background(self) -> None:
+        """Start it from a thread; a failure is tried again, and raised, by
+        the next :meth:`get`."""
+
+        def start() -> None:
+            with self._starting, contextlib.suppress(EngineError):
+                if not self._closed:
+                    self._started()
+
+        threading.Thread(
+            target=start, name="nbtunnel-engine-start", daemon=True
+        ).start()
+
+    def close(self) -> None:
+        """End the engine, after a start in progress (which would otherwise
+        leave its engine behind)."""
+        self._closed = True
+        with self._starting:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    # -- requests ---------------------------------------------------------
+
+    def open(
+        self,
+        destination: str,
+        settings: ConnectSettings,
+        forwards: Sequence[ForwardSpec],
+        name: str,
+        prompt: Prompt | None,
+    ) -> TunnelSnapshot:
+        """Open a tunnel (starting the engine if need be); its first snapshot."""
+        result = self.get().request(
+            "open",
+            destination=destination,
+            settings=settings.to_dict(),
+            forwards=[[f.flag, f.text] for f in forwards],
+            name=name,
+            can_prompt=prompt is not None,
+            on_prompt=prompt,
+        )
+        return TunnelSnapshot.from_dict(result)
+
+    def add(self, tunnel_id: int, forwards: Sequence[ForwardSpec]) -> TunnelSnapshot:
+        """Start more forwards on a tunnel; its snapshot with them."""
+        client = self.running()
+        if client is None:
+            raise EngineError("the nbtunnel engine is not running")
+        result = client.request(
+            "add", tunnel=tunnel_id, forwards=[[f.flag, f.text] for f in forwards]
+        )
+        return TunnelSnapshot.from_dict(result)
+
+    def snapshots(self, tunnel_id: int | None = None) -> list[TunnelSnapshot] | None:
+        """Every live tunnel's snapshot (or that one's, or none if it ended);
+        None if no engine runs."""
+        client = self.running()
+        if client is None:
+            return None
+        if tunnel_id is None:
+            found = client.request("snapshot")
+        else:
+            found = client.request("snapshot", tunnel=tunnel_id)
+        return [TunnelSnapshot.from_dict(d) for d in found]
+
+    def stop(self, tunnel_id: int, forward: int | None = None) -> None:
+        """Stop a tunnel, or one of its forwards; nothing if no engine runs."""
+        client = self.running()
+        if client is None:
+            return
+        if forward is None:
+            client.request("stop", tunnel=tunnel_id)
+        else:
+            client.request("stop_forward", tunnel=tunnel_id, forward=forward)

@@ -1,0 +1,341 @@
+"""The handles a caller holds: :class:`Tunnel` and :class:`Forward`.
+
+The engine keeps every tunnel's state; a handle reads it through its
+manager, one round trip per read (``snapshot()`` gets all of it at once).
+What only the caller's side knows of a tunnel (its handles, which forward
+replaced which, which were removed, its last snapshot once stopped) is its
+:class:`TunnelRecord`, which the handles read and only the manager changes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import replace
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from ..grammar.forwards import ForwardSpec, parse_forward
+from ..grammar.spec import TunnelSpec
+from ..status import ForwardSnapshot, ForwardStats, State, TunnelSnapshot
+from . import display, urls
+
+if TYPE_CHECKING:
+    from .manager import Manager
+
+
+class TunnelRecord:
+    """What the caller's side knows of one tunnel, beside what the engine keeps.
+
+    Shared by the tunnel's handles (which read it) and its manager (which
+    alone changes it).
+    """
+
+    def __init__(self, snapshot: TunnelSnapshot) -> None:
+        self._lock = threading.Lock()
+        self.last = snapshot  # the latest snapshot; the final one once stopped
+        self.stopped = False
+        self.handles: list[Forward] = []  # every handle, in the engine's order
+        # What people see (Tunnel.forwards, tables, panels): a restarted
+        # forward's new handle in the old one's place, removed ones left out.
+        # The engine keeps every forward it ever ran, at its index.
+        self.shown: list[Forward] = []
+        self.replaced: dict[Forward, Forward] = {}
+        self.removed: set[Forward] = set()
+        # A restarted forward's spec as first asked for (with its port 0).
+        self.asked: dict[Forward, ForwardSpec] = {}
+
+    def adopt(self, tunnel: Tunnel, snapshot: TunnelSnapshot) -> tuple[Forward, ...]:
+        """Handles for forwards the engine added since (they only ever grow)."""
+        with self._lock:
+            self.last = snapshot
+            known = len(self.handles)
+            new = tuple(Forward(tunnel, f) for f in snapshot.forwards[known:])
+            self.handles += new
+            self.shown += new
+            return new
+
+    def put_in_place(self, old: Forward, new: Forward, asked: ForwardSpec) -> None:
+        """``new`` restarted ``old`` (asked for as ``asked``): shown in its place."""
+        with self._lock:
+            self.shown.remove(new)
+            self.shown[self.shown.index(old)] = new
+            self.replaced[old] = new
+            self.asked[new] = asked
+
+    def leave_out(self, forward: Forward) -> bool:
+        """``forward`` was removed; returns whether none is left to show."""
+        with self._lock:
+            self.removed.add(forward)
+            self.shown.remove(forward)
+            return not self.shown
+
+    def visible(self, snapshot: TunnelSnapshot) -> TunnelSnapshot:
+        """The snapshot as tables show it: the forwards of Tunnel.forwards, in order."""
+        by_index = {f.index: f for f in snapshot.forwards}
+        with self._lock:
+            shown = [by_index[h.index] for h in self.shown if h.index in by_index]
+            known = len(self.handles)
+        # Forwards of an add still in flight, whose handles come with its reply.
+        shown += [f for f in snapshot.forwards if f.index >= known]
+        return replace(snapshot, forwards=tuple(shown))
+
+    def ended(self, state: State, error: str | None) -> TunnelSnapshot:
+        """The last snapshot, every forward of it ``state`` for ``error``."""
+        last = self.last
+        forwards = tuple(replace(f, state=state, error=error) for f in last.forwards)
+        return replace(last, state=state, error=error, forwards=forwards)
+
+    def end(self, final: TunnelSnapshot) -> None:
+        self.last, self.stopped = final, True
+
+
+class Forward:
+    """One ``-L``/``-R``/``-D`` of a tunnel; a handle on what the engine runs."""
+
+    def __init__(self, tunnel: Tunnel, snapshot: ForwardSnapshot) -> None:
+        self._tunnel = tunnel
+        self._first = snapshot
+        self.spec: ForwardSpec = parse_forward(*snapshot.spec.split(" ", 1))
+
+    def snapshot(self) -> ForwardSnapshot:
+        """Its state, counters and ports now, in one round trip to the engine."""
+        # Every snapshot of a tunnel, live or ended, lists all of its
+        # forwards in order, failed ones included.
+        return self._tunnel.snapshot(visible=False).forwards[self._first.index]
+
+    @property
+    def kind(self) -> str:
+        """``"local"``, ``"remote"`` or ``"dynamic"``."""
+        return self.spec.kind
+
+    @property
+    def listen_host(self) -> str | None:
+        """Where it listens (this machine for -L/-D, the server for -R)."""
+        return self._first.listen_host
+
+    @property
+    def listen_port(self) -> int | None:
+        """The port it listens on, with 0 resolved to the port actually bound.
+
+        A ``-R`` of port 0 gets a new one when its tunnel reconnects; a
+        local listener keeps its port for good.
+        """
+        if self.kind == "remote" and self._first.listen_port is not None:
+            return self.snapshot().listen_port
+        return self._first.listen_port
+
+    @property
+    def listen_path(self) -> str | None:
+        return self._first.listen_path
+
+    @property
+    def target_host(self) -> str | None:
+        return self.spec.target_host
+
+    @property
+    def target_port(self) -> int | None:
+        return self.spec.target_port
+
+    @property
+    def target_path(self) -> str | None:
+        return self.spec.target_path
+
+    @property
+    def state(self) -> State:
+        return self.snapshot().state
+
+    @property
+    def error(self) -> str | None:
+        """Why the forward failed, if it did (one connection's failure is in ``stats``)."""
+        return self.snapshot().error
+
+    @property
+    def stats(self) -> ForwardStats:
+        """Live counters: bytes each way, connections open and total, last error."""
+        return self.snapshot().stats
+
+    @property
+    def note(self) -> str | None:
+        """A caveat worth saying, e.g. that the server decides how wide -R binds."""
+        return self._first.note
+
+    @property
+    def tunnel(self) -> Tunnel:
+        return self._tunnel
+
+    # -- what clients need to use it --------------------------------------
+
+    def url(self, template: str) -> str:
+        """``template``, a database or HTTP URL, pointed at this -L forward's end here.
+
+        Only the host and port change; scheme, user, password (as encoded),
+        path, query and fragment stay as written, and the port in the
+        template is the one it replaces, so the URL the service documents
+        works as is::
+
+            engine = sqlalchemy.create_engine(
+                fwd.url("postgresql://analyst@db.internal:5432/sales")
+            )  # postgresql://analyst@127.0.0.1:<port>/sales
+
+        A -L listening on a unix socket named like PostgreSQL's
+        (``DIR/.s.PGSQL.PORT``) gives a PostgreSQL URL ``?host=DIR&port=PORT``.
+        Raises :class:`~nbtunnel.UrlError` (a ``ForwardError`` and a
+        ``ValueError``) for a malformed template, a -R or -D forward, or one
+        that is stopped.
+        """
+        return urls.forward_url(template, self.snapshot(), self._tunnel.destination)
+
+    @property
+    def proxies(self) -> dict[str, str]:
+        """This -D forward as ``requests``/``httpx`` proxies.
+
+        ``{"http": "socks5h://127.0.0.1:PORT", "https": ...}``: socks5h, so
+        that the server resolves host names (internal ones work).  requests
+        takes it as ``proxies=`` (with ``requests[socks]`` installed); httpx
+        (0.28+, ``httpx[socks]``) as ``proxy=fwd.proxies["https"]``.  Raises
+        :class:`~nbtunnel.UrlError` for a -L or -R forward, or a
+        stopped one.
+        """
+        return urls.proxies(self.snapshot())
+
+    def stop(self) -> None:
+        """Stop this forward only (a -R is cancelled on the server); the tunnel stays up."""
+        self._tunnel.manager.stop_forward(self)
+
+    # -- restarting and removing (what the widget panel's buttons do) -----
+
+    @property
+    def index(self) -> int:
+        """Its number in its tunnel, as the engine counts them (never reused)."""
+        return self._first.index
+
+    def restart(self) -> Forward:
+        """Start it again if it stopped or failed; see :meth:`Manager.restart_forward`."""
+        return self._tunnel.manager.restart_forward(self)
+
+    def remove(self) -> None:
+        """Stop it and leave it out of its tunnel; see :meth:`Manager.remove_forward`."""
+        self._tunnel.manager.remove_forward(self)
+
+    @property
+    def replaced_by(self) -> Forward | None:
+        """The forward that :meth:`restart` started in its place, if any."""
+        return self._tunnel.record.replaced.get(self)
+
+    @property
+    def current(self) -> Forward:
+        """The handle that runs in its place now: itself unless it was restarted."""
+        forward = self
+        while (after := forward.replaced_by) is not None:
+            forward = after
+        return forward
+
+    @property
+    def removed(self) -> bool:
+        """Whether :meth:`remove` dropped it from its tunnel."""
+        return self in self._tunnel.record.removed
+
+    def __repr__(self) -> str:
+        line = display.forward_line(self.snapshot(), self._tunnel.destination)
+        return f"<Forward {line}>"
+
+    def _one(self) -> TunnelSnapshot:
+        snap = self._tunnel.snapshot(visible=False)
+        return replace(snap, forwards=(snap.forwards[self._first.index],))
+
+    def _repr_html_(self) -> str:
+        return display.html_table([self._one()])
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(display.text_table([self._one()]))
+
+
+class Tunnel:
+    """One SSH connection and the forwards it carries.
+
+    ``with nbtunnel.open(...) as t:`` stops it on leaving the block.
+    """
+
+    def __init__(
+        self,
+        manager: Manager,
+        spec: TunnelSpec,
+        snapshot: TunnelSnapshot,
+        events: deque[str],
+    ) -> None:
+        self.manager = manager
+        self.spec = spec
+        self.id = snapshot.id
+        self.name = snapshot.label
+        self.destination = snapshot.destination
+        self.record = TunnelRecord(snapshot)
+        # The latest events, newest last, shown in its display.
+        self.events = events
+        self.record.adopt(self, snapshot)
+
+    @property
+    def forwards(self) -> tuple[Forward, ...]:
+        """Its forwards in the order they were asked for, stopped ones included.
+
+        A restarted forward's new handle takes the old one's place; a removed
+        one is left out (see :meth:`Manager.restart_forward`).
+        """
+        return tuple(self.record.shown)
+
+    def snapshot(self, *, visible: bool = True) -> TunnelSnapshot:
+        """Its state, counters and forwards now, in one round trip to the engine.
+
+        The forwards are those of :attr:`forwards`, in order; with
+        ``visible=False``, every forward the engine ran, at its index.
+        """
+        snap = self.manager.snapshot(self)
+        return self.record.visible(snap) if visible else snap
+
+    @property
+    def state(self) -> State:
+        """``starting``, ``up``, ``reconnecting``, ``stopped`` or ``failed``."""
+        return self.manager.snapshot(self).state
+
+    @property
+    def error(self) -> str | None:
+        return self.manager.snapshot(self).error
+
+    @property
+    def stats(self) -> ForwardStats:
+        """The sum of its forwards' counters."""
+        return self.manager.snapshot(self).stats
+
+    def stop(self) -> None:
+        """Close its forwards and its SSH connection. Safe to call more than once."""
+        self.manager.stop(self)
+
+    def __enter__(self) -> Tunnel:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        snap = self.snapshot()
+        lines = [f"<Tunnel {self.name} via {self.destination} [{snap.state}]"]
+        lines += [
+            "  " + display.forward_line(f, self.destination) for f in snap.forwards
+        ]
+        if snap.error:
+            lines.append(f"  error: {snap.error}")
+        return "\n".join(lines) + ">"
+
+    def _repr_html_(self) -> str:
+        return display.html_table([self.snapshot()]) + display.html_events(self.events)
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        text = display.text_table([self.snapshot()])
+        if self.events:
+            text += "\nrecent events:\n" + "\n".join(f"  {e}" for e in self.events)
+        p.text(text)

@@ -1,0 +1,183 @@
+"""What a line means among the tunnels already open: the rules every face shares.
+
+A notebook cell runs again, a second cell names the same server, a port is
+asked for that another forward holds.  ssh with ``ControlMaster`` answers
+these one way; so does nbtunnel, through the manager, for the API, the
+magic, the CLI and the panel alike:
+
+- the same line again is the tunnel already up (same ports);
+- the same destination with the same options joins that tunnel's SSH
+  connection (as does a destination that is a live tunnel's name);
+- a fixed port that another live forward holds is refused, naming the holder;
+- ``-K`` with ``[bind:]port`` finds the one forward to cancel.
+
+Pure functions over snapshots: the manager fetches, decides here, then acts.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from ..errors import ForwardError, SpecError
+from ..grammar.forwards import ForwardKind, ForwardSpec, parse_forward
+from ..grammar.spec import TunnelSpec
+from ..status import ForwardSnapshot, TunnelSnapshot
+
+if TYPE_CHECKING:
+    from .handles import Tunnel
+
+# Every live tunnel with one snapshot of it: a Forward's state or stats is a
+# round trip to the engine each time it is read, this is one for them all.
+Live = list[tuple["Tunnel", TunnelSnapshot]]
+_KIND_OF_LETTER: dict[str, ForwardKind] = {"L": "local", "R": "remote", "D": "dynamic"}
+
+
+def connection_key(spec: TunnelSpec) -> TunnelSpec:
+    """The line without its forwards (and -v): what decides the SSH connection."""
+    return replace(spec, forwards=(), verbose=0)
+
+
+def same_connection(live: TunnelSpec, new: TunnelSpec) -> bool:
+    """Same destination and the same options: one SSH connection serves both,
+    as OpenSSH's ControlMaster would share it."""
+    return connection_key(live) == connection_key(new)
+
+
+def already_open(live: Live, spec: TunnelSpec, name: str | None) -> Tunnel | None:
+    """The tunnel this very line opened, if it is up: the cell ran again."""
+    for tunnel, _ in live:
+        if tunnel.spec.text == spec.text and name in (None, tunnel.name):
+            return tunnel
+    return None
+
+
+def joined(
+    live: Live, spec: TunnelSpec, name: str | None
+) -> tuple[Tunnel, TunnelSnapshot] | None:
+    """The live tunnel whose connection this line joins, if any.
+
+    A new name asks for a tunnel of its own (which still shares the SSH
+    connection, in the engine); an existing name adds to that tunnel.
+    """
+    for tunnel, snap in live:
+        if name is None:
+            joins = tunnel.name == spec.destination.text or same_connection(
+                tunnel.spec, spec
+            )
+        else:
+            joins = tunnel.name == name and same_connection(tunnel.spec, spec)
+        if joins:
+            return tunnel, snap
+    return None
+
+
+def label(spec: TunnelSpec, name: str | None, taken: set[str]) -> str:
+    """The name a new tunnel shows in tables: ``name``, which must be free,
+    or its host's first label, made unique (``db``, ``db-2``)."""
+    if name is not None:
+        if name in taken:
+            raise SpecError(f"a tunnel named '{name}' is open already", text=name)
+        return name
+    host = spec.destination.host
+    base = host.split(".")[0] if not host.replace(".", "").isdigit() else host
+    label, n = base, 1
+    while label in taken:
+        n += 1
+        label = f"{base}-{n}"
+    return label
+
+
+def missing(
+    snap: TunnelSnapshot, forwards: Sequence[ForwardSpec]
+) -> tuple[ForwardSpec, ...]:
+    """The forwards of a joining line that the tunnel does not run yet."""
+    running = {f.spec for f in snap.forwards if f.state == "up"}
+    return tuple(f for f in forwards if str(f) not in running)
+
+
+def _stop_hint(held: ForwardSnapshot) -> str:
+    return (
+        f"stop that forward first (%tunnel -K{held.spec[1]} {held.listen_port} "
+        "in a notebook, or its Forward.stop()) or pick another port "
+        "(0 for any free one)"
+    )
+
+
+_ANY = ("", "*", "0.0.0.0", "::")
+
+
+def _clash(a: ForwardSpec | ForwardSnapshot, b: ForwardSpec) -> bool:
+    """Whether two forwards want the same port on the same side."""
+    # -L/-D ports are on this machine; -R ports on the server.
+    if (a.kind == "remote") != (b.kind == "remote") or a.listen_port != b.listen_port:
+        return False
+    # Two different addresses can share a port (127.0.0.1 and ::1); the
+    # default, a wildcard or a name may cover either, so they clash.
+    return not (_address(a.listen_host) and _address(b.listen_host)) or (
+        a.listen_host == b.listen_host
+    )
+
+
+def _address(host: str | None) -> bool:
+    """Whether ``host`` is one IP address (not a wildcard, a name or the default)."""
+    if host is None or host in _ANY:
+        return False
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def check_ports(forwards: Sequence[ForwardSpec], spec: TunnelSpec, live: Live) -> None:
+    """A fixed port another forward holds is refused, naming who holds it:
+    a live forward (of any tunnel, for -L/-D; of one on the same server, for
+    -R), or an earlier forward of the same request."""
+    for i, wanted in enumerate(forwards):
+        if not wanted.listen_port:
+            continue
+        for earlier in forwards[:i]:
+            if _clash(earlier, wanted):
+                raise ForwardError(
+                    f"port {wanted.listen_port} of '{wanted}' is asked for twice: "
+                    f"'{earlier}' of the same line holds it; pick another port "
+                    "(0 for any free one)"
+                )
+        for tunnel, snap in live:
+            if wanted.kind == "remote" and not same_connection(tunnel.spec, spec):
+                continue
+            for held in snap.forwards:
+                if held.state == "up" and _clash(held, wanted):
+                    raise ForwardError(
+                        f"port {wanted.listen_port} of '{wanted}' is held by tunnel "
+                        f"'{tunnel.name}' ({held.spec}); {_stop_hint(held)}"
+                    )
+
+
+def listens_on(
+    forward: ForwardSnapshot, kind: str, host: str | None, port: int | None
+) -> bool:
+    """Whether a live forward of ``kind`` listens on ``[host:]port`` (ssh's -K)."""
+    if forward.kind != kind or forward.listen_port != port or forward.state != "up":
+        return False
+    if host is None or forward.listen_host == host:
+        return True
+    return host in ("*", "") and forward.listen_host in _ANY
+
+
+def to_cancel(live: Live, flag: str, listen: str) -> tuple[Tunnel, int]:
+    """The tunnel and forward index that ``-KL``/``-KR``/``-KD`` (or -L, -R,
+    -D) with ``[bind_address:]port`` names; SpecError if no live forward."""
+    kind = _KIND_OF_LETTER.get(flag.lstrip("-K"))
+    if kind is None:
+        raise SpecError(f"cancel -L, -R or -D forwards, not {flag}", text=flag)
+    # "[bind:]port" is a dynamic forward's grammar, whatever the kind.
+    wanted = parse_forward("-D", listen)
+    for tunnel, snap in live:
+        for forward in snap.forwards:
+            if listens_on(forward, kind, wanted.listen_host, wanted.listen_port):
+                return tunnel, forward.index
+    raise SpecError(f"no -{flag[-1]} forward listens on {listen}", text=listen)

@@ -1,0 +1,211 @@
+"""Whether to trust the server's host key, as ssh decides it.
+
+The known hosts files (``UserKnownHostsFile``, ``GlobalKnownHostsFile``)
+and their ``@revoked`` and ``@cert-authority`` lines, host certificates,
+``StrictHostKeyChecking`` (ask, yes, accept-new, no) and recording a new
+key (``HashKnownHosts``).  Every refusal is a HostKeyError with a sentence
+that says what to do.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import paramiko
+
+from ..errors import HostKeyError
+from ..settings import known_hosts
+from ..settings.certificates import CERT_HOST, parse_certificate
+from ..settings.resolve import ConnectSettings, Prompt
+from .keys import blob_fingerprint, fingerprint, key_label
+
+
+class HostKeyCheck:
+    """The host-key policy for one connection's server."""
+
+    def __init__(self, settings: ConnectSettings, prompt: Prompt | None) -> None:
+        self.settings = settings
+        # Asks about an unknown key (StrictHostKeyChecking ask); None when
+        # nobody can answer.
+        self._prompt = prompt
+        self._known: known_hosts.KnownHosts | None = None
+
+    def _known_hosts(self) -> known_hosts.KnownHosts:
+        if self._known is None:
+            try:
+                self._known = known_hosts.KnownHosts.load(
+                    self.settings.known_hosts_files
+                )
+            except OSError as exc:
+                raise HostKeyError(
+                    f"cannot read known hosts file {exc.filename}: "
+                    f"{exc.strerror or exc}"
+                ) from None
+        return self._known
+
+    def key_types(self, offered: tuple[str, ...]) -> tuple[str, ...]:
+        """paramiko's host key types, those we can check first, as ssh orders them.
+
+        Otherwise a server with several host keys could present one nobody
+        has seen.  An RSA key is stored as "ssh-rsa" but signed with
+        rsa-sha2-* (sshd 8.8+ refuses SHA-1 "ssh-rsa" signatures).
+        """
+        s = self.settings
+        hosts = self._known_hosts()
+        known = hosts.keys_for(s.host, s.port)
+        rsa = "ssh-rsa" in known
+        plain = [
+            t for t in offered if t in known or (rsa and t.startswith("rsa-sha2-"))
+        ]
+        certs: list[str] = []
+        if hosts.authorities(s.host, s.port):
+            # A host vouched for by a CA is asked for its certificate.
+            certs = [t for t in offered if t.endswith("-cert-v01@openssh.com")]
+        first = [*certs, *plain]
+        return tuple(first) + tuple(t for t in offered if t not in first)
+
+    def check(self, key: paramiko.PKey) -> None:
+        """Accept the server's ``key`` or raise HostKeyError; may ask, and
+        record a key newly accepted."""
+        s = self.settings
+        hosts = self._known_hosts()
+        name = s.known_hosts_name
+        blob = key.asbytes()
+        revoked = hosts.revoked(s.host, s.port, blob)
+        how = ""
+        if revoked is None and key.public_blob is not None:
+            # As ssh (hostfile.c, check_key_not_revoked): revoking a CA revokes
+            # every certificate it signed, whatever else the files trust.
+            signer = _signer(key.public_blob.key_blob)
+            if signer is not None:
+                revoked = hosts.revoked(s.host, s.port, signer)
+                how = " through the certificate authority that signed it"
+        if revoked is not None:
+            raise HostKeyError(
+                f"the host key of {name} ({key_label(key)} {fingerprint(key)}) is "
+                f"REVOKED{how} ({revoked.path} line {revoked.line}); nbtunnel will "
+                "not connect with it"
+            )
+        why_not_cert = ""
+        if key.public_blob is not None:
+            why_not_cert = self.check_certificate(key.public_blob.key_blob)
+            if not why_not_cert:
+                return
+        known = hosts.keys_for(s.host, s.port)
+        label = f"{key_label(key)} key {fingerprint(key)}"
+        if blob in known.get(key.get_name(), ()):
+            return
+        if why_not_cert:
+            why_not_cert = f" Its certificate was not accepted: {why_not_cert}."
+        where = s.known_hosts
+        if key.get_name() in known:
+            old = known[key.get_name()][0]
+            raise HostKeyError(
+                f"the host key of {name} has CHANGED: the server shows {label}, "
+                f"but the known hosts have {blob_fingerprint(old)}. Someone may be "
+                "intercepting the connection, or the server was reinstalled. "
+                "nbtunnel never accepts a changed key; if the change is "
+                f'expected, remove the old one with: ssh-keygen -R "{name}" '
+                f"-f {where}"
+            )
+        if known:
+            raise HostKeyError(
+                f"{name} presented the {label}, but the known hosts know it only "
+                f"by other key types ({', '.join(sorted(known))}); refusing "
+                "rather than trusting a key nobody has seen." + why_not_cert
+            )
+        mode = s.strict_host_key_checking
+        if mode == "ask" and self._prompt is not None and not s.batch_mode:
+            self._ask(name, key)
+        elif mode in ("yes", "ask"):
+            nobody = " Nobody could be asked about it here." if mode == "ask" else ""
+            raise HostKeyError(
+                f"the host key of {name} is unknown: {label}.{why_not_cert}{nobody} "
+                "If that fingerprint is the server's, accept and record it with "
+                f"-o StrictHostKeyChecking=accept-new (into {where})"
+            )
+        self._record(name, key)
+
+    def check_certificate(self, blob: bytes) -> str:
+        """Why the server's host certificate is not to be trusted ("" if it is):
+        signed by a ``@cert-authority`` of this host, for this host, in date."""
+        s = self.settings
+        try:
+            cert = parse_certificate(blob)
+        except ValueError as exc:
+            return f"it cannot be read ({exc})"
+        authorities = {e.blob for e in self._known_hosts().authorities(s.host, s.port)}
+        if cert.signature_key not in authorities:
+            return "no @cert-authority line for this host names its signer"
+        if cert.cert_type != CERT_HOST:
+            return "it is a user certificate, not a host one"
+        if cert.principals and s.host.lower() not in (
+            p.lower() for p in cert.principals
+        ):
+            return f"it names {', '.join(cert.principals)}, not {s.host}"
+        if not cert.valid_at(time.time()):
+            return "it is expired or not yet valid"
+        try:
+            ca_type = paramiko.Message(cert.signature_key).get_text()
+            ca = paramiko.PKey.from_type_string(ca_type, cert.signature_key)
+            if ca.verify_ssh_sig(cert.signed_data, paramiko.Message(cert.signature)):
+                return ""
+        except (paramiko.SSHException, ValueError) as exc:
+            return f"its signature cannot be checked ({exc})"
+        return "its signature does not verify"
+
+    def _ask(self, name: str, key: paramiko.PKey) -> None:
+        assert self._prompt is not None
+        print_ = fingerprint(key)
+        # OpenSSH's own question, so the answer people know works here too.
+        question = (
+            f"The authenticity of host '{name}' can't be established.\n"
+            f"{key_label(key)} key fingerprint is {print_}.\n"
+            "This key is not known by any other names.\n"
+            "Are you sure you want to continue connecting (yes/no/[fingerprint])? "
+        )
+        for _ in range(3):
+            answer = self._prompt(question, False)
+            if answer is None:
+                raise HostKeyError(
+                    f"the host key of {name} ({print_}) is unknown and nobody "
+                    "answered whether to trust it"
+                )
+            answer = answer.strip()
+            if answer.lower() == "yes" or answer == print_:
+                return
+            if answer.lower() == "no":
+                raise HostKeyError(
+                    f"the host key of {name} ({print_}) was refused: you answered no"
+                )
+            question = "Please type 'yes', 'no' or the fingerprint: "
+        raise HostKeyError(
+            f"the host key of {name} ({print_}) was not accepted: no answer was "
+            "'yes', 'no' or the fingerprint"
+        )
+
+    def _record(self, name: str, key: paramiko.PKey) -> None:
+        path = self.settings.known_hosts
+        if not path or path == os.devnull:
+            return
+        try:
+            known_hosts.append(
+                path,
+                name,
+                key.get_name(),
+                key.asbytes(),
+                hashed=self.settings.hash_known_hosts,
+            )
+        except OSError as exc:
+            raise HostKeyError(
+                f"cannot record the host key of {name} in {path}: {exc.strerror}"
+            ) from None
+
+
+def _signer(cert_blob: bytes) -> bytes | None:
+    """The CA key blob of a host certificate, None if it cannot be read."""
+    try:
+        return parse_certificate(cert_blob).signature_key
+    except ValueError:
+        return None
