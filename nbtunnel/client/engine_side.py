@@ -38,7 +38,7 @@ class EngineSide:
         # manager's lock so that listing tunnels never waits for a start.
         self._starting = threading.Lock()
         self._client: EngineClient | None = None
-        self._closed = False
+        self.closed = False  # set by the manager as it closes
 
     def running(self) -> EngineClient | None:
         """The engine client if its engine is alive, without starting one."""
@@ -71,7 +71,7 @@ class EngineSide:
 
         def start() -> None:
             with self._starting, contextlib.suppress(EngineError):
-                if not self._closed:
+                if not self.closed:
                     self._started()
 
         threading.Thread(
@@ -81,7 +81,7 @@ class EngineSide:
     def close(self) -> None:
         """End the engine, after a start in progress (which would otherwise
         leave its engine behind)."""
-        self._closed = True
+        self.closed = True
         with self._starting:
             client, self._client = self._client, None
         if client is not None:

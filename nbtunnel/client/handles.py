@@ -13,15 +13,26 @@ import threading
 from collections import deque
 from dataclasses import replace
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..grammar.forwards import ForwardSpec, parse_forward
 from ..grammar.spec import TunnelSpec
 from ..status import ForwardSnapshot, ForwardStats, State, TunnelSnapshot
 from . import display, urls
 
-if TYPE_CHECKING:
-    from .manager import Manager
+
+class Owner(Protocol):
+    """What a handle asks of the manager that made it (``client.manager``)."""
+
+    def snapshot(self, tunnel: Tunnel) -> TunnelSnapshot: ...
+
+    def stop(self, tunnel: Tunnel) -> None: ...
+
+    def stop_forward(self, forward: Forward) -> None: ...
+
+    def restart_forward(self, forward: Forward) -> Forward: ...
+
+    def remove_forward(self, forward: Forward) -> None: ...
 
 
 class TunnelRecord:
@@ -48,7 +59,8 @@ class TunnelRecord:
     def adopt(self, tunnel: Tunnel, snapshot: TunnelSnapshot) -> tuple[Forward, ...]:
         """Handles for forwards the engine added since (they only ever grow)."""
         with self._lock:
-            self.last = snapshot
+            if not self.stopped:
+                self.last = snapshot
             known = len(self.handles)
             new = tuple(Forward(tunnel, f) for f in snapshot.forwards[known:])
             self.handles += new
@@ -86,8 +98,15 @@ class TunnelRecord:
         forwards = tuple(replace(f, state=state, error=error) for f in last.forwards)
         return replace(last, state=state, error=error, forwards=forwards)
 
+    def note(self, snapshot: TunnelSnapshot) -> None:
+        """The latest snapshot, unless the tunnel stopped (its last stays)."""
+        with self._lock:
+            if not self.stopped:
+                self.last = snapshot
+
     def end(self, final: TunnelSnapshot) -> None:
-        self.last, self.stopped = final, True
+        with self._lock:
+            self.last, self.stopped = final, True
 
 
 class Forward:
@@ -259,7 +278,7 @@ class Tunnel:
 
     def __init__(
         self,
-        manager: Manager,
+        manager: Owner,
         spec: TunnelSpec,
         snapshot: TunnelSnapshot,
         events: deque[str],
@@ -332,10 +351,12 @@ class Tunnel:
         return "\n".join(lines) + ">"
 
     def _repr_html_(self) -> str:
-        return display.html_table([self.snapshot()]) + display.html_events(self.events)
+        events = tuple(self.events)  # the engine's thread appends meanwhile
+        return display.html_table([self.snapshot()]) + display.html_events(events)
 
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:
         text = display.text_table([self.snapshot()])
-        if self.events:
-            text += "\nrecent events:\n" + "\n".join(f"  {e}" for e in self.events)
+        events = tuple(self.events)  # the engine's thread appends meanwhile
+        if events:
+            text += "\nrecent events:\n" + "\n".join(f"  {e}" for e in events)
         p.text(text)

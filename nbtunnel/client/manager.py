@@ -42,9 +42,9 @@ class Manager:
         self._tunnels: dict[int, Tunnel] = {}
         self._events = Events()
         self._engine = EngineSide(self.mode, self._events, self._forget_all)
-        # One open or add at a time per SSH connection and name, so that two
-        # cells running the same line at once get one tunnel, not two.
-        self._opening: dict[tuple[TunnelSpec, str | None], threading.Lock] = {}
+        # One open or add at a time per SSH connection (see _one_at_a_time).
+        self._opening: dict[TunnelSpec, threading.Lock] = {}
+        self._naming: set[str] = set()  # labels of opens under way
         # One restart or remove at a time: two panels clicking the same
         # toggle must not start the forward twice.
         self._reshaping = threading.Lock()
@@ -80,17 +80,17 @@ class Manager:
     ) -> Tunnel:
         """Open the forwards of one ``ssh`` command line over one SSH connection.
 
-        A line is read among the tunnels already up (``client.rules``): the
-        same line again is the same tunnel; the same destination and options
-        (or a live tunnel's name) add to that tunnel; a fixed port another
-        forward holds raises ForwardError naming it.  ``name`` labels it
+        A line is read among the tunnels already open (``client.rules``):
+        the same line again is the same tunnel; the same destination and
+        options (or an open tunnel's name) add to that tunnel, their forwards
+        last; a fixed port another forward holds raises ForwardError naming it.  ``name`` labels it
         (default: the host, made unique; a new name is a tunnel of its own on
         the same connection).  ``prompt(text, secret)`` asks a person what ssh
         would ask and returns the answer or None, in the calling thread;
         without it an unknown host is refused, an encrypted key skipped.
         """
         spec = parse(line)
-        with self._one_at_a_time(spec, name):
+        with self._one_at_a_time(spec):
             live = self._live()
             again = rules.already_open(live, spec, name)
             if again is not None:
@@ -110,10 +110,11 @@ class Manager:
             return self._open(spec, forwards, name, prompt)
 
     @contextlib.contextmanager
-    def _one_at_a_time(self, spec: TunnelSpec, name: str | None) -> Iterator[None]:
-        # Tunnels of other names may open at once (the engine logs in once
-        # for all of them).
-        key = (rules.connection_key(spec), name)
+    def _one_at_a_time(self, spec: TunnelSpec) -> Iterator[None]:
+        # Opens and adds on one SSH connection decide and act one at a time:
+        # the same line run twice at once is one tunnel.  (A line joining a
+        # tunnel by its name holds the line's lock, not that tunnel's.)
+        key = rules.connection_key(spec)
         with self._lock:
             lock = self._opening.setdefault(key, threading.Lock())
         with lock:
@@ -127,14 +128,21 @@ class Manager:
         prompt: Prompt | None,
     ) -> Tunnel:
         settings = resolve(spec)
+        self._engine.get()  # a dead engine's tunnels are let go of first
         with self._lock:
-            label = rules.label(spec, name, {t.name for t in self._tunnels.values()})
-        snapshot = self._engine.open(
-            spec.destination.text, settings, forwards, label, prompt
-        )
-        tunnel = Tunnel(self, spec, snapshot, self._events.take(snapshot.id))
-        with self._lock:
-            self._tunnels[tunnel.id] = tunnel
+            taken = {t.name for t in self._tunnels.values()} | self._naming
+            label = rules.label(spec, name, taken)
+            self._naming.add(label)  # until registered: opens run at once
+        try:
+            snapshot = self._engine.open(
+                spec.destination.text, settings, forwards, label, prompt
+            )
+            tunnel = Tunnel(self, spec, snapshot, self._events.take(snapshot.id))
+            with self._lock:
+                self._tunnels[tunnel.id] = tunnel
+        finally:
+            with self._lock:
+                self._naming.discard(label)
         return tunnel
 
     def add(
@@ -145,7 +153,7 @@ class Manager:
         A fixed port that another forward holds raises ForwardError naming
         the holder, as :meth:`open` does.
         """
-        with self._one_at_a_time(tunnel.spec, tunnel.name):
+        with self._one_at_a_time(tunnel.spec):
             rules.check_ports(tuple(forwards), tunnel.spec, self._live())
             return self._add(tunnel, forwards)
 
@@ -157,14 +165,9 @@ class Manager:
         return tunnel.record.adopt(tunnel, self._engine.add(tunnel.id, forwards))
 
     def _live(self) -> rules.Live:
-        """Every tunnel that is up, with one snapshot of each."""
-        with self._lock:
-            handles = dict(self._tunnels)
-        return [
-            (handles[snap.id], snap)
-            for snap in self.snapshots()
-            if snap.id in handles and snap.state == "up"
-        ]
+        """Every tunnel with a handle (not stopped), with one snapshot of each."""
+        handles = {t.id: t for t in self.tunnels()}
+        return [(handles[s.id], s) for s in self.snapshots() if s.id in handles]
 
     def get(self, name: str) -> Tunnel | None:
         """The live tunnel with this name (or number)."""
@@ -186,8 +189,7 @@ class Manager:
         :attr:`Forward.index`.
         """
         found = self._engine.snapshots() or []
-        with self._lock:
-            handles = dict(self._tunnels)
+        handles = {t.id: t for t in self.tunnels()}
         return [
             handles[s.id].record.visible(s) if s.id in handles else s for s in found
         ]
@@ -206,8 +208,7 @@ class Manager:
             return record.ended("failed", "the nbtunnel engine stopped")
         if not found:
             return record.ended("stopped", None)
-        if not record.stopped:
-            record.last = found[0]
+        record.note(found[0])
         return found[0]
 
     def stop(self, tunnel: Tunnel) -> None:
@@ -232,13 +233,10 @@ class Manager:
     # -- one forward: what the panel's buttons and ssh's -K do ----------
 
     def restart_forward(self, forward: Forward) -> Forward:
-        """Start a stopped or failed forward again; returns the new handle.
-
-        See :func:`nbtunnel.client.reshape.restart`: the same port where it
-        can, in the old handle's place.
-        """
+        """Start a stopped or failed forward again, on its port where it can;
+        returns the new handle (see :func:`nbtunnel.client.reshape.restart`)."""
         with self._reshaping:
-            return reshape.restart(self, forward)
+            return reshape.restart(self.add, forward)
 
     def remove_forward(self, forward: Forward) -> None:
         """Stop a forward and leave it out of :attr:`Tunnel.forwards`, tables and
@@ -267,6 +265,8 @@ class Manager:
         with self._lock:
             lost, self._tunnels = list(self._tunnels.values()), {}
         for tunnel in lost:
+            # A new engine numbers its tunnels from 1 again.
+            self._events.drop(tunnel.id)
             tunnel.record.end(tunnel.record.ended("failed", why))
 
     @property
@@ -277,6 +277,7 @@ class Manager:
     def close(self) -> None:
         """Stop everything and end the engine. Safe to call more than once."""
         self._closed = True
+        self._engine.closed = True  # no start in the background from now on
         self.stop_all()
         self._engine.close()
 

@@ -9,17 +9,17 @@ same toggle start the forward once.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 from ..errors import ForwardError
+from ..grammar.forwards import ForwardSpec
+from .handles import Forward, Tunnel
 
-if TYPE_CHECKING:
-    from .handles import Forward
-    from .manager import Manager
+Add = Callable[[Tunnel, Sequence[ForwardSpec]], tuple[Forward, ...]]
 
 
-def restart(manager: Manager, forward: Forward) -> Forward:
+def restart(add: Add, forward: Forward) -> Forward:
     """Start a stopped or failed forward again, with its spec; returns the new handle.
 
     A port the engine chose for ``0`` is asked for again (else any free one
@@ -27,6 +27,7 @@ def restart(manager: Manager, forward: Forward) -> Forward:
     :attr:`Forward.replaced_by`.  A forward that runs, or was restarted
     already, is returned as it is (the one running now).  Raises
     ForwardError if its tunnel is not running or the forward was removed.
+    ``add`` is the manager's, which starts forwards on a tunnel.
     """
     current = forward.current
     if current.removed:
@@ -39,11 +40,11 @@ def restart(manager: Manager, forward: Forward) -> Forward:
     if spec.listen_path is None and not spec.listen_port and current.listen_port:
         again = replace(spec, listen_port=current.listen_port)
     try:
-        (new,) = manager.add(tunnel, [again])
+        (new,) = add(tunnel, [again])
     except ForwardError:
         if again is spec:
             raise
-        (new,) = manager.add(tunnel, [spec])  # that port is taken now
+        (new,) = add(tunnel, [spec])  # that port is taken now
     tunnel.record.put_in_place(current, new, spec)
     return new
 

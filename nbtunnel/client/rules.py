@@ -5,10 +5,11 @@ asked for that another forward holds.  ssh with ``ControlMaster`` answers
 these one way; so does nbtunnel, through the manager, for the API, the
 magic, the CLI and the panel alike:
 
-- the same line again is the tunnel already up (same ports);
-- the same destination with the same options joins that tunnel's SSH
-  connection (as does a destination that is a live tunnel's name);
-- a fixed port that another live forward holds is refused, naming the holder;
+- the same line again is the tunnel already open (same ports), also while
+  it reconnects;
+- the same destination with the same options joins that tunnel and its SSH
+  connection (as does a destination that is an open tunnel's name);
+- a fixed port that another forward holds is refused, naming the holder;
 - ``-K`` with ``[bind:]port`` finds the one forward to cancel.
 
 Pure functions over snapshots: the manager fetches, decides here, then acts.
@@ -29,10 +30,15 @@ from ..status import ForwardSnapshot, TunnelSnapshot
 if TYPE_CHECKING:
     from .handles import Tunnel
 
-# Every live tunnel with one snapshot of it: a Forward's state or stats is a
-# round trip to the engine each time it is read, this is one for them all.
+# Every tunnel the manager holds a handle of, with one snapshot of it: a
+# Forward's state or stats is a round trip to the engine each time it is
+# read, this is one for them all.
 Live = list[tuple["Tunnel", TunnelSnapshot]]
 _KIND_OF_LETTER: dict[str, ForwardKind] = {"L": "local", "R": "remote", "D": "dynamic"}
+# A tunnel in these states serves, or will again: a line that matches it
+# is that tunnel.
+_OPEN = ("starting", "up", "reconnecting")
+_ANY = ("", "*", "0.0.0.0", "::")
 
 
 def connection_key(spec: TunnelSpec) -> TunnelSpec:
@@ -47,9 +53,13 @@ def same_connection(live: TunnelSpec, new: TunnelSpec) -> bool:
 
 
 def already_open(live: Live, spec: TunnelSpec, name: str | None) -> Tunnel | None:
-    """The tunnel this very line opened, if it is up: the cell ran again."""
-    for tunnel, _ in live:
-        if tunnel.spec.text == spec.text and name in (None, tunnel.name):
+    """The open tunnel this very line opened: the cell ran again."""
+    for tunnel, snap in live:
+        if (
+            snap.state in _OPEN
+            and tunnel.spec.text == spec.text
+            and name in (None, tunnel.name)
+        ):
             return tunnel
     return None
 
@@ -57,12 +67,14 @@ def already_open(live: Live, spec: TunnelSpec, name: str | None) -> Tunnel | Non
 def joined(
     live: Live, spec: TunnelSpec, name: str | None
 ) -> tuple[Tunnel, TunnelSnapshot] | None:
-    """The live tunnel whose connection this line joins, if any.
+    """The open tunnel whose connection this line joins, if any.
 
     A new name asks for a tunnel of its own (which still shares the SSH
     connection, in the engine); an existing name adds to that tunnel.
     """
     for tunnel, snap in live:
+        if snap.state not in _OPEN:
+            continue
         if name is None:
             joins = tunnel.name == spec.destination.text or same_connection(
                 tunnel.spec, spec
@@ -94,25 +106,27 @@ def missing(
     snap: TunnelSnapshot, forwards: Sequence[ForwardSpec]
 ) -> tuple[ForwardSpec, ...]:
     """The forwards of a joining line that the tunnel does not run yet."""
-    running = {f.spec for f in snap.forwards if f.state == "up"}
+    running = {f.spec for f in snap.forwards if f.state in _OPEN}
     return tuple(f for f in forwards if str(f) not in running)
 
 
-def _stop_hint(held: ForwardSnapshot) -> str:
-    return (
-        f"stop that forward first (%tunnel -K{held.spec[1]} {held.listen_port} "
-        "in a notebook, or its Forward.stop()) or pick another port "
-        "(0 for any free one)"
-    )
-
-
-_ANY = ("", "*", "0.0.0.0", "::")
+def _holds(tunnel: TunnelSnapshot, forward: ForwardSnapshot) -> bool:
+    """Whether ``forward`` still holds its listening port or socket."""
+    if forward.state in _OPEN:
+        return True
+    # A failed tunnel keeps its listeners (refusing at once) until stopped;
+    # a forward that failed alone holds nothing.
+    return tunnel.state == "failed" and forward.error == tunnel.error
 
 
 def _clash(a: ForwardSpec | ForwardSnapshot, b: ForwardSpec) -> bool:
-    """Whether two forwards want the same port on the same side."""
+    """Whether two forwards want the same port (or socket) on the same side."""
     # -L/-D ports are on this machine; -R ports on the server.
-    if (a.kind == "remote") != (b.kind == "remote") or a.listen_port != b.listen_port:
+    if (a.kind == "remote") != (b.kind == "remote"):
+        return False
+    if b.listen_path is not None:
+        return a.listen_path == b.listen_path
+    if a.listen_port != b.listen_port:
         return False
     # Two different addresses can share a port (127.0.0.1 and ::1); the
     # default, a wildcard or a name may cover either, so they clash.
@@ -132,29 +146,49 @@ def _address(host: str | None) -> bool:
     return True
 
 
+def _stop_hint(tunnel: Tunnel, snap: TunnelSnapshot, held: ForwardSnapshot) -> str:
+    if snap.state == "failed":
+        return (
+            f"it failed ({snap.error}) but listens until stopped: stop it first "
+            f"(%tunnel stop {tunnel.name}, or its Tunnel.stop())"
+        )
+    where = held.listen_path or held.listen_port
+    return (
+        f"stop that forward first (%tunnel -K{held.spec[1]} {where} in a "
+        "notebook, or its Forward.stop()) or pick another port (0 for any free one)"
+    )
+
+
 def check_ports(forwards: Sequence[ForwardSpec], spec: TunnelSpec, live: Live) -> None:
-    """A fixed port another forward holds is refused, naming who holds it:
-    a live forward (of any tunnel, for -L/-D; of one on the same server, for
-    -R), or an earlier forward of the same request."""
+    """A fixed port (or socket) another forward holds is refused, naming who
+    holds it: a forward of an open tunnel (of any, for -L/-D; of one on the
+    same connection, for -R: the manager knows no other on that server), or
+    an earlier forward of the same request."""
     for i, wanted in enumerate(forwards):
-        if not wanted.listen_port:
+        if not wanted.listen_port and wanted.listen_path is None:
             continue
         for earlier in forwards[:i]:
             if _clash(earlier, wanted):
                 raise ForwardError(
-                    f"port {wanted.listen_port} of '{wanted}' is asked for twice: "
-                    f"'{earlier}' of the same line holds it; pick another port "
-                    "(0 for any free one)"
+                    f"{_what(wanted)} of '{wanted}' is asked for twice: "
+                    f"'{earlier}' of the same line holds it; pick another "
+                    f"{'socket' if wanted.listen_path else 'port (0 for any free one)'}"
                 )
         for tunnel, snap in live:
             if wanted.kind == "remote" and not same_connection(tunnel.spec, spec):
                 continue
             for held in snap.forwards:
-                if held.state == "up" and _clash(held, wanted):
+                if _holds(snap, held) and _clash(held, wanted):
                     raise ForwardError(
-                        f"port {wanted.listen_port} of '{wanted}' is held by tunnel "
-                        f"'{tunnel.name}' ({held.spec}); {_stop_hint(held)}"
+                        f"{_what(wanted)} of '{wanted}' is held by tunnel "
+                        f"'{tunnel.name}' ({held.spec}); {_stop_hint(tunnel, snap, held)}"
                     )
+
+
+def _what(forward: ForwardSpec) -> str:
+    if forward.listen_path is not None:
+        return f"socket {forward.listen_path}"
+    return f"port {forward.listen_port}"
 
 
 def listens_on(
@@ -180,4 +214,8 @@ def to_cancel(live: Live, flag: str, listen: str) -> tuple[Tunnel, int]:
         for forward in snap.forwards:
             if listens_on(forward, kind, wanted.listen_host, wanted.listen_port):
                 return tunnel, forward.index
-    raise SpecError(f"no -{flag[-1]} forward listens on {listen}", text=listen)
+    raise SpecError(
+        f"no -{flag[-1]} forward listens on {listen} (the table of tunnels: "
+        "%tunnel, or nbtunnel.tunnels())",
+        text=listen,
+    )

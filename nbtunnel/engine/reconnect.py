@@ -46,12 +46,8 @@ class Reconnector:
         fail: Callable[[str], None],
         event: Callable[..., None],
     ) -> None:
-        self._pool = pool
-        self._settings = settings
-        self._name = name
-        self._restore = restore
-        self._fail = fail
-        self._event = event
+        self._pool, self._settings, self._name = pool, settings, name
+        self._restore, self._fail, self._event = restore, fail, event  # its reports
         self._lock = threading.Lock()
         self._halted = False
         # Wakes the thread from its back-off to stop.

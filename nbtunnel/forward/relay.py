@@ -8,7 +8,7 @@ import struct
 import threading
 from typing import Protocol
 
-from ..ssh._paramiko import splice
+from .._paramiko import splice
 from ..status import Counters
 
 # 256 KiB reads: the cost of a Python forwarder is per read and per packet,
@@ -83,7 +83,7 @@ class Relay:
     def run(self) -> None:
         """Relay until done, in the calling thread plus one helper thread."""
         # paramiko's per-packet path is the bottleneck of a Python
-        # forwarder; the splice shortens it where it can (ssh/_paramiko/splice.py).
+        # forwarder; the splice shortens it where it can (_paramiko/splice.py).
         self._splice = splice.splice(self.sock, self.chan, self._count_down)
         down = threading.Thread(
             target=self._down, name="nbtunnel-relay-down", daemon=True

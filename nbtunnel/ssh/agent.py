@@ -13,7 +13,7 @@ import socket
 import paramiko
 from paramiko.agent import AgentSSH
 
-from ._paramiko import agent as _agent
+from .._paramiko import agent as _agent
 
 
 class Agent:

@@ -17,15 +17,15 @@ from dataclasses import dataclass
 
 import paramiko
 
-from ..errors import ConnectError, ForwardError, TunnelError
-from ..settings.resolve import ConnectSettings, Prompt
-from ._paramiko.transport import (
+from .._paramiko.transport import (
     CANCEL_REQUEST,
     DIRECT,
     FORWARD_REQUEST,
     STREAMLOCAL_PORT,
     Transport,
 )
+from ..errors import ConnectError, ForwardError, TunnelError
+from ..settings.resolve import ConnectSettings, Prompt
 from .auth import Login
 from .dial import Dialer, connect_timeout, negotiate
 from .host_keys import HostKeyCheck

@@ -16,9 +16,9 @@ from typing import Protocol
 
 import paramiko
 
+from .._paramiko.transport import Transport
 from ..errors import ConnectError, ForwardError, TunnelError
 from ..settings.resolve import ConnectSettings
-from ._paramiko.transport import Transport
 from .keepalive import tcp_keepalive
 from .proxy_command import ProxyCommand
 

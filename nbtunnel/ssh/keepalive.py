@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import paramiko
 
-from ._paramiko.transport import Transport
+from .._paramiko.transport import Transport
 
 
 class Watchdog:

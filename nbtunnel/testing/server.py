@@ -16,8 +16,8 @@ from types import TracebackType
 
 import paramiko
 
+from .._paramiko.transport import ServerTransport
 from ..grammar.forwards import bracketed
-from ..ssh._paramiko.transport import ServerTransport
 from ..status import Counters
 from .keys import blob, new_key
 from .session import Session, is_loopback

@@ -27,8 +27,7 @@ from paramiko.common import (
     OPEN_SUCCEEDED,
 )
 
-from ..forward.relay import Relay
-from ..ssh._paramiko.transport import (
+from .._paramiko.transport import (
     CANCEL_REQUEST,
     DIRECT,
     FORWARD_REQUEST,
@@ -36,6 +35,7 @@ from ..ssh._paramiko.transport import (
     STREAMLOCAL_PORT,
     ServerTransport,
 )
+from ..forward.relay import Relay
 from ..status import Counters
 
 logger = logging.getLogger("nbtunnel.testing")

@@ -1,5 +1,5 @@
-"""The relay's shorter path through paramiko (nbtunnel/ssh/_paramiko/fastpath.py and
-splice.py) and the key-exchange fix (ssh/_paramiko/rekey.py), against the rig's
+"""The relay's shorter path through paramiko (nbtunnel/_paramiko/fastpath.py and
+splice.py) and the key-exchange fix (_paramiko/rekey.py), against the rig's
 real OpenSSH sshd.
 
 The tests drive a Connection and a Relay directly, so that they can tell
@@ -16,10 +16,10 @@ import threading
 from collections.abc import Callable, Iterator
 
 import pytest
+from nbtunnel._paramiko import fastpath, splice
 from nbtunnel.forward.relay import Relay
 from nbtunnel.grammar.spec import parse
 from nbtunnel.settings.resolve import resolve
-from nbtunnel.ssh._paramiko import fastpath, splice
 from nbtunnel.ssh.connection import Connection
 from nbtunnel.status import Counters
 from paramiko.common import MSG_NEWKEYS

@@ -170,19 +170,42 @@ def test_the_cli_refuses_a_held_port_the_same_way(
     assert clients.port_is_closed("127.0.0.1", port)
 
 
+@pytest.mark.parametrize("second_name", [None, "other"])
 def test_a_remote_port_held_on_the_same_connection_is_named_before_asking(
-    sshd: SshServer, here
+    fresh_sshd: SshServer, here, second_name: str | None
 ) -> None:
+    # Unnamed, the second line joins the first tunnel; named, it is a tunnel
+    # of its own on the same connection: the port is refused either way,
+    # before the server is asked (one request for a -R in sshd's log).
     manager = Manager(engine="inline")
     try:
         first = manager.open(
-            sshd.line("-R", f"127.0.0.1:0:127.0.0.1:{here.echo}"), name="share"
+            fresh_sshd.line("-R", f"127.0.0.1:0:127.0.0.1:{here.echo}"), name="share"
         )
         taken = first.forwards[0].listen_port
+        asked = fresh_sshd.log.read_text(errors="replace").count("tcpip-forward")
+        again = fresh_sshd.line("-R", f"127.0.0.1:{taken}:127.0.0.1:{here.http}")
         with pytest.raises(ForwardError) as info:
-            manager.open(sshd.line("-R", f"127.0.0.1:{taken}:127.0.0.1:{here.http}"))
+            manager.open(again, name=second_name)
         assert f"port {taken}" in str(info.value)
         assert "held by tunnel 'share'" in str(info.value)
         assert manager.tunnels() == [first] and len(first.forwards) == 1
+        log = fresh_sshd.log.read_text(errors="replace")
+        assert log.count("tcpip-forward") == asked
+    finally:
+        manager.close()
+
+
+def test_a_line_run_again_while_its_tunnel_reconnects_is_that_tunnel(
+    fresh_sshd: SshServer, targets
+) -> None:
+    manager = Manager(engine="inline")
+    try:
+        line = fresh_sshd.line("-L", f"0:{targets.host}:{targets.echo}")
+        first = manager.open(line)
+        fresh_sshd.stop(hard=True)  # every session killed: the tunnel reconnects
+        assert clients.wait_until(lambda: first.state == "reconnecting", 15)
+        assert manager.open(line) is first
+        assert manager.tunnels() == [first]
     finally:
         manager.close()

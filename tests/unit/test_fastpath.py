@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import paramiko
 import pytest
-from nbtunnel.ssh._paramiko import fastpath, gcm, splice
+from nbtunnel._paramiko import fastpath, gcm, splice
 from paramiko.buffered_pipe import BufferedPipe, PipeTimeout
 
 

@@ -23,7 +23,6 @@ from .gcm import (
     _BLOCK_ENGINE_IN,
     _CLOSED,
     _COMPRESS_ENGINE_IN,
-    _DUMP_PACKETS,
     _IV_IN,
     _NEED_REKEY,
     _RECEIVED_BYTES,
@@ -63,13 +62,7 @@ class Reading(Base):
 
     def _fast_in(self) -> bool:
         if self._in_ok is None:
-            d = self.__dict__
-            self._in_ok = bool(
-                d[_AEAD_IN]
-                and d[_COMPRESS_ENGINE_IN] is None
-                and not d[_DUMP_PACKETS]
-                and self._tcp()
-            )
+            self._in_ok = self._usable(_AEAD_IN, _COMPRESS_ENGINE_IN)
         return self._in_ok
 
     def read_message(self) -> tuple[int, paramiko.Message]:

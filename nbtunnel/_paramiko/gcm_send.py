@@ -20,7 +20,6 @@ from .gcm import (
     _BLOCK_ENGINE_OUT,
     _CLOSED,
     _COMPRESS_ENGINE_OUT,
-    _DUMP_PACKETS,
     _IV_OUT,
     _KEEPALIVE_LAST,
     _NEED_REKEY,
@@ -56,13 +55,7 @@ class Sending(Base):
 
     def _fast_out(self) -> bool:
         if self._out_ok is None:
-            d = self.__dict__
-            self._out_ok = bool(
-                d[_AEAD_OUT]
-                and d[_COMPRESS_ENGINE_OUT] is None
-                and not d[_DUMP_PACKETS]
-                and self._tcp()
-            )
+            self._out_ok = self._usable(_AEAD_OUT, _COMPRESS_ENGINE_OUT)
         return self._out_ok
 
     def send_channel_data(self, chanid: int, chunks: list[memoryview]) -> None:

@@ -41,30 +41,14 @@ _SEQUENCE_NUMBER_IN = _P + "sequence_number_in"
 _SEQUENCE_NUMBER_OUT = _P + "sequence_number_out"
 _SOCKET = _P + "socket"
 _WRITE_LOCK = _P + "write_lock"
-_STATE = (
-    _AEAD_IN,
-    _AEAD_OUT,
-    _BLOCK_ENGINE_IN,
-    _BLOCK_ENGINE_OUT,
-    _CLOSED,
-    _COMPRESS_ENGINE_IN,
-    _COMPRESS_ENGINE_OUT,
-    _DUMP_PACKETS,
-    _IV_IN,
-    _IV_OUT,
-    _KEEPALIVE_LAST,
-    _NEED_REKEY,
-    _RECEIVED_BYTES,
-    _RECEIVED_BYTES_OVERFLOW,
-    _RECEIVED_PACKETS,
-    _RECEIVED_PACKETS_OVERFLOW,
-    _REMAINDER,
-    _SENT_BYTES,
-    _SENT_PACKETS,
-    _SEQUENCE_NUMBER_IN,
-    _SEQUENCE_NUMBER_OUT,
-    _SOCKET,
-    _WRITE_LOCK,
+# Every field above: what fastpath.usable() checks this paramiko still has.
+_STATE = tuple(
+    value
+    for name, value in list(globals().items())
+    if name.isupper()
+    and isinstance(value, str)
+    and value.startswith(_P)
+    and value != _P
 )
 
 
@@ -93,3 +77,12 @@ class Base(_Packetizer):
                 socket.AF_INET6,
             )
         return self._is_tcp
+
+    def _usable(self, aead: str, compress: str) -> bool:
+        """Whether one direction can take the fast path: AES-GCM (``aead`` set),
+        no compression, no hexdump, a TCP socket.  Asked once per key
+        exchange (the halves cache the answer until a ``set_*`` resets it)."""
+        d = self.__dict__
+        return bool(
+            d[aead] and d[compress] is None and not d[_DUMP_PACKETS] and self._tcp()
+        )

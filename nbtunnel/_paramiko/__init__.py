@@ -1,0 +1,13 @@
+"""The gate: paramiko's private internals, in one place and nowhere else.
+
+paramiko has no public API for what nbtunnel needs from it: the OpenSSH
+messages it lacks (``transport``: streamlocal channels and forwards,
+``keepalive@openssh.com`` with a reply, the router of forwarded channels),
+AES-GCM channel data in batches (``fastpath``, with its reading and sending
+halves in ``gcm_read`` and ``gcm_send``), a channel's data straight to a
+socket (``splice``), a fix for its re-key deadlock (``rekey``) and an agent
+on a socket of ours (``agent``).  Each reaches into names paramiko may
+rename in any release; no module outside this folder does (the layout test
+checks it), so a change of paramiko is met here.  It sits below the SSH
+layer, which uses it; the relay and the embedded server use it too.
+"""
