@@ -83,11 +83,12 @@ class Manager:
         A line is read among the tunnels already open (``client.rules``):
         the same line again is the same tunnel; the same destination and
         options (or an open tunnel's name) add to that tunnel, their forwards
-        last; a fixed port another forward holds raises ForwardError naming it.  ``name`` labels it
-        (default: the host, made unique; a new name is a tunnel of its own on
-        the same connection).  ``prompt(text, secret)`` asks a person what ssh
-        would ask and returns the answer or None, in the calling thread;
-        without it an unknown host is refused, an encrypted key skipped.
+        last; a fixed port another forward holds raises ForwardError naming
+        it.  ``name`` labels it (default: the host, made unique; a new name
+        is a tunnel of its own on the same connection).  ``prompt(text,
+        secret)`` asks a person what ssh would ask and returns the answer or
+        None, in the calling thread; without it an unknown host is refused,
+        an encrypted key skipped.
         """
         spec = parse(line)
         with self._one_at_a_time(spec):
@@ -112,8 +113,7 @@ class Manager:
     @contextlib.contextmanager
     def _one_at_a_time(self, spec: TunnelSpec) -> Iterator[None]:
         # Opens and adds on one SSH connection decide and act one at a time:
-        # the same line run twice at once is one tunnel.  (A line joining a
-        # tunnel by its name holds the line's lock, not that tunnel's.)
+        # the same line run twice at once is one tunnel.
         key = rules.connection_key(spec)
         with self._lock:
             lock = self._opening.setdefault(key, threading.Lock())
