@@ -294,8 +294,7 @@ SYSTEMS: dict[str, Callable[[World], Running]] = {
     "asyncssh": lambda w: start_python(w, "asyncssh"),
 }
 OPTIONAL = {"sshtunnel": "sshtunnel", "asyncssh": "asyncssh"}
-# What each negotiates with this sshd (docs/performance-notes.md, "Ciphers
-# negotiated").
+# What each negotiates with this sshd (docs/performance-notes.md, "Ciphers negotiated").
 CIPHERS = {
     "openssh": "chacha20-poly1305@openssh.com (ssh's default)",
     "openssh-gcm": GCM,

@@ -33,8 +33,7 @@ from tests.rig.data import BLOCK, block
 
 MiB = 1024 * 1024
 # Client syscalls of 1 MiB: the client must never be what limits a tunnel
-# (the direct path reaches 1.5-2 GB/s this way; docs/performance-notes.md,
-# "How it was measured").
+# (the direct path reaches 1.5-2 GB/s this way; docs/performance-notes.md).
 PIECE = MiB
 RECV = MiB
 
