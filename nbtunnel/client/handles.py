@@ -58,9 +58,8 @@ class TunnelRecord:
 
     def adopt(self, tunnel: Tunnel, snapshot: TunnelSnapshot) -> tuple[Forward, ...]:
         """Handles for forwards the engine added since (they only ever grow)."""
+        self.note(snapshot)
         with self._lock:
-            if not self.stopped:
-                self.last = snapshot
             known = len(self.handles)
             new = tuple(Forward(tunnel, f) for f in snapshot.forwards[known:])
             self.handles += new

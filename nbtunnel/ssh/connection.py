@@ -147,11 +147,6 @@ class Connection:
     def timeout(self) -> float:
         return connect_timeout(self.settings)
 
-    def _check_certificate(self, blob: bytes) -> str:
-        """Why the server's host certificate is not to be trusted ("" if it is)."""
-        # host_keys judges it; kept here for the tests that ask a Connection.
-        return self._host_keys.check_certificate(blob)
-
     # -- using the connection ---------------------------------------------
 
     @property

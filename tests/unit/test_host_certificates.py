@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 from nbtunnel.settings.resolve import ConnectSettings
-from nbtunnel.ssh.connection import Connection
+from nbtunnel.ssh.host_keys import HostKeyCheck
 
 
 def _keygen(path: Path) -> Path:
@@ -28,16 +28,17 @@ def _certificate(tmp_path: Path, *options: str) -> tuple[Path, bytes]:
     return ca, blob
 
 
-def _connection(tmp_path: Path, ca: Path, host: str = "db.example") -> Connection:
+def _host_keys(tmp_path: Path, ca: Path, host: str = "db.example") -> HostKeyCheck:
     known = tmp_path / "known_hosts"
     ca_pub = Path(f"{ca}.pub").read_text().split()[:2]
     known.write_text(f"@cert-authority *.example {' '.join(ca_pub)}\n")
-    return Connection(ConnectSettings(host=host, known_hosts_files=(str(known),)))
+    settings = ConnectSettings(host=host, known_hosts_files=(str(known),))
+    return HostKeyCheck(settings, None)
 
 
 def test_a_good_certificate_is_trusted(tmp_path: Path) -> None:
     ca, blob = _certificate(tmp_path, "-n", "db.example")
-    assert _connection(tmp_path, ca)._check_certificate(blob) == ""
+    assert _host_keys(tmp_path, ca).check_certificate(blob) == ""
 
 
 def test_a_tampered_certificate_does_not_verify(tmp_path: Path) -> None:
@@ -45,16 +46,16 @@ def test_a_tampered_certificate_does_not_verify(tmp_path: Path) -> None:
     # The key id "h" (one byte, inside what the CA signed) becomes "H".
     index = blob.index(b"\x00\x00\x00\x01h")
     tampered = blob[: index + 4] + b"H" + blob[index + 5 :]
-    why = _connection(tmp_path, ca)._check_certificate(tampered)
+    why = _host_keys(tmp_path, ca).check_certificate(tampered)
     assert why == "its signature does not verify"
 
 
 def test_the_reasons_a_certificate_is_not_trusted(tmp_path: Path) -> None:
     ca, blob = _certificate(tmp_path, "-n", "db.example")
-    assert "not other.example" in _connection(
+    assert "not other.example" in _host_keys(
         tmp_path, ca, "other.example"
-    )._check_certificate(blob)
-    assert _connection(tmp_path, ca, "db.elsewhere")._check_certificate(blob) == (
+    ).check_certificate(blob)
+    assert _host_keys(tmp_path, ca, "db.elsewhere").check_certificate(blob) == (
         "no @cert-authority line for this host names its signer"
     )
-    assert "cannot be read" in _connection(tmp_path, ca)._check_certificate(b"junk")
+    assert "cannot be read" in _host_keys(tmp_path, ca).check_certificate(b"junk")
