@@ -125,10 +125,15 @@ class EngineSide:
         client = self.running()
         if client is None:
             return None
-        if tunnel_id is None:
-            found = client.request("snapshot")
-        else:
-            found = client.request("snapshot", tunnel=tunnel_id)
+        try:
+            if tunnel_id is None:
+                found = client.request("snapshot")
+            else:
+                found = client.request("snapshot", tunnel=tunnel_id)
+        except EngineError:
+            if client.alive:
+                raise
+            return None  # it died just now: as if it had not been running
         return [TunnelSnapshot.from_dict(d) for d in found]
 
     def stop(self, tunnel_id: int, forward: int | None = None) -> None:
@@ -136,7 +141,12 @@ class EngineSide:
         client = self.running()
         if client is None:
             return
-        if forward is None:
-            client.request("stop", tunnel=tunnel_id)
-        else:
-            client.request("stop_forward", tunnel=tunnel_id, forward=forward)
+        try:
+            if forward is None:
+                client.request("stop", tunnel=tunnel_id)
+            else:
+                client.request("stop_forward", tunnel=tunnel_id, forward=forward)
+        except EngineError:
+            if client.alive:
+                raise  # a refusal from an engine still running
+            # It died just now, and its tunnels with it: nothing to stop.

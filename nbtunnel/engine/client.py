@@ -274,8 +274,15 @@ class ProcessClient(EngineClient):
         except (BrokenPipeError, ValueError, OSError):
             with self._lock:
                 self._pending.pop(request_id, None)
+            # The engine ended before the reader saw it: wait for the reader
+            # to record how, so that `alive` is false once this raises and the
+            # next start makes a new engine rather than reuse this one.
+            if threading.current_thread() is not self._reader:
+                self._reader.join(HELLO_TIMEOUT)
+            why = self._startup_failure() or "its input is closed"
             raise EngineError(
-                f"the nbtunnel engine (pid {self.pid}) is gone; its tunnels are closed"
+                f"the nbtunnel engine (pid {self.pid}) is gone: {why}; "
+                "its tunnels are closed"
             ) from None
         return pending
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from nbtunnel import EngineError, Manager
+from nbtunnel.client.engine_side import EngineSide
 
 from tests.rig import clients, procs
 
@@ -102,6 +103,24 @@ def test_sigterm_of_the_engine_stops_its_forwards(sshd, targets) -> None:
         )
     finally:
         manager.close()
+
+
+def test_a_request_racing_the_engines_death_finds_no_engine() -> None:
+    # Asked right after the engine is killed, before the thread reading its
+    # output has seen the end: no "engine is gone" error for a listing or a
+    # stop, and the next start makes a new engine.
+    lost: list[str] = []
+    side = EngineSide("process", on_event=lambda message: None, on_lost=lost.append)
+    try:
+        for _ in range(5):
+            client = side.get()
+            os.kill(client.pid, signal.SIGKILL)
+            assert side.snapshots() in (None, [])
+            side.stop(1)
+            assert side.get() is not client
+        assert len(lost) == 5
+    finally:
+        side.close()
 
 
 def test_engine_ignores_an_interrupt_of_its_caller(sshd, targets) -> None:
