@@ -331,6 +331,7 @@ def chart(
     others = sorted((s for s in systems if s != BASE), key=lambda s: s != "nbtunnel")
     colors = {
         "nbtunnel": "#d62728",
+        "nbtunnel-plain": "#ff9896",
         "openssh-gcm": "#8c8c8c",
         "asyncssh": "#2ca02c",
         "sshtunnel": "#1f77b4",

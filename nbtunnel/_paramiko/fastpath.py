@@ -17,7 +17,8 @@ numbers, GCM counters, rekey limits) and, with AES-GCM over TCP:
 Any other cipher, compression, a hexdump or a socket that is no TCP
 socket (a jump host's channel, a ProxyCommand) leaves every packet to
 paramiko.  It reads and writes paramiko's private, name-mangled state, as
-paramiko's own methods do; :func:`install` checks that it is there.
+paramiko's own methods do; ``probe`` checks that it is there (and runs it
+once each way) before :func:`install` is ever called.
 """
 
 from __future__ import annotations
@@ -69,7 +70,11 @@ class Packetizer(Reading, Sending):
 
 
 def install(transport: paramiko.Transport) -> None:
-    """Give ``transport`` the fast packetizer (before anything wraps its methods)."""
+    """Give ``transport`` the fast packetizer (before anything wraps its methods).
+
+    The caller asks ``probe.available("fastpath")`` first; what is checked
+    here is this one packetizer (someone else's subclass is left alone).
+    """
     packetizer = transport.packetizer
     if type(packetizer) is _Packetizer and usable(packetizer):
         packetizer.__class__ = Packetizer

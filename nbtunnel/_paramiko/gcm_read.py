@@ -9,7 +9,6 @@ paramiko's transport thread only.
 from __future__ import annotations
 
 import errno
-import socket
 import struct
 import weakref
 
@@ -18,6 +17,7 @@ from cryptography.exceptions import InvalidTag
 from paramiko.common import MSG_IGNORE
 from paramiko.packet import NeedRekeyException
 
+from ..platform import sockets
 from .gcm import (
     _AEAD_IN,
     _BLOCK_ENGINE_IN,
@@ -44,9 +44,6 @@ _DELIVERED = paramiko.Message(b"")
 # recv_into() usually brings many packets at once.
 READ_CHUNK = 1024 * 1024
 MAX_PACKET = 256 * 1024 + 1024
-
-# Linux only, as nbtunnel; 12 is its value there.
-_QUICKACK = getattr(socket, "TCP_QUICKACK", 12)
 
 
 class Reading(Base):
@@ -191,7 +188,7 @@ class Reading(Base):
                 # kernel delays by 40 ms: the first channel of a connection
                 # took 45 ms to open.  Quick ACKs must be asked for again
                 # before every read, the kernel drops them on its own.
-                sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+                sockets.quickack(sock)  # Linux's; nothing elsewhere
                 with memoryview(buf) as view:
                     n = sock.recv_into(view[self._rend :])
             except TimeoutError:

@@ -15,14 +15,14 @@ goes out as a series of packets one Channel.send() at a time.  Here:
 
 paramiko's Channel stays the channel: recv(), EOF, close and window
 bookkeeping are its own.  BufferedPipe's and Channel's private fields are
-used as their own methods use them; :func:`splice` returns None where they
-are missing (another paramiko, or something that is no paramiko channel).
+used as their own methods use them; :func:`splice` returns None where
+``probe`` found them missing (another paramiko), where the speed-ups are
+switched off, or for something that is no paramiko channel.
 """
 
 from __future__ import annotations
 
 import array
-import contextlib
 import socket
 import threading
 import time
@@ -32,6 +32,8 @@ import paramiko
 from paramiko.buffered_pipe import BufferedPipe, PipeTimeout
 from paramiko.common import cMSG_CHANNEL_WINDOW_ADJUST
 
+from ..platform import sockets
+from . import probe
 from .fastpath import Packetizer
 
 # Channel-data packets sealed into one send(): a relay's read of 256 KiB
@@ -85,7 +87,8 @@ class Pipe(BufferedPipe):  # type: ignore[type-arg]
                 and self._clear_to_send.is_set()
             ):
                 try:
-                    sent = sock.send(data, socket.MSG_DONTWAIT)
+                    # splice() makes no Splice where there is no DONTWAIT.
+                    sent = sock.send(data, sockets.DONTWAIT or 0)
                 except BlockingIOError:
                     sent = 0
                 except OSError:
@@ -244,6 +247,14 @@ def splice(
     (a paramiko channel on a live transport); None means use the channel as is."""
     if not isinstance(chan, paramiko.Channel) or chan.transport is None:
         return None
-    with contextlib.suppress(AttributeError):
+    # This paramiko lacks what it needs, NBTUNNEL_FASTPATH=0, or this
+    # connection's -o FastPath=no (Transport.speedups).
+    if not probe.available("splice") or not getattr(chan.transport, "speedups", True):
+        return None
+    if sockets.DONTWAIT is None:
+        # Windows: feed() could not write without blocking the transport.
+        return None
+    try:
         return Splice(sock, chan, count)
-    return None
+    except Exception:  # noqa: BLE001 - a speed-up: the plain relay still works
+        return None

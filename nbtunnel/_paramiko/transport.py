@@ -13,13 +13,21 @@ forwarding"), defines them:
 
 It also gives ``ServerAliveInterval`` what it needs and paramiko lacks
 (paramiko#918: its keepalive never learns whether the server is alive): the
-time the last packet arrived, and a ``keepalive@openssh.com`` probe that
-wants a reply without taking the reply meant for another global request.
+time the last packet arrived, and (from ``requests``) a
+``keepalive@openssh.com`` probe that wants a reply without taking the reply
+meant for another global request.
 
 paramiko's Transport builds channel-open messages only for the kinds it
 knows and refuses every unknown kind the server opens, so this subclass adds
 the two channel messages, and keeps the server's words when it refuses a
 channel (paramiko logs them and raises a generic "Connect failed").
+
+Each of these needs private names of paramiko's; where ``probe`` found one
+missing, that feature falls back to paramiko's own way (a channel opened by
+``open_channel``, one reply slot for global requests, ``request_port_forward``)
+or, for unix-socket forwards, which paramiko cannot do at all, is refused
+with ``probe.why_not``'s line.  ``speedups=False`` (``-o FastPath=no``)
+leaves every packet to paramiko.
 """
 
 from __future__ import annotations
@@ -27,46 +35,54 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import paramiko
-from paramiko.common import DEBUG, cMSG_CHANNEL_OPEN, cMSG_GLOBAL_REQUEST
+from paramiko.common import cMSG_CHANNEL_OPEN
 
-from . import fastpath, rekey
+from ..errors import ForwardError
+from . import fastpath, probe, rekey
+from .requests import (
+    CANCEL_REQUEST,
+    FORWARD_REQUEST,
+    KEEPALIVE,
+    Requests,
+)
+
+__all__ = [
+    "CANCEL_REQUEST",
+    "DIRECT",
+    "FORWARDED",
+    "FORWARD_REQUEST",
+    "KEEPALIVE",
+    "STREAMLOCAL_PORT",
+    "ServerTransport",
+    "Transport",
+]
 
 DIRECT = "direct-streamlocal@openssh.com"
 FORWARDED = "forwarded-streamlocal@openssh.com"
-FORWARD_REQUEST = "streamlocal-forward@openssh.com"
-CANCEL_REQUEST = "cancel-streamlocal-forward@openssh.com"
 
 # An incoming forwarded-streamlocal channel is handed to paramiko as a
 # forwarded-tcpip one reporting (path, STREAMLOCAL_PORT): a real TCP listener
 # always reports its bound port, never 0, so the two cannot be confused.
 STREAMLOCAL_PORT = 0
 
-# What ssh sends for ServerAliveInterval: any server answers it (with a
-# failure, as it knows no such request), which is all a probe asks.
-KEEPALIVE = "keepalive@openssh.com"
 
-
-class _Reply:
-    """The answer to one global request, for the thread waiting on it."""
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.message: paramiko.Message | None = None
-
-
-class Transport(paramiko.Transport):
+class Transport(Requests):
     """paramiko's Transport plus OpenSSH's streamlocal channels."""
 
-    def __init__(self, sock: socket.socket | paramiko.Channel) -> None:
+    def __init__(
+        self, sock: socket.socket | paramiko.Channel, *, speedups: bool = True
+    ) -> None:
         super().__init__(sock)
+        # Off for this connection (-o FastPath=no): the relay's splice asks.
+        self.speedups = speedups
         # First: what wraps the packetizer's methods below must wrap its own.
-        fastpath.install(self)
-        rekey.install(self)
+        if speedups and probe.available("fastpath"):
+            fastpath.install(self)
+        if probe.available("rekey"):
+            rekey.install(self)
         # Why each refused channel was refused, by channel id: paramiko
         # keeps one slot for the whole transport, which concurrent opens
         # (a SOCKS proxy's) overwrite each other's reasons in.
@@ -88,108 +104,12 @@ class Transport(paramiko.Transport):
             return message
 
         self.packetizer.read_message = read_message  # type: ignore[method-assign]
-        # Replies to global requests come in the order the requests went
-        # out, one per request that wanted one; paramiko keeps a single slot
-        # instead, so a probe's reply would be taken for a tcpip-forward's.
-        # None stands for a probe, whose reply nobody waits for.  The order
-        # lock covers the send, the queue lock never does: the transport
-        # thread takes it to deliver a reply, and must never wait on a send.
-        self._request_order = threading.Lock()
-        self._replies_lock = threading.Lock()
-        self._replies: deque[_Reply | None] = deque()
 
     @property
     def preferred_keys(self) -> tuple[str, ...]:
         if self.host_key_types is not None:
             return self.host_key_types
         return tuple(super().preferred_keys)
-
-    def route_forwarded(
-        self,
-        handler: Callable[[paramiko.Channel, tuple[str, int], tuple[str, int]], None],
-    ) -> None:
-        """Hand every channel the server opens for a remote forward to
-        ``handler(channel, origin, server)``, whatever address it came to."""
-        # paramiko's single (private) hook for every forwarded-tcpip (and,
-        # through _parse_channel_open below, forwarded-streamlocal) channel;
-        # set directly because request_port_forward() would replace it per
-        # request.
-        self._tcp_handler = handler
-
-    # -- global requests --------------------------------------------------
-
-    def global_request(
-        self,
-        kind: str,
-        data: Iterable[Any] | None = None,
-        wait: bool = True,
-        timeout: float | None = None,
-    ) -> paramiko.Message | None:
-        """paramiko's global_request, with replies matched to requests in order.
-
-        Returns the reply of a request the server granted, None if it refused
-        it or the connection ended; raises TimeoutError if no reply came
-        within ``timeout`` seconds.
-        """
-        m = paramiko.Message()
-        m.add_byte(cMSG_GLOBAL_REQUEST)
-        m.add_string(kind)
-        m.add_boolean(wait)
-        if data is not None:
-            m.add(*data)
-        self._log(DEBUG, f'Sending global request "{kind}"')  # type: ignore[attr-defined]
-        if not wait:
-            self._send_user_message(m)  # type: ignore[attr-defined]
-            return None
-        reply = _Reply()
-        self._send_request(m, reply)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not reply.done.wait(0.1):
-            if not self.is_active():
-                return None
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"no answer to {kind} within {timeout:g} s")
-        return reply.message
-
-    def probe(self) -> None:
-        """Send a keepalive that wants a reply, as ssh's ServerAliveInterval does.
-
-        Its answer only shows in :attr:`last_received`.  May block while the
-        connection cannot send (a full socket); it ends when the transport
-        closes.
-        """
-        m = paramiko.Message()
-        m.add_byte(cMSG_GLOBAL_REQUEST)
-        m.add_string(KEEPALIVE)
-        m.add_boolean(True)
-        self._send_request(m, None)
-
-    def _send_request(self, m: paramiko.Message, reply: _Reply | None) -> None:
-        with self._request_order:
-            with self._replies_lock:
-                self._replies.append(reply)
-            try:
-                self._send_user_message(m)  # type: ignore[attr-defined]
-            except BaseException:
-                # Never sent: the queue must keep matching the wire.
-                with self._replies_lock:
-                    self._replies.pop()
-                raise
-
-    def _answer(self, message: paramiko.Message | None) -> None:
-        with self._replies_lock:
-            reply = self._replies.popleft() if self._replies else None
-        if reply is not None:
-            reply.message = message
-            reply.done.set()
-
-    def _parse_request_success(self, m: paramiko.Message) -> None:
-        self._log(DEBUG, "Global request successful.")  # type: ignore[attr-defined]
-        self._answer(m)
-
-    def _parse_request_failure(self, m: paramiko.Message) -> None:
-        self._log(DEBUG, "Global request denied.")  # type: ignore[attr-defined]
-        self._answer(None)
 
     def open(
         self, kind: str, fields: Sequence[str | int], timeout: float
@@ -202,6 +122,8 @@ class Transport(paramiko.Transport):
         """
         if not self.is_active():
             raise paramiko.SSHException("SSH session not active")
+        if not probe.available("streamlocal"):
+            return self._open_as_paramiko(kind, fields, timeout)
         m = paramiko.Message()
         with self.lock:
             window = self.default_window_size
@@ -244,7 +166,24 @@ class Transport(paramiko.Transport):
             raise paramiko.SSHException("Unable to open channel.")
         return opened
 
+    def _open_as_paramiko(
+        self, kind: str, fields: Sequence[str | int], timeout: float
+    ) -> paramiko.Channel:
+        # paramiko's open_channel() knows the fields of a direct-tcpip
+        # channel (host, port, origin host, origin port), and no other.
+        if kind != "direct-tcpip":
+            raise ForwardError(probe.why_not("streamlocal") or "")
+        host, port, origin, origin_port = fields
+        assert isinstance(host, str) and isinstance(origin, str)
+        assert isinstance(port, int) and isinstance(origin_port, int)
+        return self.open_channel(
+            kind, (host, port), (origin, origin_port), timeout=timeout
+        )
+
     def _parse_channel_open(self, m: paramiko.Message) -> None:
+        if not probe.available("streamlocal"):
+            super()._parse_channel_open(m)  # type: ignore[misc]
+            return
         start = m.packet.tell()
         kind = m.get_text()
         if kind != FORWARDED:
@@ -266,6 +205,9 @@ class Transport(paramiko.Transport):
         super()._parse_channel_open(paramiko.Message(tcp.asbytes()))  # type: ignore[misc]
 
     def _parse_channel_open_success(self, m: paramiko.Message) -> None:
+        if not probe.available("streamlocal"):
+            super()._parse_channel_open_success(m)  # type: ignore[misc]
+            return
         start = m.packet.tell()
         chanid = m.get_int()
         m.packet.seek(start)
@@ -281,9 +223,12 @@ class Transport(paramiko.Transport):
         # As paramiko's, but the exception carries the server's reason
         # ("Connection refused", "No route to host"): a SOCKS reply and the
         # user's error message are chosen from it.
+        if not probe.available("streamlocal"):
+            super()._parse_channel_open_failure(m)  # type: ignore[misc]
+            return
         chanid, code = m.get_int(), m.get_int()
         text = m.get_text()
-        self._log(DEBUG, f"channel {chanid} open failed: {code} {text}")  # type: ignore[attr-defined]
+        self.logger.debug(f"channel {chanid} open failed: {code} {text}")
         with self.lock:
             waited = chanid not in self._abandoned
             self._abandoned.discard(chanid)
@@ -304,6 +249,9 @@ class ServerTransport(Transport):
         self.streamlocal_path: str | None = None
 
     def _parse_channel_open(self, m: paramiko.Message) -> None:
+        if not probe.available("streamlocal"):
+            super()._parse_channel_open(m)
+            return
         start = m.packet.tell()
         if m.get_text() == DIRECT:
             m.get_int(), m.get_int(), m.get_int()  # channel, window, packet size

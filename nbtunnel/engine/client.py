@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from ..errors import EngineError
+from ..platform import processes
 from ..settings.resolve import Prompt
 from .core import Engine
 from .process import PARENT_ENV
@@ -21,6 +22,42 @@ from .protocol import HELLO, PROTOCOL, Message, decode, encode, error_from_dict
 
 EventHandler = Callable[[Message], None]
 HELLO_TIMEOUT = 30.0
+
+
+def engine_path() -> list[str]:
+    """The ``sys.path`` the engine gets: the caller's, in the caller's order
+    (the user's PYTHONPATH first), so that it imports the same modules.
+
+    Less the working directory (``''``, or its full name): the engine must
+    not import a ``logging.py`` that happens to lie there.  nbtunnel's own
+    root is added only where nbtunnel would not be imported from it
+    otherwise: before the first entry that holds another nbtunnel, else
+    last.
+    """
+    cwd = os.getcwd()
+    paths = [p for p in sys.path if p not in ("", ".") and os.path.abspath(p) != cwd]
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    absolute = [os.path.abspath(p) for p in paths]
+    if root in absolute:
+        return paths
+    for i, entry in enumerate(absolute):
+        if os.path.exists(os.path.join(entry, "nbtunnel", "__init__.py")):
+            return [*paths[:i], root, *paths[i:]]
+    return [*paths, root]
+
+
+def engine_command() -> list[str]:
+    """``python -m nbtunnel.engine`` with :func:`engine_path` as its path.
+
+    ``-c`` rather than ``-m``: ``-m`` puts the working directory first and
+    ``-P``, which would not, needs Python 3.11.  The code sets ``sys.path``
+    before importing anything (``sys`` is built in).
+    """
+    code = (
+        f"import sys; sys.path[:] = {engine_path()!r}; import runpy; "
+        "runpy.run_module('nbtunnel.engine', run_name='__main__', alter_sys=True)"
+    )
+    return [sys.executable, "-c", code]
 
 
 class EngineClient:
@@ -150,22 +187,15 @@ class ProcessClient(EngineClient):
     def _spawn(self) -> subprocess.Popen[bytes]:
         env = dict(os.environ)
         env[PARENT_ENV] = str(os.getpid())
-        # Run the same nbtunnel as the caller, installed or not.
-        root = os.path.dirname(
-            os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        )
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (root, env.get("PYTHONPATH", "")) if p
-        )
         return subprocess.Popen(
-            [sys.executable, "-m", "nbtunnel.engine"],
+            engine_command(),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
             close_fds=True,
-            # Its own session: a Ctrl-C or a kernel interrupt sent to our
-            # process group does not reach it.
-            start_new_session=True,
+            # Its own session (process group on Windows): a Ctrl-C or a
+            # kernel interrupt sent to our process group does not reach it.
+            **processes.new_session(),
         )
 
     def _run(self) -> None:

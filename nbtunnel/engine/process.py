@@ -1,15 +1,15 @@
 """The engine process: reads requests on stdin, writes replies and events on stdout.
 
 It lives exactly as long as its caller: end-of-file on stdin (the caller
-closed the pipe or died, even by SIGKILL) stops every tunnel and exits,
-and on Linux ``PR_SET_PDEATHSIG`` is a second guard for the case where
-the pipe stays open in some forked child of the caller.
+closed the pipe or died, even by SIGKILL) stops every tunnel and exits.
+For the case where the pipe stays open in some forked child of the caller,
+two more guards: ``PR_SET_PDEATHSIG`` where the system has it (Linux), and
+everywhere a watch of the caller's pid (see nbtunnel.platform.processes).
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import queue
@@ -19,11 +19,14 @@ import threading
 from typing import BinaryIO
 
 from .._version import __version__
+from ..platform import processes
 from .core import Engine
 from .protocol import HELLO, PROTOCOL, Message, decode, encode
 
 PARENT_ENV = "NBTUNNEL_PARENT_PID"
-_PR_SET_PDEATHSIG = 1
+# After the caller is gone: how long the tunnels get to close before the
+# process leaves anyway.
+GONE_GRACE = 5.0
 
 
 class _Writer:
@@ -76,16 +79,19 @@ class _LogEvents(logging.Handler):
             )
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(engine: Engine) -> None:
+    processes.die_with_parent(signal.SIGTERM)
     expected = os.environ.get(PARENT_ENV)
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    # The parent may have died before prctl took effect: then we were
-    # re-parented already and nobody is left to talk to.
-    if expected and os.getppid() != int(expected):
-        sys.exit(0)
+    if not expected:
+        return  # started by hand: stdin's EOF is the only guard
+
+    def gone() -> None:
+        # Nobody is left to talk to (the watch also fires at once when the
+        # caller died before we got here).  SIGTERM would not wake the main
+        # thread from its read on every system: close the tunnels from here.
+        processes.exit_after(lambda: engine.stop_all(final=True), GONE_GRACE)
+
+    processes.watch_parent(int(expected), gone)
 
 
 def _terminate(signum: int, frame: object) -> None:
@@ -99,7 +105,6 @@ def main() -> int:
     proto_fd = os.dup(1)
     os.dup2(2, 1)
     out = os.fdopen(proto_fd, "wb", buffering=0)
-    _die_with_parent()
     # An interrupt of the kernel (SIGINT to its process group) must not
     # take the forwards down; stopping is the caller's call.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -110,6 +115,7 @@ def main() -> int:
     logging.getLogger().setLevel(logging.WARNING)
     logging.getLogger("nbtunnel").setLevel(logging.INFO)
     engine = Engine(writer.send)
+    _die_with_parent(engine)
     writer.send(
         {
             "hello": HELLO,

@@ -16,6 +16,7 @@ from typing import Literal
 
 from ..errors import ForwardError
 from ..grammar.forwards import bracketed
+from ..platform import sockets
 
 # ssh listens with a backlog of 128 and socketserver with 5; measured, a
 # burst of a few hundred connects overflowed both and the clients got
@@ -84,9 +85,10 @@ def _bind_error(address: str, port: int, exc: OSError) -> ForwardError:
 def _listen_tcp(family: int, address: str, port: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
-        # A port that served a connection sits in TIME_WAIT for a minute;
-        # without this, re-running the same cell after a restart fails.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # A port that served a connection sits in TIME_WAIT for a minute:
+        # re-running the same cell after a restart must still bind it, and
+        # no other program may bind it while we listen.
+        sockets.exclusive_address(sock)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind((address, port))
@@ -129,7 +131,7 @@ class Listener:
         self._socks: list[socket.socket] = []
         self._unix_inode: tuple[int, int] | None = None
         self._thread: threading.Thread | None = None
-        self._wake_r, self._wake_w = -1, -1
+        self._waker: sockets.Waker | None = None
         self.listen_host: str | None = None
         self.listen_port: int | None = None
         self.listen_path: str | None = path
@@ -207,7 +209,13 @@ class Listener:
                 f"cannot listen on unix socket {path}: the file already exists; "
                 "remove it, or choose another path"
             )
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        family = sockets.unix_family()
+        if family is None:
+            raise ForwardError(
+                f"cannot listen on unix socket {path}: unix-socket forwards are "
+                "not supported on this system (Windows); use a TCP port"
+            )
+        sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             sock.bind(path)
             # Same as ssh's default StreamLocalBindMask 0177: only the owner
@@ -225,7 +233,7 @@ class Listener:
 
     def start(self, on_accept: Accepted) -> None:
         """Start accepting in a daemon thread."""
-        self._wake_r, self._wake_w = os.pipe()
+        self._waker = sockets.Waker()
         self._thread = threading.Thread(
             target=self._accept_loop,
             args=(on_accept,),
@@ -235,16 +243,18 @@ class Listener:
         self._thread.start()
 
     def _accept_loop(self, on_accept: Accepted) -> None:
-        # A selector with a wake-up pipe, rather than closing the socket
-        # under accept(): that does not wake accept() on a unix socket.
+        # A selector with a wake-up, rather than closing the socket under
+        # accept(): that does not wake accept() on a unix socket.
+        waker = self._waker
+        assert waker is not None
         with selectors.DefaultSelector() as sel:
-            sel.register(self._wake_r, selectors.EVENT_READ)
+            sel.register(waker, selectors.EVENT_READ)
             for sock in self._socks:
                 sock.setblocking(False)
                 sel.register(sock, selectors.EVENT_READ)
             while True:
                 for key, _ in sel.select():
-                    if key.fileobj == self._wake_r:
+                    if key.fileobj is waker:
                         return
                     listening = key.fileobj
                     assert isinstance(listening, socket.socket)
@@ -265,13 +275,13 @@ class Listener:
     def close(self) -> None:
         """Stop accepting, close the sockets and remove a unix socket file. Idempotent."""
         if self._thread is not None:
-            os.write(self._wake_w, b"x")
+            assert self._waker is not None
+            self._waker.wake()
             self._thread.join()
             self._thread = None
-        for fd in (self._wake_r, self._wake_w):
-            if fd >= 0:
-                os.close(fd)
-        self._wake_r = self._wake_w = -1
+        if self._waker is not None:
+            self._waker.close()
+            self._waker = None
         self._close_sockets()
 
     def _close_sockets(self) -> None:

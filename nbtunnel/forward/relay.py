@@ -33,7 +33,10 @@ class Relay:
     Each direction runs in its own blocking thread (no select(): it caps at
     FD_SETSIZE and paramiko's channel fileno() costs a pipe per channel).
     An end-of-file in one direction is passed on as a half-close and the
-    other keeps flowing; an error in either aborts both.
+    other keeps flowing; an error in either aborts both.  An exception of
+    any other kind (a bug, a paramiko that changed under the gate) aborts
+    both as well and is counted as a failed connection in the forward's
+    stats: the other direction must never wait for a thread that is gone.
     """
 
     def __init__(
@@ -145,6 +148,8 @@ class Relay:
         except (OSError, EOFError) as exc:
             if not self._aborted.is_set():
                 self.abort(f"upstream ended with an error: {_why(exc)}", reset=True)
+        except Exception as exc:  # noqa: BLE001 - see the class docstring
+            self._failed("upstream", exc)
 
     def _down(self) -> None:
         """The channel -> the socket."""
@@ -170,6 +175,13 @@ class Relay:
         except (OSError, EOFError) as exc:
             if not self._aborted.is_set():
                 self.abort(f"downstream ended with an error: {_why(exc)}", reset=True)
+        except Exception as exc:  # noqa: BLE001 - see the class docstring
+            self._failed("downstream", exc)
+
+    def _failed(self, direction: str, exc: Exception) -> None:
+        why = f"{direction} failed unexpectedly: {type(exc).__name__}: {exc}"
+        self.counters.failed(why)
+        self.abort(why, reset=True)
 
     def _close(self) -> None:
         if self._splice is not None:

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 from ..errors import ConnectError, ForwardError
 from ..grammar.forwards import ForwardSpec
+from ..platform import sockets
 from .base import EventSink, RunningForward
 from .dynamic import negotiate
 from .relay import Channel, Relay
@@ -70,8 +71,18 @@ def connect_here(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _no_unix_sockets(path: str) -> ForwardError:
+    return ForwardError(
+        f"cannot connect to unix socket {path}: unix-socket forwards are not "
+        "supported on this system (Windows); use a TCP port"
+    )
+
+
 def connect_unix(path: str) -> socket.socket:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    family = sockets.unix_family()
+    if family is None:
+        raise _no_unix_sockets(path)
+    sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.settimeout(CONNECT_TIMEOUT)
         sock.connect(path)
@@ -122,6 +133,9 @@ class RemoteForward(RunningForward):
 
     def start(self) -> None:
         """Ask the server to listen; raises ForwardError if it refuses."""
+        if self.spec.target_path is not None and sockets.unix_family() is None:
+            # Refused before the server listens, not per connection later.
+            raise _no_unix_sockets(self.spec.target_path)
         self._listen()
         self.state = "up"
 

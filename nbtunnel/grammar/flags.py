@@ -96,6 +96,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
         "DEBUG3",
     ),
     "Reconnect": _YES_NO,
+    "FastPath": _YES_NO,
 }
 
 COUNTS = (
@@ -142,6 +143,7 @@ SUPPORTED_OPTIONS: tuple[str, ...] = (
     "Reconnect",
     "ReconnectMaxDelay",
     "ReconnectAttempts",
+    "FastPath",
 )
 
 _CANONICAL = {key.lower(): key for key in SUPPORTED_OPTIONS}

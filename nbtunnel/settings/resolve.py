@@ -15,6 +15,8 @@ from ..errors import SpecError
 from ..grammar.destinations import Destination, parse_destination
 from ..grammar.forwards import ForwardSpec, bracketed, parse_forward
 from ..grammar.spec import TunnelSpec
+from ..platform import agent as platform_agent
+from ..platform import paths
 from . import ssh_config
 
 StrictMode = Literal["ask", "yes", "accept-new", "no"]
@@ -33,7 +35,8 @@ MAX_JUMPS = 8
 # ssh(1)'s PreferredAuthentications, less the methods nbtunnel lacks
 # (gssapi-with-mic, hostbased).
 AUTH_METHODS = ("publickey", "keyboard-interactive", "password")
-GLOBAL_KNOWN_HOSTS = ("/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2")
+# /etc/ssh, or %PROGRAMDATA%\ssh on Windows.
+GLOBAL_KNOWN_HOSTS = paths.GLOBAL_KNOWN_HOSTS
 # OpenSSH's default identity files, in the order ssh(1) tries them.
 DEFAULT_IDENTITY_NAMES = ("id_ed25519", "id_ecdsa", "id_rsa")
 
@@ -81,6 +84,9 @@ class ConnectSettings:
     jumps: tuple[ConnectSettings, ...] = ()
     # ProxyCommand, its tokens expanded: run by a shell, spoken to on stdio.
     proxy_command: str | None = None
+    # nbtunnel's FastPath: its speed-ups over paramiko (batched AES-GCM
+    # packets, the relay's splice); "no" leaves every packet to paramiko.
+    fast_path: bool = True
 
     @property
     def known_hosts_name(self) -> str:
@@ -278,6 +284,7 @@ def resolve(
         if alive_count
         else DEFAULT_ALIVE_COUNT,
         reconnect=(option("Reconnect") or "yes").lower() != "no",
+        fast_path=(option("FastPath") or "yes").lower() != "no",
         reconnect_max_delay=number("ReconnectMaxDelay", max_delay)
         if max_delay
         else DEFAULT_RECONNECT_MAX_DELAY,
@@ -313,7 +320,9 @@ def _files(value: str | None, path: Callable[[str], str]) -> list[str] | None:
 def _agent(value: str | None, path: Callable[[str], str]) -> str | None:
     """``IdentityAgent``: a socket path, ``none``, or ``SSH_AUTH_SOCK``/``$VAR``."""
     if value is None or value == "SSH_AUTH_SOCK":
-        return os.environ.get("SSH_AUTH_SOCK") or None
+        # The caller's SSH_AUTH_SOCK; Windows' own agent where there are no
+        # unix sockets.
+        return platform_agent.default_path()
     if value.lower() == "none":
         return None
     if value.startswith("$"):

@@ -3,8 +3,8 @@
 - ``Host`` patterns (``*``, ``?``, ``!negation``) and ``Match`` with ``all``,
   ``host``, ``originalhost``, ``user`` and ``localuser``; a ``Match`` with any
   other criterion (``exec``, ``canonical``, ...) never applies;
-- ``Include`` with globs, relative to ``~/.ssh`` (or ``/etc/ssh`` for the
-  system file), read in place;
+- ``Include`` with globs, relative to ``~/.ssh`` (or ``/etc/ssh``, Windows'
+  ``%PROGRAMDATA%\\ssh``, for the system file), read in place;
 - the first value obtained for a keyword wins, except for the keywords
   that add up (``IdentityFile``, ``CertificateFile``, the forwards);
 - ``%`` tokens and ``~`` in the keywords that take them.
@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from ..errors import SpecError
 from ..grammar.spec import TunnelSpec
+from ..platform import paths
 
 # Keywords whose every occurrence counts, in order.
 MULTI = frozenset(
@@ -41,7 +42,8 @@ RAW = frozenset({"proxycommand", "localcommand", "remotecommand"})
 # one path when the value is split again (resolve._files).
 PATH_LISTS = frozenset({"userknownhostsfile", "globalknownhostsfile"})
 MAX_DEPTH = 16  # ssh's limit on nested Includes
-SYSTEM_CONFIG = "/etc/ssh/ssh_config"
+# /etc/ssh/ssh_config, or %PROGRAMDATA%\ssh\ssh_config on Windows.
+SYSTEM_CONFIG = paths.SYSTEM_SSH_CONFIG
 
 
 @dataclass
@@ -172,7 +174,8 @@ def config_files(spec: TunnelSpec, home: str) -> list[tuple[str, str]]:
     """The ssh_config files to read, in order, each with where its Includes start.
 
     As ssh: ``-F file`` alone (``-F none``: no file), else ``~/.ssh/config``
-    then ``/etc/ssh/ssh_config``.
+    then the system's (``/etc/ssh/ssh_config``, on Windows under
+    ``%PROGRAMDATA%``).
     """
     user_dir = os.path.join(home, ".ssh")
     if spec.config_file == "none":

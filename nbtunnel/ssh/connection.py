@@ -20,7 +20,6 @@ import paramiko
 from .._paramiko.transport import (
     CANCEL_REQUEST,
     DIRECT,
-    FORWARD_REQUEST,
     STREAMLOCAL_PORT,
     Transport,
 )
@@ -112,7 +111,7 @@ class Connection:
         failure nothing is left open.
         """
         try:
-            transport = Transport(self._dial.open())
+            transport = Transport(self._dial.open(), speedups=self.settings.fast_path)
             self._transport = transport
             if self._dial.abandoned:
                 raise ConnectError("the connect was abandoned")
@@ -200,15 +199,11 @@ class Connection:
         with self._remote_lock:
             try:
                 if port is None:
-                    reply = t.global_request(
-                        FORWARD_REQUEST, (address,), timeout=self.timeout
-                    )
+                    granted = t.forward_streamlocal(address, self.timeout)
                     listener = RemoteListener(address, None)
                 else:
-                    reply = t.global_request(
-                        "tcpip-forward", (address, port), timeout=self.timeout
-                    )
-                    bound = reply.get_int() if reply is not None and port == 0 else port
+                    bound = t.forward_tcp(address, port, self.timeout)
+                    granted = bound is not None
                     listener = RemoteListener(address, bound)
             except TimeoutError:
                 where = RemoteListener(address, port).text
@@ -216,7 +211,7 @@ class Connection:
                     f"the server did not answer the request to listen on {where} "
                     f"(-R) within {self.timeout:g} s"
                 ) from None
-            if reply is None:
+            if not granted:
                 self._live()  # a lost connection is said as such
                 raise ForwardError(_refusal(address, port))
             # Registered before the lock is released: a connection arriving

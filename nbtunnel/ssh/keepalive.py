@@ -17,7 +17,9 @@ from collections.abc import Callable
 
 import paramiko
 
+from .._paramiko import probe
 from .._paramiko.transport import Transport
+from ..platform import sockets
 
 
 class Watchdog:
@@ -72,8 +74,13 @@ class Watchdog:
         self._watcher = self._prober = None
 
     def _watch(self, transport: Transport) -> None:
-        if self._interval > 0:
+        if self._interval > 0 and probe.available("keepalive"):
             self._check_alive(transport, self._interval, self._count_max)
+        elif self._interval > 0:
+            # This paramiko cannot match a probe's reply (probe.why_not):
+            # its own keepalive, which wants none, and TCP keepalive on the
+            # same schedule (tcp_keepalive) notices a dead server instead.
+            transport.set_keepalive(self._interval)
         transport.join()
         if self._lost_reason is None:
             exc = transport.get_exception()
@@ -137,15 +144,7 @@ def tcp_keepalive(sock: socket.socket, interval: int, count_max: int) -> None:
     It notices a peer that is gone (a rebooted host answers with a reset)
     even while the SSH layer is busy or turned off.
     """
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
     if interval <= 0:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         return
-    for name, value in (
-        ("TCP_KEEPIDLE", interval),
-        ("TCP_KEEPINTVL", interval),
-        ("TCP_KEEPCNT", max(1, count_max)),
-    ):
-        option = getattr(socket, name, None)
-        if option is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, option, value)
+    sockets.keepalive(sock, idle=interval, interval=interval, count=max(1, count_max))

@@ -1,6 +1,7 @@
 """``ProxyCommand``: a program whose stdin and stdout carry the SSH connection.
 
-As ssh(1), the command runs as ``$SHELL -c "exec <command>"``.  It talks to
+As ssh(1), the command runs as ``$SHELL -c "exec <command>"``; where there
+is no POSIX shell (Windows) it is refused, ProxyJump recommended.  It talks to
 us over a socket pair rather than two pipes, so the transport reads it like
 any socket.  Its lifetime is the connection's: :meth:`ProxyCommand.close`
 ends it (by PID) and reaps it; its last words on stderr explain a failure.
@@ -10,12 +11,12 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import os
 import socket
 import subprocess
 import threading
 
 from ..errors import ConnectError
+from ..platform import processes
 
 # How long a proxy gets to leave after its socket is closed, before SIGTERM
 # and then SIGKILL: most (ssh -W, nc) leave on EOF at once.
@@ -33,11 +34,16 @@ class ProxyCommand:
         self._reader: threading.Thread | None = None
 
     def start(self) -> socket.socket:
+        argv = processes.shell_command(self.command)
+        if argv is None:
+            raise ConnectError(
+                "ProxyCommand is not supported on Windows (it needs a POSIX "
+                "shell); use ProxyJump (-J) instead"
+            )
         ours, theirs = socket.socketpair()
-        shell = os.environ.get("SHELL") or "/bin/sh"
         try:
             self._process = subprocess.Popen(
-                [shell, "-c", f"exec {self.command}"],
+                argv,
                 stdin=theirs.fileno(),
                 stdout=theirs.fileno(),
                 stderr=subprocess.PIPE,
@@ -46,7 +52,7 @@ class ProxyCommand:
         except OSError as exc:
             ours.close()
             raise ConnectError(
-                f"cannot run ProxyCommand {self.command!r} with {shell}: "
+                f"cannot run ProxyCommand {self.command!r} with {argv[0]}: "
                 f"{exc.strerror or exc}"
             ) from None
         finally:

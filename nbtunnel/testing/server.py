@@ -18,6 +18,7 @@ import paramiko
 
 from .._paramiko.transport import ServerTransport
 from ..grammar.forwards import bracketed
+from ..platform import sockets
 from ..status import Counters
 from .keys import blob, new_key
 from .session import Session, is_loopback
@@ -103,7 +104,7 @@ class EmbeddedServer:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         listener = socket.socket(family, socket.SOCK_STREAM)
         try:
-            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sockets.exclusive_address(listener)
             listener.bind((self.host, self._requested_port))
             listener.listen(128)
         except OSError:

@@ -36,6 +36,7 @@ from .._paramiko.transport import (
     ServerTransport,
 )
 from ..forward.relay import Relay
+from ..platform import sockets
 from ..status import Counters
 
 logger = logging.getLogger("nbtunnel.testing")
@@ -99,9 +100,10 @@ class Session(paramiko.ServerInterface):
             # "session" among them: this is a forwarding peer, not a shell.
             return OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
         path, self.transport.streamlocal_path = self.transport.streamlocal_path, None
-        if not path:
+        family = sockets.unix_family()
+        if not path or family is None:  # no unix sockets here (Windows)
             return OPEN_FAILED_CONNECT_FAILED
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock = socket.socket(family, socket.SOCK_STREAM)
         return self._connect(chanid, sock, path)
 
     def check_channel_direct_tcpip_request(
@@ -169,7 +171,7 @@ class Session(paramiko.ServerInterface):
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sockets.exclusive_address(sock)
             sock.bind((host, port))
             sock.listen(128)
         except OSError as exc:
@@ -184,9 +186,13 @@ class Session(paramiko.ServerInterface):
         self._unlisten((address, port))
 
     def check_global_request(self, kind: str, msg: paramiko.Message) -> bool:
+        family = sockets.unix_family()
+        if kind == FORWARD_REQUEST and family is None:
+            return False  # no unix sockets to listen on here (Windows)
         if kind == FORWARD_REQUEST:
+            assert family is not None
             path = msg.get_text()
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock = socket.socket(family, socket.SOCK_STREAM)
             try:
                 sock.bind(path)  # an existing file is refused, as sshd's default
                 sock.listen(128)
@@ -215,7 +221,7 @@ class Session(paramiko.ServerInterface):
             except OSError:
                 return  # cancelled or closed
             try:
-                if listener.family == socket.AF_UNIX:
+                if sockets.is_unix(listener):
                     chan = self.transport.open(FORWARDED, [key[0], ""], CONNECT_TIMEOUT)
                 else:
                     # The address as the client asked for it, which it routes by.
@@ -251,7 +257,7 @@ class Session(paramiko.ServerInterface):
 
 
 def _close_listener(sock: socket.socket) -> None:
-    path = sock.getsockname() if sock.family == socket.AF_UNIX else None
+    path = sock.getsockname() if sockets.is_unix(sock) else None
     # shutdown() wakes the thread blocked in accept(); close() alone does not.
     with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import getpass
 import signal
 import sys
-import termios
 import threading
 from collections.abc import Sequence
 from types import FrameType
@@ -17,6 +17,7 @@ from ..client.manager import Manager
 from ..engine.protocol import Message
 from ..errors import SpecError, TunnelError
 from ..grammar.flags import ACCEPTED_FORMS
+from ..platform.terminal import replace_unencodable
 
 USAGE = """\
 usage: nbtunnel [ssh options] (-L spec | -R spec | -D spec)... destination
@@ -33,22 +34,17 @@ forms:
 
 
 def _ask_terminal(text: str, secret: bool) -> str | None:
-    """Ask on the terminal that is stdin, the question on stderr (stdout
-    carries the event lines); a secret is read with echo off."""
+    """Ask on the terminal, the question on stderr (stdout carries the event
+    lines); a secret is read with echo off, by getpass, which knows how on
+    every system (termios on POSIX, the console on Windows)."""
+    if secret:
+        try:
+            return getpass.getpass(text, stream=sys.stderr)
+        except EOFError:
+            return None
     sys.stderr.write(text)
     sys.stderr.flush()
-    fd = sys.stdin.fileno()
-    saved = termios.tcgetattr(fd)
-    if secret:
-        quiet = list(saved)
-        quiet[3] &= ~termios.ECHO
-        termios.tcsetattr(fd, termios.TCSAFLUSH, quiet)
-    try:
-        line = sys.stdin.readline()
-    finally:
-        termios.tcsetattr(fd, termios.TCSAFLUSH, saved)
-        if secret:
-            sys.stderr.write("\n")
+    line = sys.stdin.readline()
     return line.rstrip("\n") if line else None
 
 
@@ -133,4 +129,5 @@ def run(argv: Sequence[str], out: TextIO = sys.stdout, err: TextIO = sys.stderr)
 
 def main() -> None:
     """Console entry point."""
+    replace_unencodable(sys.stdout, sys.stderr)
     sys.exit(run(sys.argv[1:]))

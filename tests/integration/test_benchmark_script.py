@@ -16,7 +16,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.timeout(180)
-def test_quick_run_of_openssh_and_nbtunnel(tmp_path: Path) -> None:
+def test_quick_run_of_openssh_and_nbtunnel_with_the_fast_path_on_and_off(
+    tmp_path: Path,
+) -> None:
     out, png = tmp_path / "compare.json", tmp_path / "chart.png"
     run = subprocess.run(
         [
@@ -25,7 +27,7 @@ def test_quick_run_of_openssh_and_nbtunnel(tmp_path: Path) -> None:
             "benchmarks.compare",
             "--quick",
             "--systems",
-            "openssh,nbtunnel",
+            "openssh,nbtunnel,nbtunnel-plain",
             "--json",
             str(out),
             "--png",
@@ -38,13 +40,20 @@ def test_quick_run_of_openssh_and_nbtunnel(tmp_path: Path) -> None:
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     doc = json.loads(out.read_text())
-    assert [r["system"] for r in doc["runs"]] == ["openssh", "nbtunnel"]
+    systems = ["openssh", "nbtunnel", "nbtunnel-plain"]
+    assert [r["system"] for r in doc["runs"]] == systems
+    # The fast path off is its own row, told apart in the table and the JSON.
+    assert "NBTUNNEL_FASTPATH=0" in doc["config"]["ciphers"]["nbtunnel-plain"]
+    header = next(line for line in run.stdout.splitlines() if line.startswith("metric"))
+    assert header.split()[1:] == systems
     for record in doc["runs"]:
         steps = {k: v for k, v in record.items() if isinstance(v, dict)}
         assert "error" not in record
         assert not [k for k, v in steps.items() if "error" in v], steps
         assert record["conc_100"]["ok"] == 100
-    assert doc["summary"]["L_up_mb_s"]["systems"]["nbtunnel"]["median"] > 0
+    for system in ("nbtunnel", "nbtunnel-plain"):
+        for step in ("L_up_mb_s", "L_down_mb_s", "R_up_mb_s", "R_down_mb_s"):
+            assert doc["summary"][step]["systems"][system]["median"] > 0
     # busy / idle compares transfers of one size, the idle one run just before.
     for record in doc["runs"]:
         assert list(record).index("idle_L_up") + 1 == list(record).index("busy_L_up")

@@ -11,7 +11,6 @@ dead run (sweep them) from a live concurrent run (leave it alone):
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
 import ipaddress
 import itertools
@@ -106,6 +105,8 @@ def _netns_unavailable_reason() -> str | None:
 @contextlib.contextmanager
 def _alloc_lock() -> Iterator[None]:
     # Serialises subnet choice between concurrent rigs (other engineers' runs).
+    import fcntl  # POSIX-only: imported here so that the rig loads everywhere
+
     lockdir = Path("/run/lock") if os.path.isdir("/run/lock") else Path("/tmp")
     with open(lockdir / "nbtunnel-rig.lock", "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)

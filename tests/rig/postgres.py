@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import pwd
 import shutil
 import signal
 import subprocess
@@ -33,10 +32,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from . import procs
 from .netns import Netns, make_tempdir
 from .sshd import free_port
+
+if TYPE_CHECKING:  # POSIX-only; imported where used so that the rig loads everywhere
+    import pwd
 
 START_TIMEOUT = 30.0
 DATABASE = "sales"
@@ -79,6 +82,8 @@ def missing() -> str | None:
 
 def _account() -> pwd.struct_passwd:
     """Whom the server runs as: never root, which postgres refuses."""
+    import pwd
+
     if os.geteuid() != 0:
         return pwd.getpwuid(os.geteuid())
     for name in ("postgres", "nobody"):

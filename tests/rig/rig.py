@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import resource
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -45,6 +44,8 @@ class Rig:
 
 def raise_nofile_limit() -> None:
     """Soft RLIMIT_NOFILE up to the hard limit: 1000-connection tests need the fds."""
+    import resource  # POSIX-only: imported here so that the rig loads everywhere
+
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != hard:
         with contextlib.suppress(ValueError, OSError):

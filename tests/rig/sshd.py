@@ -5,9 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import pwd
 import re
-import resource
 import shlex
 import shutil
 import socket
@@ -70,6 +68,8 @@ def locked_copy(key: Path, dest: Path, passphrase: str) -> Path:
 def _raise_nofile(pid: int) -> None:
     # Many-connection tests open a channel (and a socket) per connection in
     # sshd's per-connection child, which inherits this limit.
+    import resource  # POSIX-only: imported here so that the rig loads everywhere
+
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != hard:
         with contextlib.suppress(OSError, ValueError):
@@ -319,6 +319,8 @@ def _start(
     host_pub = host_key.with_name(host_key.name + ".pub")
     shutil.copyfile(client_pub, wd / "authorized_keys")
     (wd / "authorized_keys").chmod(0o600)
+    import pwd  # POSIX-only: imported here so that the rig loads everywhere
+
     user = pwd.getpwuid(os.geteuid()).pw_name
     config = wd / "sshd_config"
     if netns is not None and inner:

@@ -27,7 +27,6 @@ import http.server
 import json
 import os
 import re
-import resource
 import socket
 import sys
 import threading
@@ -160,6 +159,8 @@ def _has_ipv6_loopback() -> bool:
 
 def serve(unix_path: Path) -> None:
     """Start every service, print the JSON line, serve until stdin closes."""
+    import resource  # POSIX-only: imported here so that the rig loads everywhere
+
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

@@ -27,7 +27,8 @@ LAYERS = [
     {GATE},  # the gate: paramiko's internals; the relay and testing use it too
     {"settings"},
     {"grammar"},
-    {"status", "errors", "_version"},
+    # platform: every difference between operating systems.
+    {"status", "errors", "_version", "platform"},
 ]
 MAX_MODULE_LINES = 400
 MAX_CLASS_LINES = 250
@@ -211,9 +212,13 @@ def test_only_the_gate_touches_paramikos_private_names() -> None:
                     touched.append(f"{name}.{cls.name}: {attr}")
         for node in ast.walk(tree):
             if isinstance(node, ast.Attribute) and node.attr in private:
+                # (os._exit, sys._getframe: the standard library's, not paramiko's)
                 if node.attr not in own and not (
                     isinstance(node.value, ast.Name)
-                    and node.value.id in ("self", "cls")
+                    and (
+                        node.value.id in ("self", "cls")
+                        or node.value.id in sys.stdlib_module_names
+                    )
                 ):
                     touched.append(f"{name}: .{node.attr}")
             elif (
@@ -223,6 +228,58 @@ def test_only_the_gate_touches_paramikos_private_names() -> None:
             ):
                 touched.append(f"{name}: {node.value!r}")
     assert touched == [], touched
+
+
+# What only nbtunnel/platform/ may look at: the system's name, and modules
+# that exist on some systems only.
+PLATFORM_NAMES = {("sys", "platform"), ("os", "name"), ("platform", "system")}
+SYSTEM_MODULES = {"termios", "fcntl", "msvcrt", "winreg", "_winapi", "pwd", "grp"}
+
+
+def _branches_on_the_platform(tree: ast.Module) -> list[str]:
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            if (node.value.id, node.attr) in PLATFORM_NAMES:
+                found.append(f"{node.value.id}.{node.attr}")
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            module = node.module or ""
+            found += [
+                f"from {module} import {a.name}"
+                for a in node.names
+                if (module, a.name) in PLATFORM_NAMES
+                or module.split(".")[0] in SYSTEM_MODULES
+            ]
+        elif isinstance(node, ast.Import):
+            found += [
+                f"import {a.name}"
+                for a in node.names
+                if a.name.split(".")[0] in SYSTEM_MODULES | {"platform"}
+            ]
+    return found
+
+
+def test_only_the_platform_layer_branches_on_the_platform() -> None:
+    # Elsewhere the code probes nothing and names no system: what differs
+    # is asked of nbtunnel.platform, which the emulation tests steer.
+    found = [
+        f"{name}: {what}"
+        for name, path in _modules()
+        if name.split(".")[0] != "platform"
+        for what in _branches_on_the_platform(ast.parse(path.read_text()))
+    ]
+    assert found == []
+
+
+def test_the_platform_check_sees_a_branch() -> None:
+    code = (
+        "import sys, termios\nfrom os import name\nif sys.platform == 'win32': pass\n"
+    )
+    assert _branches_on_the_platform(ast.parse(code)) == [
+        "import termios",
+        "from os import name",
+        "sys.platform",
+    ]
 
 
 def test_rooms_are_small() -> None:

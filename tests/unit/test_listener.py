@@ -15,6 +15,14 @@ import pytest
 from nbtunnel.errors import ForwardError
 from nbtunnel.forward.listener import Listener
 
+from tests.capabilities import (
+    IS_ROOT,
+    POSIX_MODES,
+    UNIX_SOCKETS,
+    low_ports_need_privilege,
+    short_temp_dir,
+)
+
 
 def _accept_into(accepted: list[socket.socket], ready: threading.Event):
     def on_accept(sock: socket.socket, origin: str) -> None:
@@ -64,7 +72,10 @@ def test_loopback_default_fails_whole_when_ipv4_port_is_taken(taken_port: int) -
     assert listener.listen_addresses == ()
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may bind low ports")
+@pytest.mark.skipif(
+    not low_ports_need_privilege(),
+    reason="this user may bind low ports (root, macOS, Windows)",
+)
 def test_low_port_hint() -> None:
     with pytest.raises(ForwardError, match="only root may listen on ports below 1024"):
         Listener(host="127.0.0.1", port=80).bind()
@@ -107,15 +118,17 @@ def test_gateway_ports_widens_the_default_bind() -> None:
         listener.close()
 
 
-def test_unix_socket_is_private_and_removed_on_close(tmp_path: Path) -> None:
-    path = tmp_path / "fwd.sock"
+@pytest.mark.skipif(not UNIX_SOCKETS, reason="a system with unix sockets")
+def test_unix_socket_is_private_and_removed_on_close() -> None:
+    path = Path(short_temp_dir()) / "fwd.sock"
     listener = Listener(path=str(path))
     listener.bind()
     ready = threading.Event()
     accepted: list[socket.socket] = []
     listener.start(_accept_into(accepted, ready))
     try:
-        assert (path.stat().st_mode & 0o777) == 0o600
+        if POSIX_MODES:
+            assert (path.stat().st_mode & 0o777) == 0o600
         with socket.socket(socket.AF_UNIX) as client:
             client.connect(str(path))
             assert ready.wait(5)
@@ -124,8 +137,10 @@ def test_unix_socket_is_private_and_removed_on_close(tmp_path: Path) -> None:
         for s in accepted:
             s.close()
     assert not path.exists()
+    path.parent.rmdir()
 
 
+@pytest.mark.skipif(not UNIX_SOCKETS, reason="a system with unix sockets")
 def test_existing_unix_socket_path_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "taken"
     path.write_text("x")
@@ -183,7 +198,7 @@ print("ports free")
 
 
 @pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("unshare") is None,
+    not IS_ROOT or shutil.which("unshare") is None,
     reason="needs root and unshare(1) for a network namespace with a two-port range",
 )
 def test_port_zero_gives_up_cleanly_when_the_other_family_holds_every_port() -> None:
