@@ -13,24 +13,21 @@ import concurrent.futures
 import hashlib
 import socket
 import threading
-from collections.abc import Callable, Iterator
 
 import pytest
 from nbtunnel._paramiko import fastpath, probe, splice
 from nbtunnel.forward.relay import Relay
-from nbtunnel.grammar.spec import parse
-from nbtunnel.settings.resolve import resolve
 from nbtunnel.ssh.connection import Connection
 from nbtunnel.status import Counters
 from paramiko.common import MSG_NEWKEYS
 
+from tests.integration.conftest import Connect
 from tests.rig import clients
 from tests.rig.data import chunks, expected_sha256, pattern
 
 pytestmark = pytest.mark.integration
 
 MiB = 1024 * 1024
-Connect = Callable[..., Connection]
 
 # Off where this paramiko or cryptography lacks what they need (the floors
 # job), or switched off (NBTUNNEL_FASTPATH=0): the plain path is tested then.
@@ -43,21 +40,6 @@ needs_splice = pytest.mark.skipif(
 needs_rekey_fix = pytest.mark.skipif(
     not probe.available("rekey"), reason=str(probe.why_not("rekey"))
 )
-
-
-@pytest.fixture
-def connect(sshd) -> Iterator[Connect]:
-    made: list[Connection] = []
-
-    def open_(*options: str) -> Connection:
-        connection = Connection(resolve(parse(sshd.line(*options))))
-        connection.connect()
-        made.append(connection)
-        return connection
-
-    yield open_
-    for connection in made:
-        connection.close()
 
 
 def _tcp_pair() -> tuple[socket.socket, socket.socket]:

@@ -16,19 +16,17 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import paramiko
 import pytest
 from nbtunnel._paramiko import fastpath, splice
 from nbtunnel.forward.relay import Relay
-from nbtunnel.grammar.spec import parse
-from nbtunnel.settings.resolve import resolve
 from nbtunnel.ssh.connection import Connection
 from nbtunnel.status import Counters
 from paramiko.common import MSG_CHANNEL_DATA
 
+from tests.integration.conftest import Connect
 from tests.rig import clients
 from tests.rig.data import chunks, expected_sha256
 
@@ -36,22 +34,6 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 MiB = 1024 * 1024
-Connect = Callable[..., Connection]
-
-
-@pytest.fixture
-def connect(sshd) -> Iterator[Connect]:
-    made: list[Connection] = []
-
-    def open_(*options: str) -> Connection:
-        connection = Connection(resolve(parse(sshd.line(*options))))
-        connection.connect()
-        made.append(connection)
-        return connection
-
-    yield open_
-    for connection in made:
-        connection.close()
 
 
 def _relayed(
