@@ -24,7 +24,7 @@ from nbtunnel.ssh.agent import Agent
 from tests.rig import clients
 
 linux_only = pytest.mark.skipif(
-    not hasattr(socket, "TCP_QUICKACK"), reason="exercises Linux's TCP options"
+    not hasattr(socket, "TCP_QUICKACK"), reason="this system has no TCP_QUICKACK (a Linux TCP option)"
 )
 # An IPPROTO_TCP option number no system has: the kernel answers ENOPROTOOPT.
 NO_SUCH_OPTION = 9999
@@ -213,7 +213,7 @@ def test_unix_sockets_probe(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_agent_transport_with_unix_sockets(monkeypatch: pytest.MonkeyPatch) -> None:
     if not hasattr(socket, "AF_UNIX"):
-        pytest.skip("a system with unix sockets")
+        pytest.skip("this system has no unix sockets (AF_UNIX; Windows)")
     monkeypatch.setenv("SSH_AUTH_SOCK", "/run/agent.sock")
     assert agent.default_path() == "/run/agent.sock"
     assert agent.transport("/run/agent.sock") == "unix"
