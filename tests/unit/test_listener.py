@@ -118,7 +118,9 @@ def test_gateway_ports_widens_the_default_bind() -> None:
         listener.close()
 
 
-@pytest.mark.skipif(not UNIX_SOCKETS, reason="this system has no unix sockets (AF_UNIX; Windows)")
+@pytest.mark.skipif(
+    not UNIX_SOCKETS, reason="this system has no unix sockets (AF_UNIX; Windows)"
+)
 def test_unix_socket_is_private_and_removed_on_close() -> None:
     path = Path(short_temp_dir()) / "fwd.sock"
     listener = Listener(path=str(path))
@@ -140,7 +142,9 @@ def test_unix_socket_is_private_and_removed_on_close() -> None:
     path.parent.rmdir()
 
 
-@pytest.mark.skipif(not UNIX_SOCKETS, reason="this system has no unix sockets (AF_UNIX; Windows)")
+@pytest.mark.skipif(
+    not UNIX_SOCKETS, reason="this system has no unix sockets (AF_UNIX; Windows)"
+)
 def test_existing_unix_socket_path_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "taken"
     path.write_text("x")

@@ -24,7 +24,8 @@ from nbtunnel.ssh.agent import Agent
 from tests.rig import clients
 
 linux_only = pytest.mark.skipif(
-    not hasattr(socket, "TCP_QUICKACK"), reason="this system has no TCP_QUICKACK (a Linux TCP option)"
+    not hasattr(socket, "TCP_QUICKACK"),
+    reason="this system has no TCP_QUICKACK (a Linux TCP option)",
 )
 # An IPPROTO_TCP option number no system has: the kernel answers ENOPROTOOPT.
 NO_SUCH_OPTION = 9999
