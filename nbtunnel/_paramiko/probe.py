@@ -39,7 +39,6 @@ from paramiko.common import (
     MSG_CHANNEL_OPEN,
     MSG_CHANNEL_OPEN_FAILURE,
     MSG_CHANNEL_OPEN_SUCCESS,
-    MSG_NEWKEYS,
     MSG_REQUEST_FAILURE,
     MSG_REQUEST_SUCCESS,
 )
@@ -181,11 +180,6 @@ def _splice(t: paramiko.Transport) -> None:
 
 
 def _rekey(t: paramiko.Transport) -> None:
-    table = getattr(t, "_handler_table", None)
-    if not isinstance(table, dict):
-        raise _Missing("Transport._handler_table")
-    if not callable(table.get(MSG_NEWKEYS)):
-        raise _Missing("Transport._handler_table's NEWKEYS handler")
     _need(t, "Transport", "clear_to_send")
     _need_method(paramiko.Transport, "_send_user_message")
 

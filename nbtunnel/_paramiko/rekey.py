@@ -10,40 +10,92 @@ send fails with "Key-exchange timed out waiting for key negotiation" and
 the connection dies.  Measured: 1000 connections at once through one -L
 after 2.5 GiB had passed lost 694 of them this way.
 
-:func:`install` holds the transport thread's messages back instead, and
-that thread sends them, in order, once the server's NEWKEYS has ended the
-exchange.  Other threads keep paramiko's behaviour (they wait).
+:func:`install` holds the transport thread's messages back instead, and a
+short-lived sender thread sends them, in order, through paramiko's own
+``_send_user_message()`` once the exchange is over; the transport thread
+queues behind it until it is done, so nothing overtakes.  Other threads
+keep paramiko's behaviour (they wait).  It needs no private name but
+``_send_user_message`` (the public ``clear_to_send`` event says when a key
+exchange runs), so a paramiko that renames its handler tables keeps the fix.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+from collections import deque
 from collections.abc import Callable
 
 import paramiko
-from paramiko.common import MSG_NEWKEYS
+
+log = logging.getLogger(__name__)
+
+
+class _Held:
+    """The transport thread's messages waiting out a key exchange."""
+
+    def __init__(self, transport: paramiko.Transport) -> None:
+        self._transport = transport
+        self._send: Callable[[paramiko.Message], None] = transport._send_user_message  # type: ignore[attr-defined]
+        self._lock = threading.Lock()
+        self._queue: deque[paramiko.Message] = deque()
+        self._sending = False
+
+    def send_user_message(self, m: paramiko.Message) -> None:
+        transport = self._transport
+        if threading.current_thread() is not transport:
+            self._send(m)
+            return
+        with self._lock:
+            if not self._sending and transport.clear_to_send.is_set():
+                held = False
+            else:
+                held = True
+                self._queue.append(m)
+                start = not self._sending
+                self._sending = True
+        if not held:
+            self._send(m)
+        elif start:
+            self._start_sender()
+
+    def _start_sender(self) -> None:
+        try:
+            threading.Thread(
+                target=self._sender, name="nbtunnel-rekey-held", daemon=True
+            ).start()
+        except RuntimeError:
+            # No thread to spare (a thread limit): paramiko would have
+            # waited and failed; end the connection now instead of later.
+            log.debug("no thread for messages held over a re-key; closing")
+            self._drop()
+            self._transport.close()
+
+    def _sender(self) -> None:
+        # paramiko's _send_user_message waits for the exchange (from here,
+        # not the thread running it), drops its message once the transport
+        # is dead, and raises after clear_to_send_timeout: paramiko's own
+        # transport thread would then have died, so the connection ends.
+        while True:
+            with self._lock:
+                if not self._queue:
+                    self._sending = False
+                    return
+                m = self._queue.popleft()
+            try:
+                self._send(m)
+            except Exception as exc:  # noqa: BLE001 - any failure ends it alike
+                log.debug("message held over a re-key not sent: %s", exc)
+                self._drop()
+                self._transport.close()
+                return
+
+    def _drop(self) -> None:
+        with self._lock:
+            self._queue.clear()
+            self._sending = False
 
 
 def install(transport: paramiko.Transport) -> None:
-    """Make ``transport``'s own thread defer its messages during a key exchange."""
-    send: Callable[[paramiko.Message], None] = transport._send_user_message  # type: ignore[attr-defined]
-    table = transport._handler_table  # type: ignore[attr-defined]
-    newkeys: Callable[[paramiko.Message], None] = table[MSG_NEWKEYS]
-    held: list[paramiko.Message] = []
-
-    def send_user_message(m: paramiko.Message) -> None:
-        # Only the transport thread appends or flushes: no lock needed.
-        if threading.current_thread() is transport and (
-            held or not transport.clear_to_send.is_set()
-        ):
-            held.append(m)
-            return
-        send(m)
-
-    def parse_newkeys(m: paramiko.Message) -> None:
-        newkeys(m)
-        while held and transport.clear_to_send.is_set():
-            send(held.pop(0))
-
-    transport._send_user_message = send_user_message  # type: ignore[attr-defined]
-    table[MSG_NEWKEYS] = parse_newkeys
+    """Make ``transport``'s own thread hold its messages during a key exchange."""
+    transport._send_user_message = _Held(transport).send_user_message  # type: ignore[attr-defined]

@@ -7,7 +7,9 @@ ways), -R and -D through the rig's sshd then carries data with checksums
 while the copy re-keys every MiB (its REKEY_BYTES is patched too).  Each run
 must pass, or fail within seconds with one line naming paramiko: never hang,
 never show a traceback.  With the gate's probe (nbtunnel/_paramiko/probe.py)
-every one of the nine passes: the feature that needed the name is off.
+every one of the nine passes: a feature that needed the name is off, or
+(the re-key fix since it stopped using paramiko's handler tables) does
+without it.
 """
 
 from __future__ import annotations
