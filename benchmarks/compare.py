@@ -23,7 +23,13 @@ measures, through that one forwarder:
   notebook kernel), the upload compared with an idle one of the same size
   run just before it;
 - N connections opened at once through one -L, each echoing its own bytes
-  (successes and wall time), for two N.
+  (successes and wall time), for two N;
+- a burst of short connections through one -L (--burst-rate a second from
+  4 client processes for --burst-seconds, each sending a little and going
+  without reading, a third with a reset, a third after a half-close): how
+  long the forwarder takes to let go of them all once it ends ("drain"),
+  and the worst round trip of an unrelated client opening a connection to
+  the same forward every 0.1 s meanwhile.
 
 Clients are processes of their own (benchmarks/workload.py); for -R they
 run in the server's namespace.  Prints one table (each system's median and
@@ -248,6 +254,50 @@ def conc(world: World, fwd: Running, n: int, size: int) -> dict[str, Any]:
     return out
 
 
+BURST_CLIENTS = 4
+# The forwarder's connections must be gone within this after a burst.
+DRAIN_AT_MOST = 120.0
+
+
+def burst(world: World, fwd: Running, cfg: argparse.Namespace) -> dict[str, Any]:
+    """A burst of short connections and a bystander through -L to the echo
+    (workload.py's burst and bystander); then the time until the forwarder
+    holds no connection on that port."""
+    from tests.rig.clients import tcp_connections
+
+    port, seconds = fwd.ports["echo"], cfg.burst_seconds
+    rate = cfg.burst_rate / BURST_CLIENTS
+    with Meter(world, fwd) as m:
+        bursts = [
+            client(world, ["burst", "127.0.0.1", port, seconds, rate, f"b{k}"])
+            for k in range(BURST_CLIENTS)
+        ]
+        by = client(world, ["bystander", "127.0.0.1", port, seconds, 0.1])
+        made = [finish(p, seconds + 300) for p in bursts]
+        ended = time.perf_counter()
+        b = finish(by, seconds + 300)
+        while tcp_connections([fwd.pid], port):
+            if time.perf_counter() - ended > DRAIN_AT_MOST:
+                return {"error": f"still draining after {DRAIN_AT_MOST:.0f} s"}
+            time.sleep(0.02)
+        drained = time.perf_counter() - ended
+    failed = [r["error"] for r in [*made, b] if "error" in r]
+    if failed:
+        return {"error": failed[0]}
+    total = sum(sum(r["made"].values()) for r in made)
+    return {
+        "drain_s": drained,
+        "bystander_worst_s": b["worst_s"],
+        "bystander_median_s": b["median_s"],
+        "bystander_errors": b["error_count"],
+        "connections": total,
+        "rate": total / max(r["seconds"] for r in made),
+        "connect_failed": sum(r["failed"] for r in made),
+        "cpu_s": m.fwd_cpu,
+        "other_load": m.other_load,
+    }
+
+
 def one_run(world: World, system: str, cfg: argparse.Namespace) -> dict[str, Any]:
     """Every measurement of one system through one fresh forwarder."""
     n = cfg.mib * MiB
@@ -279,6 +329,8 @@ def one_run(world: World, system: str, cfg: argparse.Namespace) -> dict[str, Any
         step("busy_rtt", rtt(world, fwd, cfg.rtt_count, busy=True))
         for conns in cfg.conns:
             step(f"conc_{conns}", conc(world, fwd, conns, cfg.conn_kib * 1024))
+        if cfg.burst_seconds > 0:
+            step("burst", burst(world, fwd, cfg))
     finally:
         fwd.close()
     return rec
@@ -357,6 +409,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--conns", default="200,1000", help="connection counts at once")
     p.add_argument("--conn-kib", type=int, default=1024, help="echoed per connection")
+    p.add_argument("--burst-seconds", type=float, default=10.0, help="0: no burst row")
+    p.add_argument(
+        "--burst-rate", type=float, default=800.0, help="burst connections a second"
+    )
     p.add_argument(
         "--quick", action="store_true", help="small sizes, 1 run (a smoke test)"
     )
@@ -366,6 +422,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if cfg.quick:
         cfg.runs, cfg.mib, cfg.busy_mib, cfg.rtt_count = 1, 16, 16, 200
         cfg.conns, cfg.conn_kib = "20,100", 64
+        cfg.burst_seconds, cfg.burst_rate = 2.0, 400.0
     cfg.conns = [int(x) for x in cfg.conns.split(",") if x]
     return cfg
 
@@ -430,6 +487,8 @@ def main(argv: list[str] | None = None) -> int:
             "busy_mib": cfg.busy_mib,
             "conns": cfg.conns,
             "conn_kib": cfg.conn_kib,
+            "burst_seconds": cfg.burst_seconds,
+            "burst_rate": cfg.burst_rate,
             "systems": systems,
             "skipped": notes,
             "ciphers": {s: CIPHERS[s] for s in systems},

@@ -64,6 +64,11 @@ def metrics(conns: list[int]) -> list[Metric]:
         rows.append(
             (f"{step}_s", f"{n} at once: wall s", step, "seconds", "lower", 2, False)
         )
+    rows += [
+        ("burst_drain_s", "burst: drain s", "burst", "drain_s", "lower", 2, False),
+        ("burst_worst_s", "burst: bystander worst s", "burst", "bystander_worst_s",
+         "lower", 3, False),
+    ]  # fmt: skip
     for s in BULK:
         label = f"sshd CPU s/GiB {_bulk_label(s)}"
         rows.append(
@@ -190,6 +195,8 @@ def table(summary: dict[str, Any], systems: list[str], cfg: argparse.Namespace) 
     keys = [
         *ORDER,
         *(f"conc_{n}_{x}" for n in cfg.conns for x in ("ok", "s")),
+        "burst_drain_s",
+        "burst_worst_s",
         "other_load",
     ]
     head = ["metric", *systems]
@@ -289,6 +296,17 @@ def targets(summary: dict[str, Any], cfg: argparse.Namespace) -> list[dict[str, 
             worst,
             ok,
             f"worst run {worst}/{big}",
+        )
+    for key, limit, what in (
+        ("burst_worst_s", 2.0, "burst: a bystander's worst round trip < 2 s"),
+        ("burst_drain_s", 10.0, "burst: drained within 10 s of its end"),
+    ):
+        v = med(key)
+        check(
+            what,
+            v,
+            None if v is None else v < limit,
+            "-" if v is None else f"{v:.2f} s",
         )
     for key, limit, what, higher in (
         ("busy_over_idle_L_up", 0.8, "busy caller: throughput >= 0.8x idle", True),

@@ -4,6 +4,8 @@
     python -m benchmarks.workload download HOST PORT NBYTES TIMEOUT
     python -m benchmarks.workload rtt HOST PORT COUNT SIZE TIMEOUT [SECONDS]
     python -m benchmarks.workload conc HOST PORT N SIZE TIMEOUT
+    python -m benchmarks.workload burst HOST PORT SECONDS RATE SEED
+    python -m benchmarks.workload bystander HOST PORT SECONDS INTERVAL
 
 Each prints one JSON object.  A process apart from the forwarder and from
 the caller that opened it, so that neither the client's CPU nor a busy
@@ -21,6 +23,7 @@ import json
 import selectors
 import socket
 import statistics
+import struct
 import sys
 import time
 from collections.abc import Iterator
@@ -217,6 +220,101 @@ def conc(host: str, port: int, n: int, size: int, timeout: float) -> dict[str, o
     return {"ok": ok, "n": n, "seconds": time.perf_counter() - t0, "errors": errors}
 
 
+# The burst's clients, in turn: each sends a little and goes without reading
+# the reply: with a reset, after a half-close, or with a plain close.
+BURST_KINDS = ("reset", "half", "close")
+
+
+def burst_payload(seed: str, i: int) -> bytes:
+    """A short payload of its own for connection ``i`` (64-1000 bytes)."""
+    head = f"{seed}:{i}:".encode()
+    return (head * 1000)[: 64 + (i * 37) % 937]
+
+
+def burst(
+    host: str, port: int, seconds: float, rate: float, seed: str
+) -> dict[str, object]:
+    """``rate`` short connections a second for ``seconds``, each sending a
+    little and closing without reading (BURST_KINDS in turn).
+
+    Returns what was made, the connects that failed, and the sha256 of
+    every payload that must arrive (those of the clients that did not
+    reset), for the target to be checked against.
+    """
+    made = {kind: 0 for kind in BURST_KINDS}
+    failed = 0
+    digests: list[str] = []
+    linger = struct.pack("ii", 1, 0)
+    t0 = time.perf_counter()
+    i = 0
+    while (now := time.perf_counter()) < t0 + seconds:
+        ahead = t0 + i / rate - now
+        if ahead > 0:
+            time.sleep(ahead)
+        kind = BURST_KINDS[i % len(BURST_KINDS)]
+        payload = burst_payload(seed, i)
+        i += 1
+        try:
+            sock = socket.create_connection((host, port), timeout=5)
+        except OSError:
+            failed += 1
+            continue
+        try:
+            sock.sendall(payload)
+            if kind == "reset":
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+            elif kind == "half":
+                sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            failed += 1
+            sock.close()
+            continue
+        sock.close()
+        made[kind] += 1
+        if kind != "reset":
+            digests.append(hashlib.sha256(payload).hexdigest())
+    return {
+        "made": made,
+        "failed": failed,
+        "seconds": time.perf_counter() - t0,
+        "digests": digests,
+    }
+
+
+def bystander(
+    host: str, port: int, seconds: float, interval: float
+) -> dict[str, object]:
+    """A client unrelated to a burst, on the same forward: every
+    ``interval`` a new connection sends 64 bytes, half-closes and reads to
+    the end of the reply; its round trips from connect to that end."""
+    times: list[float] = []
+    errors: list[str] = []
+    stop = time.perf_counter() + seconds
+    while time.perf_counter() < stop:
+        t0 = time.perf_counter()
+        try:
+            with _connect(host, port, 60) as sock:
+                sock.sendall(b"b" * 64)
+                sock.shutdown(socket.SHUT_WR)
+                got = b""
+                while data := sock.recv(4096):
+                    got += data
+            if not got:
+                errors.append("no reply")
+        except OSError as exc:
+            errors.append(f"{type(exc).__name__}: {exc}")
+        took = time.perf_counter() - t0
+        times.append(took)
+        time.sleep(max(0.0, interval - took))
+    return {
+        "count": len(times),
+        "worst_s": max(times, default=0.0),
+        "median_s": statistics.median(times) if times else 0.0,
+        "errors": errors[:5],
+        "error_count": len(errors),
+    }
+
+
 def main(argv: list[str]) -> dict[str, object]:
     cmd, host, port, *rest = argv
     if cmd == "upload":
@@ -228,6 +326,10 @@ def main(argv: list[str]) -> dict[str, object]:
         return rtt(host, int(port), int(rest[0]), int(rest[1]), float(rest[2]), most)
     if cmd == "conc":
         return conc(host, int(port), int(rest[0]), int(rest[1]), float(rest[2]))
+    if cmd == "burst":
+        return burst(host, int(port), float(rest[0]), float(rest[1]), rest[2])
+    if cmd == "bystander":
+        return bystander(host, int(port), float(rest[0]), float(rest[1]))
     raise SystemExit(f"unknown workload {cmd!r}")
 
 

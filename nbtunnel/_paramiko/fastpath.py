@@ -11,24 +11,29 @@ numbers, GCM counters, rekey limits) and, with AES-GCM over TCP:
 - reads the socket in large chunks and decrypts one packet at a time from
   them, handing channel data straight to its channel (``gcm_read``);
 - seals a batch of channel-data packets into one buffer and one send()
-  (``gcm_send``; splice.py sends through it);
+  (``gcm_send``; ordered.py sends through it);
 - asks for quick ACKs (see ``Reading._fill``).
 
 Any other cipher, compression, a hexdump or a socket that is no TCP
 socket (a jump host's channel, a ProxyCommand) leaves every packet to
 paramiko.  It reads and writes paramiko's private, name-mangled state, as
 paramiko's own methods do; ``probe`` checks that it is there (and runs it
-once each way) before :func:`install` is ever called.
+once each way, :func:`round_trip`) before :func:`install` is ever called.
 """
 
 from __future__ import annotations
 
+import os
+import socket
+import threading
 import weakref
 from typing import Any
 
 import paramiko
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from paramiko.packet import Packetizer as _Packetizer
 
+from . import gcm
 from .gcm import _STATE
 from .gcm_read import Reading
 from .gcm_send import Sending
@@ -80,3 +85,80 @@ def install(transport: paramiko.Transport) -> None:
         packetizer.__class__ = Packetizer
         assert isinstance(packetizer, Packetizer)
         packetizer._owner = weakref.ref(transport)
+
+
+# -- the fast path, once each way (the probe's test) ---------------------------
+
+
+class Unusable(Exception):
+    """What about this paramiko the fast path cannot work with."""
+
+
+def round_trip() -> None:
+    """paramiko's packets read by the fast path and the fast path's read by
+    paramiko, over loopback TCP (the only sockets it takes), with one key;
+    :class:`Unusable` says what went wrong (probe.py runs it once)."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        a = socket.create_connection(server.getsockname(), timeout=2)
+        b, _ = server.accept()
+    try:
+        b.settimeout(2)
+        # paramiko's __init__ sets the state both read and write.
+        ours, theirs = Packetizer(a), _Packetizer(b)
+        key, iv_in, iv_out = os.urandom(16), os.urandom(12), os.urandom(12)
+        _gcm(theirs, ours, key, iv_in)
+        _gcm(ours, theirs, key, iv_out)
+
+        def give_up() -> None:
+            ours.close()
+            theirs.close()
+
+        # Whatever goes wrong below must end, not wait: closing the
+        # packetizers makes both readers give up.
+        timer = threading.Timer(3.0, give_up)
+        timer.start()
+        try:
+            _both_ways(ours, theirs)
+        finally:
+            timer.cancel()
+    except Unusable:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever it is, the feature is off
+        raise Unusable(
+            f"a Packetizer the fast path can read and write ({type(exc).__name__}: "
+            f"{exc})"
+        ) from None
+    finally:
+        a.close()
+        b.close()
+
+
+def _gcm(sender: Any, receiver: Any, key: bytes, iv: bytes) -> None:
+    # As paramiko's Transport sets an AES-GCM key (its stubs know no AEAD).
+    sender.set_outbound_cipher(AESGCM(key), 16, None, 16, None, aead=True, iv_out=iv)
+    receiver.set_inbound_cipher(AESGCM(key), 16, None, 16, None, aead=True, iv_in=iv)
+
+
+def _both_ways(ours: Packetizer, theirs: _Packetizer) -> None:
+    payloads = [b"probe", os.urandom(5000), b"x" * 100]
+    for data in payloads[:2]:
+        m = paramiko.Message()
+        m.add_byte(bytes([gcm.MSG_CHANNEL_DATA]))
+        m.add_int(7)
+        m.add_string(data)
+        theirs.send_message(m)
+    for data in payloads[:2]:
+        _expect(ours.read_message(), data)
+    if not ours._fast_in() or not ours._fast_out():
+        raise Unusable("a Packetizer the fast path takes (AES-GCM state)")
+    # One small packet (sealed alone), then a batch (encrypt_into).
+    ours.send_channel_data(7, [memoryview(payloads[0])])
+    ours.send_channel_data(7, [memoryview(payloads[1]), memoryview(payloads[2])])
+    for data in payloads:
+        _expect(theirs.read_message(), data)
+
+
+def _expect(got: tuple[int, paramiko.Message], data: bytes) -> None:
+    ptype, m = got
+    if ptype != gcm.MSG_CHANNEL_DATA or m.get_int() != 7 or m.get_binary() != data:
+        raise Unusable("a Packetizer that reads back what the fast path wrote")

@@ -2,7 +2,7 @@
 
 :class:`Sending` seals a batch of CHANNEL_DATA packets with AES-GCM into
 one buffer and writes it with as few send() calls as the socket takes
-(splice.py sends through it).  Any thread may call it, under paramiko's
+(ordered.py sends through it).  Any thread may call it, under paramiko's
 write lock.
 """
 

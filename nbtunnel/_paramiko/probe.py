@@ -14,8 +14,9 @@ instead of failing a connection, a re-key or a relay later.
 - Fixes and extensions fall back to paramiko's own behaviour where it has
   one (``rekey``: its re-key, ``keepalive``: its single reply slot and
   keepalives nobody answers, ``route_forwarded``: ``request_port_forward``,
-  ``agent``: ``paramiko.Agent`` on ``SSH_AUTH_SOCK``); ``streamlocal`` has
-  none, and unix-socket forwards are refused with :func:`why_not`'s line.
+  ``agent``: ``paramiko.Agent`` on ``SSH_AUTH_SOCK``, ``ordered``: the
+  relay's own EOF before its CLOSE); ``streamlocal`` has none, and
+  unix-socket forwards are refused with :func:`why_not`'s line.
 
 :func:`available` says whether a feature is on, :func:`why_not` why not, in
 one line naming the version that lacks what it needs.
@@ -44,8 +45,7 @@ from paramiko.common import (
 )
 from paramiko.packet import Packetizer as _Packetizer
 
-from . import gcm
-from .fastpath import Packetizer as _FastPacketizer
+from . import fastpath, gcm
 
 FEATURES = (
     "fastpath",
@@ -55,6 +55,7 @@ FEATURES = (
     "keepalive",
     "route_forwarded",
     "agent",
+    "ordered",
 )
 # Turned off together by the switch: they change how bytes travel, not what.
 SPEEDUPS = ("fastpath", "splice")
@@ -73,6 +74,7 @@ _WHAT = {
     "keepalive": "matching replies to ServerAliveInterval's keepalives",
     "route_forwarded": "routing -R connections to their forwards",
     "agent": "an ssh-agent on nbtunnel's own socket",
+    "ordered": "sending a channel's data and EOF before its CLOSE",
 }
 # What each falls back to, said after why.
 _INSTEAD = {
@@ -83,6 +85,10 @@ _INSTEAD = {
     "keepalive": "TCP keepalive notices a dead server instead",
     "route_forwarded": "paramiko's request_port_forward routes them",
     "agent": "paramiko's Agent on SSH_AUTH_SOCK is used",
+    "ordered": (
+        "the relay still sends its own EOF before its CLOSE, but paramiko's "
+        "data or EOF may follow a CLOSE and make the server disconnect"
+    ),
 }
 
 
@@ -150,7 +156,10 @@ def _fastpath(t: paramiko.Transport) -> None:
     _need(t, "Transport", "_expected_packet", "initial_kex_done", "_channels")
     _need(paramiko.Transport, "Transport", "_channel_handler_table")
     _need_method(paramiko.Channel, "_feed")
-    _round_trip()
+    try:
+        fastpath.round_trip()
+    except fastpath.Unusable as exc:
+        raise _Missing(str(exc)) from None
 
 
 def _splice(t: paramiko.Transport) -> None:
@@ -230,6 +239,28 @@ def _agent(t: paramiko.Transport) -> None:
     AgentSSH()
 
 
+def _ordered(t: paramiko.Transport) -> None:
+    chan: Any = paramiko.Channel(0)
+    _need(chan, "Channel", "lock", "closed", "eof_sent", "remote_chanid")
+    _need(chan, "Channel", "out_window_size", "active")
+    _need_method(paramiko.Channel, "_send_eof", "_wait_for_send_window")
+    _need(t, "Transport", "clear_to_send", "clear_to_send_lock", "packetizer")
+    _need_method(paramiko.Transport, "is_active")
+    _need_method(_Packetizer, "send_message")
+    # What ordered.py counts on: close() marks the channel closed before it
+    # sends its EOF and CLOSE, and sends them as _send_user_message().
+    closed_when_sent: list[bool] = []
+
+    class Sender:
+        def _send_user_message(self, m: paramiko.Message) -> None:
+            closed_when_sent.append(bool(chan.closed))
+
+    chan.transport, chan.active = Sender(), True
+    chan.close()
+    if closed_when_sent != [True, True]:
+        raise _Missing("Channel.close marking the channel closed before sending")
+
+
 _PROBES: dict[str, Callable[[paramiko.Transport], None]] = {
     "fastpath": _fastpath,
     "splice": _splice,
@@ -238,79 +269,8 @@ _PROBES: dict[str, Callable[[paramiko.Transport], None]] = {
     "keepalive": _keepalive,
     "route_forwarded": _route_forwarded,
     "agent": _agent,
+    "ordered": _ordered,
 }
-
-
-# -- the fast path, once each way ---------------------------------------------
-
-
-def _round_trip() -> None:
-    """paramiko's packets read by the fast path and the fast path's read by
-    paramiko, over loopback TCP (the only sockets it takes), with one key."""
-    with socket.create_server(("127.0.0.1", 0)) as server:
-        a = socket.create_connection(server.getsockname(), timeout=2)
-        b, _ = server.accept()
-    try:
-        b.settimeout(2)
-        # paramiko's __init__ sets the state both read and write.
-        ours, theirs = _FastPacketizer(a), _Packetizer(b)
-        key, iv_in, iv_out = os.urandom(16), os.urandom(12), os.urandom(12)
-        _gcm(theirs, ours, key, iv_in)
-        _gcm(ours, theirs, key, iv_out)
-
-        def give_up() -> None:
-            ours.close()
-            theirs.close()
-
-        # Whatever goes wrong below must end, not wait: closing the
-        # packetizers makes both readers give up.
-        timer = threading.Timer(3.0, give_up)
-        timer.start()
-        try:
-            _both_ways(ours, theirs)
-        finally:
-            timer.cancel()
-    except _Missing:
-        raise
-    except Exception as exc:  # noqa: BLE001 - whatever it is, the feature is off
-        raise _Missing(
-            f"a Packetizer the fast path can read and write ({type(exc).__name__}: "
-            f"{exc})"
-        ) from None
-    finally:
-        a.close()
-        b.close()
-
-
-def _gcm(sender: Any, receiver: Any, key: bytes, iv: bytes) -> None:
-    # As paramiko's Transport sets an AES-GCM key (its stubs know no AEAD).
-    sender.set_outbound_cipher(AESGCM(key), 16, None, 16, None, aead=True, iv_out=iv)
-    receiver.set_inbound_cipher(AESGCM(key), 16, None, 16, None, aead=True, iv_in=iv)
-
-
-def _both_ways(ours: _FastPacketizer, theirs: _Packetizer) -> None:
-    payloads = [b"probe", os.urandom(5000), b"x" * 100]
-    for data in payloads[:2]:
-        m = paramiko.Message()
-        m.add_byte(bytes([gcm.MSG_CHANNEL_DATA]))
-        m.add_int(7)
-        m.add_string(data)
-        theirs.send_message(m)
-    for data in payloads[:2]:
-        _expect(ours.read_message(), data)
-    if not ours._fast_in() or not ours._fast_out():
-        raise _Missing("a Packetizer the fast path takes (AES-GCM state)")
-    # One small packet (sealed alone), then a batch (encrypt_into).
-    ours.send_channel_data(7, [memoryview(payloads[0])])
-    ours.send_channel_data(7, [memoryview(payloads[1]), memoryview(payloads[2])])
-    for data in payloads:
-        _expect(theirs.read_message(), data)
-
-
-def _expect(got: tuple[int, paramiko.Message], data: bytes) -> None:
-    ptype, m = got
-    if ptype != gcm.MSG_CHANNEL_DATA or m.get_int() != 7 or m.get_binary() != data:
-        raise _Missing("a Packetizer that reads back what the fast path wrote")
 
 
 # -- what was found ------------------------------------------------------------

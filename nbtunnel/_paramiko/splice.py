@@ -10,10 +10,11 @@ goes out as a series of packets one Channel.send() at a time.  Here:
   the relay is not busy writing what it took before (without blocking: a
   slow client gets the rest queued, as paramiko would), and credits the
   window at once;
-- :meth:`Splice.send`: a read goes out in one batch of packets
-  (fastpath.py), holding paramiko's locks once per batch.
+- a read goes out in one batch of packets (fastpath.py), holding
+  paramiko's locks once per batch: ordered.py sends them, in order with
+  the channel's close.
 
-paramiko's Channel stays the channel: recv(), EOF, close and window
+paramiko's Channel stays the channel: recv(), close and window
 bookkeeping are its own.  BufferedPipe's and Channel's private fields are
 used as their own methods use them; :func:`splice` returns None where
 ``probe`` found them missing (another paramiko), where the speed-ups are
@@ -34,11 +35,7 @@ from paramiko.common import cMSG_CHANNEL_WINDOW_ADJUST
 
 from ..platform import sockets
 from . import probe
-from .fastpath import Packetizer
 
-# Channel-data packets sealed into one send(): a relay's read of 256 KiB
-# in sshd's 32 KiB packets, with room to spare.
-BATCH = 16
 _PIPE_FIELDS = ("_lock", "_cv", "_event", "_buffer", "_closed")
 
 
@@ -149,11 +146,11 @@ def _credit(chan: paramiko.Channel, n: int) -> None:
 class Splice:
     """The fast path between one socket and one channel, for a relay.
 
-    ``send(data)`` is the relay's ``chan.sendall(data)``; arriving channel
-    data may skip the relay's ``chan.recv()`` (see :class:`Pipe`), which
-    stays the way it reads the rest, and ``count(n)`` is told of the bytes
-    written to the socket on its behalf.  ``detach()`` before closing the
-    socket.
+    Arriving channel data may skip the relay's ``chan.recv()`` (see
+    :class:`Pipe`), which stays the way it reads the rest, and ``count(n)``
+    is told of the bytes written to the socket on its behalf.  What the
+    relay sends goes through ``ordered.Ordered`` (batched where the splice
+    is on).  ``detach()`` before closing the socket.
     """
 
     def __init__(
@@ -165,9 +162,6 @@ class Splice:
         self._chan = chan
         transport = chan.transport
         assert transport is not None
-        self._transport = transport
-        packetizer = transport.packetizer
-        self._packetizer = packetizer if isinstance(packetizer, Packetizer) else None
         # paramiko adjusts the window after a tenth of it is read, ssh after
         # half: a window adjust is a packet through paramiko's slow path.
         chan.in_window_threshold = max(
@@ -194,46 +188,6 @@ class Splice:
         packets: 256 KiB would go out as eight full packets and a 2 KiB one."""
         chunk = self._chan.out_max_packet_size - 64  # as Channel.send() cuts
         return max(chunk, limit - limit % chunk) if chunk > 0 else limit
-
-    def send(self, data: bytes) -> None:
-        """All of ``data`` into the channel, as Channel.sendall()."""
-        if self._packetizer is None:
-            self._chan.sendall(data)
-            return
-        chan = self._chan
-        view = memoryview(data)
-        while view:
-            chunks: list[memoryview] = []
-            with chan.lock:
-                if chan.closed:
-                    raise OSError("Socket is closed")
-                # The first waits for window; the rest take what is left.
-                while view and len(chunks) < BATCH:
-                    if chunks and chan.out_window_size == 0:
-                        break
-                    size = chan._wait_for_send_window(len(view))  # type: ignore[attr-defined]
-                    if size == 0:
-                        break
-                    chunks.append(view[:size])
-                    view = view[size:]
-            if not chunks:
-                raise OSError("the channel is closed")
-            self._send_now(chunks)
-
-    def _send_now(self, chunks: list[memoryview]) -> None:
-        # Transport._send_user_message's protocol: wait out a key exchange,
-        # and send holding clear_to_send_lock so that none starts meanwhile.
-        t = self._transport
-        while True:
-            if not t.clear_to_send.is_set():
-                t.clear_to_send.wait(1.0)
-            if not t.is_active():
-                raise EOFError("the SSH connection is closed")
-            with t.clear_to_send_lock:
-                if t.clear_to_send.is_set():
-                    assert self._packetizer is not None
-                    self._packetizer.send_channel_data(self._chan.remote_chanid, chunks)
-                    return
 
     def detach(self) -> None:
         if self._pipe is not None:

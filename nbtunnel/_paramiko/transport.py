@@ -36,12 +36,14 @@ import socket
 import threading
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import paramiko
 from paramiko.common import cMSG_CHANNEL_OPEN
 
 from ..errors import ForwardError
 from . import fastpath, probe, rekey
+from .opening import Done, Opening, Pending, Threaded
 from .requests import (
     CANCEL_REQUEST,
     FORWARD_REQUEST,
@@ -69,6 +71,13 @@ FORWARDED = "forwarded-streamlocal@openssh.com"
 STREAMLOCAL_PORT = 0
 
 
+class _Events(dict[int, threading.Event]):
+    """``Transport.channel_events`` whose ``values()`` is a copy."""
+
+    def values(self) -> list[threading.Event]:  # type: ignore[override]
+        return list(super().values())
+
+
 class Transport(Requests):
     """paramiko's Transport plus OpenSSH's streamlocal channels."""
 
@@ -90,6 +99,11 @@ class Transport(Requests):
         # Opens given up on: closed if the server confirms them after all,
         # so no channel is left open on the server with nobody reading it.
         self._abandoned: set[int] = set()
+        # paramiko's dying thread sets every waiting open's event looping
+        # over this dict without its lock; an open started meanwhile (64 in
+        # flight per forward in a burst) would end that loop with "changed
+        # size during iteration" and leave the rest unset.
+        self.channel_events = _Events(self.channel_events)
         # The host key types to offer, in order, set before start_client():
         # paramiko itself lists every certificate type after every plain one.
         self.host_key_types: tuple[str, ...] | None = None
@@ -118,12 +132,51 @@ class Transport(Requests):
 
         Mirrors paramiko's open_channel(), which cannot add the fields of a
         kind it does not know.  Raises ChannelException (with the server's
-        reason) or SSHException as it does.
+        reason) or SSHException as it does.  Waits on one event, woken by
+        the answer or the connection's end, instead of paramiko's 0.1 s polls.
+        """
+        if not probe.available("streamlocal"):
+            if not self.is_active():
+                raise paramiko.SSHException("SSH session not active")
+            return self._open_as_paramiko(kind, fields, timeout)
+        answers: list[Any] = []
+        answered = threading.Event()
+
+        def done(result: Any) -> None:
+            answers.append(result)
+            answered.set()
+
+        opening = self.open_async(kind, fields, timeout, done)
+        if not answered.wait(timeout) and opening.give_up():
+            raise paramiko.SSHException("Timeout opening channel.")
+        answered.wait()  # answered meanwhile: on_done is on its way
+        result = answers[0]
+        if isinstance(result, BaseException):
+            raise result
+        assert isinstance(result, paramiko.Channel)
+        return result
+
+    def open_async(
+        self, kind: str, fields: Sequence[str | int], timeout: float, on_done: Done
+    ) -> Opening:
+        """Start opening a channel as open() does, without waiting for it.
+
+        ``on_done`` gets the channel or the exception open() would raise,
+        once, in paramiko's thread (see ``opening.Done``: it must return at
+        once).  The caller keeps the deadline: ``give_up()`` on what this
+        returns when it passes.  Where the gate must leave the open to
+        paramiko, it blocks in a thread of its own, for ``timeout`` at
+        most.  Raises SSHException if the connection is closed, and
+        RuntimeError when that thread cannot start.
         """
         if not self.is_active():
             raise paramiko.SSHException("SSH session not active")
         if not probe.available("streamlocal"):
-            return self._open_as_paramiko(kind, fields, timeout)
+            return Threaded(
+                lambda: self._open_as_paramiko(kind, fields, timeout),
+                on_done,
+                f"nbtunnel-open-{kind}",
+            )
         m = paramiko.Message()
         with self.lock:
             window = self.default_window_size
@@ -141,30 +194,55 @@ class Transport(Requests):
                     m.add_string(value)
             chan = paramiko.Channel(chanid)
             self._channels.put(chanid, chan)  # type: ignore[attr-defined]
-            self.channel_events[chanid] = event = threading.Event()
+            # paramiko sets it on the server's answer, and sets them all
+            # when the connection dies: the answer comes to us.
+            self.channel_events[chanid] = pending = Pending(self, chanid, on_done)
+            # paramiko's channel map holds channels weakly: this one lives
+            # as long as its open is waited for (and closed if late).
+            pending.chan = chan
             self.channels_seen[chanid] = True
             chan._set_transport(self)  # type: ignore[attr-defined]
             chan._set_window(window, packet)  # type: ignore[attr-defined]
-        self._send_user_message(m)  # type: ignore[attr-defined]
-        deadline = time.monotonic() + timeout
-        while not event.wait(0.1):
-            if not self.is_active():
-                raise self.get_exception() or paramiko.SSHException(
-                    "Unable to open channel."
-                )
-            if time.monotonic() > deadline:
-                with self.lock:
-                    if not event.is_set():
-                        self._abandoned.add(chanid)
-                        raise paramiko.SSHException("Timeout opening channel.")
-        with self.lock:
-            refusal = self._refusals.pop(chanid, None)
+        try:
+            self._send_user_message(m)  # type: ignore[attr-defined]
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            # A key exchange that never ended, a socket that failed: the
+            # open ends here, and a late answer is closed.
+            if self._give_up(pending):
+                on_done(exc)
+            return pending
+        if not self.is_active():
+            pending.set()  # it died before the open was registered
+        return pending
+
+    def _outcome(self, chanid: int) -> Any:
+        """What an open that paramiko's thread just set has come to."""
+        refusal = self._refusals.pop(chanid, None)
         if refusal is not None:
-            raise refusal
+            return refusal
+        if not self.is_active():
+            dead: BaseException | None = self.saved_exception
+            return dead or paramiko.SSHException("Unable to open channel.")
         opened: paramiko.Channel | None = self._channels.get(chanid)  # type: ignore[attr-defined]
-        if opened is None:
-            raise paramiko.SSHException("Unable to open channel.")
-        return opened
+        return opened or paramiko.SSHException("Unable to open channel.")
+
+    def _give_up(self, pending: Pending) -> bool:
+        # Under the transport's lock, as paramiko sets the event: either
+        # the answer came first, or a late confirmation finds it abandoned.
+        with self.lock, pending.lock:
+            if pending.over:
+                return False
+            pending.over = True
+            self._abandoned.add(pending.chanid)
+            return True
+
+    def close(self) -> None:
+        super().close()
+        # paramiko sets the events of pending opens only when its thread
+        # meets the end of the connection, not when it is closed from here.
+        for event in list(self.channel_events.values()):
+            if isinstance(event, Pending):
+                event.set()
 
     def _open_as_paramiko(
         self, kind: str, fields: Sequence[str | int], timeout: float
@@ -211,12 +289,14 @@ class Transport(Requests):
         start = m.packet.tell()
         chanid = m.get_int()
         m.packet.seek(start)
+        # Held from here: the map holds channels weakly, and the open's own
+        # hold on it ends as paramiko drops its event.
+        chan = self._channels.get(chanid)  # type: ignore[attr-defined]
         super()._parse_channel_open_success(m)  # type: ignore[misc]
         with self.lock:
             late = chanid in self._abandoned
             self._abandoned.discard(chanid)
-        chan = self._channels.get(chanid) if late else None  # type: ignore[attr-defined]
-        if chan is not None:
+        if late and chan is not None:
             chan.close()
 
     def _parse_channel_open_failure(self, m: paramiko.Message) -> None:

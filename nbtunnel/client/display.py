@@ -226,6 +226,15 @@ def event_line(message: Mapping[str, Any]) -> str | None:
         return f"forward {message.get('forward')} stopped"
     if kind == "forward_failed":
         return f"forward failed: {message.get('error')}"
+    if kind == "forward_waiting":  # a -R the server still holds after a reconnect
+        return f"forward {message.get('forward')} waiting: {message.get('error')}"
+    if kind == "forward_restored":
+        tries = int(message.get("tries", 1))
+        return (
+            f"forward {message.get('forward')} back on port {message.get('port')} "
+            f"after {float(message.get('seconds', 0)):.1f} s "
+            f"({tries} {'try' if tries == 1 else 'tries'})"
+        )
     if kind == "reconnect_failed":
         return (
             f"reconnect try {message.get('attempt')} failed: {message.get('error')}; "
@@ -239,6 +248,10 @@ def event_line(message: Mapping[str, Any]) -> str | None:
         )
     if kind == "connection_failed":
         return f"connection failed: {message.get('error')}"
+    if kind == "engine_exited":
+        return str(message.get("error"))
+    if kind == "warning":
+        return f"warning: {message.get('message')}"
     if kind == "state":
         error = message.get("error")
         return f"tunnel {message.get('tunnel')} {message.get('state')}" + (

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Literal
 
 from ..engine.client import EngineClient, EventHandler, InlineClient, ProcessClient
+from ..engine.protocol import Message
 from ..errors import EngineError
 from ..grammar.forwards import ForwardSpec
 from ..settings.resolve import ConnectSettings, Prompt
@@ -30,14 +31,21 @@ class EngineSide:
         mode: EngineMode,
         on_event: EventHandler,
         on_lost: Callable[[str], None],
+        on_died: Callable[[str], None] | None = None,
     ) -> None:
         self.mode = mode
         self._on_event = on_event
         self._on_lost = on_lost  # told when a dead engine is replaced
+        self._on_died = on_died  # told as the engine dies, how it did
         # Held while an engine starts (up to HELLO_TIMEOUT), apart from the
         # manager's lock so that listing tunnels never waits for a start.
         self._starting = threading.Lock()
         self._client: EngineClient | None = None
+        # Which engine is current: a dead one's exit event, read by its own
+        # thread, may come after its successor started, and must not touch
+        # the successor's tunnels.
+        self._generation = 0
+        self._swap = threading.Lock()
         self.closed = False  # set by the manager as it closes
 
     def running(self) -> EngineClient | None:
@@ -50,6 +58,14 @@ class EngineSide:
         client = self._client
         return client.pid if client is not None else None
 
+    @property
+    def death(self) -> str:
+        """Why no engine runs: how the last one ended (killed by which
+        signal, exited with which status), until a new one starts."""
+        client = self._client
+        death = client.death if client is not None else None
+        return death or "the nbtunnel engine stopped"
+
     def get(self) -> EngineClient:
         """The running engine, started if need be (raises EngineError)."""
         with self._starting:
@@ -59,11 +75,23 @@ class EngineSide:
         client = self._client
         if client is None or not client.alive:
             cls = ProcessClient if self.mode == "process" else InlineClient
-            client = cls(self._on_event)
-            if self._client is not None:
-                self._on_lost("the nbtunnel engine stopped")
-            self._client = client
+            generation = self._generation + 1
+            client = cls(lambda message: self._event(message, generation))
+            with self._swap:
+                old, self._client = self._client, client
+                self._generation = generation
+                if old is not None:
+                    self._on_lost(old.death or "the nbtunnel engine stopped")
         return client
+
+    def _event(self, message: Message, generation: int) -> None:
+        if message.get("event") == "engine_exited":
+            with self._swap:
+                if generation != self._generation:
+                    return  # replaced already: on_lost said how it ended
+                if self._on_died is not None:
+                    self._on_died(str(message.get("error")))
+        self._on_event(message)
 
     def start_in_background(self) -> None:
         """Start it from a thread; a failure is tried again, and raised, by

@@ -53,6 +53,9 @@ class Events:
             logging.getLogger(f"nbtunnel.engine.{origin}").log(
                 int(message.get("level", logging.INFO)), "%s", message.get("message")
             )
+        elif message.get("event") == "engine_exited":
+            # The engine cannot log its own death: the log line is ours.
+            logger.warning("%s", message.get("error"))
         else:
             logger.debug("engine event: %s", message)
             self._keep(message)

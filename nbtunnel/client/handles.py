@@ -10,7 +10,9 @@ replaced which, which were removed, its last snapshot once stopped) is its
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import replace
 from types import TracebackType
 from typing import Any, Protocol
@@ -106,6 +108,21 @@ class TunnelRecord:
     def end(self, final: TunnelSnapshot) -> None:
         with self._lock:
             self.last, self.stopped = final, True
+
+    def fail(self, why: str) -> None:
+        """Its engine died (``why`` says how): failed, unless it had ended."""
+        with self._lock:
+            if not self.stopped:
+                self.last, self.stopped = self.ended("failed", why), True
+
+
+def engine_died(tunnels: Iterable[Tunnel], why: str) -> None:
+    """The engine that ran ``tunnels`` died: each has failed, saying how in its
+    state and in its events."""
+    line = f"{time.strftime('%H:%M:%S')} {why}"
+    for tunnel in tunnels:
+        tunnel.record.fail(why)
+        tunnel.events.append(line)
 
 
 class Forward:

@@ -9,11 +9,10 @@ whichever way it was typed: the decisions are in ``rules``, the handles in
 from __future__ import annotations
 
 import atexit
-import contextlib
 import logging
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 from ..engine.client import EventHandler
 from ..errors import EngineError, ForwardError, SpecError
@@ -24,7 +23,7 @@ from ..status import TunnelSnapshot
 from . import reshape, rules
 from .engine_side import EngineMode, EngineSide
 from .events import Events
-from .handles import Forward, Tunnel
+from .handles import Forward, Tunnel, engine_died
 
 logger = logging.getLogger("nbtunnel")
 ENGINE_ENV = "NBTUNNEL_ENGINE"
@@ -41,9 +40,8 @@ class Manager:
         self._lock = threading.Lock()
         self._tunnels: dict[int, Tunnel] = {}
         self._events = Events()
-        self._engine = EngineSide(self.mode, self._events, self._forget_all)
-        # One open or add at a time per SSH connection (see _one_at_a_time).
-        self._opening: dict[TunnelSpec, threading.Lock] = {}
+        self._engine = EngineSide(self.mode, self._events, self._forget_all, self._died)
+        self._one_at_a_time = _OneAtATime()
         self._naming: set[str] = set()  # labels of opens under way
         # One restart or remove at a time: two panels clicking the same
         # toggle must not start the forward twice.
@@ -110,16 +108,6 @@ class Manager:
             rules.check_ports(forwards, spec, live)
             return self._open(spec, forwards, name, prompt)
 
-    @contextlib.contextmanager
-    def _one_at_a_time(self, spec: TunnelSpec) -> Iterator[None]:
-        # Opens and adds on one SSH connection decide and act one at a time:
-        # the same line run twice at once is one tunnel.
-        key = rules.connection_key(spec)
-        with self._lock:
-            lock = self._opening.setdefault(key, threading.Lock())
-        with lock:
-            yield
-
     def _open(
         self,
         spec: TunnelSpec,
@@ -166,7 +154,7 @@ class Manager:
 
     def _live(self) -> rules.Live:
         """Every tunnel with a handle (not stopped), with one snapshot of each."""
-        handles = {t.id: t for t in self.tunnels()}
+        handles = {t.id: t for t in self.tunnels() if not t.record.stopped}
         return [(handles[s.id], s) for s in self.snapshots() if s.id in handles]
 
     def get(self, name: str) -> Tunnel | None:
@@ -177,7 +165,7 @@ class Manager:
         return None
 
     def tunnels(self) -> list[Tunnel]:
-        """Every live tunnel, oldest first."""
+        """Every live tunnel, oldest first (a dead engine's, failed, until the next)."""
         with self._lock:
             return list(self._tunnels.values())
 
@@ -188,8 +176,10 @@ class Manager:
         ones once, removed ones not); ``ForwardSnapshot.index`` is
         :attr:`Forward.index`.
         """
-        found = self._engine.snapshots() or []
         handles = {t.id: t for t in self.tunnels()}
+        found = self._engine.snapshots()
+        if found is None:  # no engine: a dead one's tunnels, failed, saying how
+            found = [t.record.last for t in handles.values() if t.record.stopped]
         return [
             handles[s.id].record.visible(s) if s.id in handles else s for s in found
         ]
@@ -205,7 +195,7 @@ class Manager:
         except EngineError as exc:
             return record.ended("failed", str(exc))
         if found is None:
-            return record.ended("failed", "the nbtunnel engine stopped")
+            return record.ended("failed", self._engine.death)
         if not found:
             return record.ended("stopped", None)
         record.note(found[0])
@@ -260,14 +250,16 @@ class Manager:
         for tunnel in self.tunnels():
             tunnel.stop()
 
+    def _died(self, why: str) -> None:
+        engine_died(self.tunnels(), why)  # shown so until a new engine starts
+
     def _forget_all(self, why: str) -> None:
-        """The engine died: every tunnel it ran has failed."""
+        """A new engine replaces a dead one: let go of the tunnels it ran."""
         with self._lock:
             lost, self._tunnels = list(self._tunnels.values()), {}
         for tunnel in lost:
-            # A new engine numbers its tunnels from 1 again.
-            self._events.drop(tunnel.id)
-            tunnel.record.end(tunnel.record.ended("failed", why))
+            self._events.drop(tunnel.id)  # a new engine numbers from 1 again
+            tunnel.record.fail(why)
 
     @property
     def closed(self) -> bool:
@@ -280,6 +272,20 @@ class Manager:
         self._engine.closed = True  # no start in the background from now on
         self.stop_all()
         self._engine.close()
+
+
+class _OneAtATime:
+    """Opens and adds on one SSH connection decide and act one at a time:
+    the same line run twice at once is one tunnel."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._locks: dict[TunnelSpec, threading.Lock] = {}
+
+    def __call__(self, spec: TunnelSpec) -> threading.Lock:
+        """The lock of ``spec``'s SSH connection, to hold while deciding."""
+        with self._lock:
+            return self._locks.setdefault(rules.connection_key(spec), threading.Lock())
 
 
 def _no_forwards(spec: TunnelSpec) -> SpecError:

@@ -194,8 +194,10 @@ def _what(forward: ForwardSpec) -> str:
 def listens_on(
     forward: ForwardSnapshot, kind: str, host: str | None, port: int | None
 ) -> bool:
-    """Whether a live forward of ``kind`` listens on ``[host:]port`` (ssh's -K)."""
-    if forward.kind != kind or forward.listen_port != port or forward.state != "up":
+    """Whether a live forward of ``kind`` listens on ``[host:]port`` (ssh's -K);
+    one reconnecting counts (a -R asking the server again for its port)."""
+    live = forward.state in ("up", "reconnecting")
+    if forward.kind != kind or forward.listen_port != port or not live:
         return False
     if host is None or forward.listen_host == host:
         return True

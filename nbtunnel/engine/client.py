@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -17,7 +19,7 @@ from ..errors import EngineError
 from ..platform import processes
 from ..settings.resolve import Prompt
 from .core import Engine
-from .process import PARENT_ENV
+from .process import LOG_LEVEL_ENV, PARENT_ENV
 from .protocol import HELLO, PROTOCOL, Message, decode, encode, error_from_dict
 
 EventHandler = Callable[[Message], None]
@@ -44,6 +46,20 @@ def engine_path() -> list[str]:
         if os.path.exists(os.path.join(entry, "nbtunnel", "__init__.py")):
             return [*paths[:i], root, *paths[i:]]
     return [*paths, root]
+
+
+def exit_reason(code: int) -> tuple[str, str | None]:
+    """How the engine ended, from ``Popen``'s exit status (negative: the
+    signal that killed it): a clause after "it", and the signal's name.  A
+    SIGKILL nobody asked for is most often the OOM killer (or a container's
+    memory limit): said as a possibility, ``kill -9`` looks the same."""
+    if code >= 0:
+        return f"it exited with status {code}", None
+    with contextlib.suppress(ValueError):
+        name = signal.Signals(-code).name
+        memory = ", perhaps for lack of memory" if name == "SIGKILL" else ""
+        return f"it was killed by {name} (signal {-code}){memory}", name
+    return f"it was killed by signal {-code}", None
 
 
 def engine_command() -> list[str]:
@@ -76,6 +92,11 @@ class EngineClient:
     @property
     def alive(self) -> bool:
         raise NotImplementedError
+
+    @property
+    def death(self) -> str | None:
+        """Why its engine is gone, a sentence for its tunnels; None while it runs."""
+        return None
 
     def close(self) -> None:
         raise NotImplementedError
@@ -162,6 +183,7 @@ class ProcessClient(EngineClient):
         self._next_id = 1
         self._proc: subprocess.Popen[bytes] | None = None
         self._dead: str | None = None
+        self._closing = False  # close() ends it: no event then
         self._ready = threading.Event()
         self._spawn_error: BaseException | None = None
         self.pid = 0
@@ -187,6 +209,8 @@ class ProcessClient(EngineClient):
     def _spawn(self) -> subprocess.Popen[bytes]:
         env = dict(os.environ)
         env[PARENT_ENV] = str(os.getpid())
+        # The engine sends what the caller logs (at DEBUG, paramiko's too).
+        env[LOG_LEVEL_ENV] = str(logging.getLogger("nbtunnel").getEffectiveLevel())
         return subprocess.Popen(
             engine_command(),
             stdin=subprocess.PIPE,
@@ -216,8 +240,21 @@ class ProcessClient(EngineClient):
                     proc.stdin.close()
             code = proc.wait()
             proc.stdout.close()
-            self._fail_pending(f"it exited with code {code}")
+            why, signame = exit_reason(code)
+            self._fail_pending(why)
             self._ready.set()
+            if self.pid and not self._closing:
+                # Ended unasked (killed, crashed, out of memory): say how.
+                with contextlib.suppress(Exception):
+                    self._on_event(
+                        {
+                            "event": "engine_exited",
+                            "pid": self.pid,
+                            "status": code,
+                            "signal": signame,
+                            "error": self.death,
+                        }
+                    )
 
     def _read(self, stdout: IO[bytes]) -> None:
         for line in stdout:
@@ -288,10 +325,7 @@ class ProcessClient(EngineClient):
     def _send(self, op: str, **args: Any) -> _Pending:
         with self._lock:
             if self._dead is not None:
-                raise EngineError(
-                    f"the nbtunnel engine (pid {self.pid}) is gone: {self._dead}; "
-                    "its tunnels are closed"
-                )
+                raise EngineError(self._gone(self._dead))
             request_id = self._next_id
             self._next_id += 1
             pending = self._pending[request_id] = _Pending(op)
@@ -310,10 +344,7 @@ class ProcessClient(EngineClient):
             if threading.current_thread() is not self._reader:
                 self._reader.join(HELLO_TIMEOUT)
             why = self._startup_failure() or "its input is closed"
-            raise EngineError(
-                f"the nbtunnel engine (pid {self.pid}) is gone: {why}; "
-                "its tunnels are closed"
-            ) from None
+            raise EngineError(self._gone(why)) from None
         return pending
 
     def request(self, op: str, *, on_prompt: Prompt | None = None, **args: Any) -> Any:
@@ -338,18 +369,27 @@ class ProcessClient(EngineClient):
                 self._answer(question, None)  # interrupted while asking
             raise
         if pending.reply is None:
-            raise EngineError(
-                f"the nbtunnel engine (pid {self.pid}) is gone: {self._dead}; "
-                "its tunnels are closed"
-            )
+            raise EngineError(self._gone(self._dead))
         return _result(pending.reply)
+
+    def _gone(self, why: str | None) -> str:
+        return (
+            f"the nbtunnel engine (pid {self.pid}) is gone: {why}; "
+            "its tunnels are closed"
+        )
 
     @property
     def alive(self) -> bool:
         return self._dead is None and self._reader.is_alive()
 
+    @property
+    def death(self) -> str | None:
+        dead = self._dead
+        return None if dead is None else self._gone(dead)
+
     def close(self, timeout: float = 10.0) -> None:
         """End the engine (end-of-file on its stdin) and wait for it. Idempotent."""
+        self._closing = True
         proc = self._proc
         if proc is not None and proc.stdin is not None:
             with self._write_lock, contextlib.suppress(OSError):

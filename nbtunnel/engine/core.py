@@ -7,8 +7,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import TunnelError
+from ..errors import ForwardError, TunnelError
 from ..grammar.forwards import parse_forward
+from ..platform import limits
 from ..settings.resolve import ConnectSettings, Prompt
 from .pool import Pool
 from .protocol import Message, error_to_dict
@@ -92,6 +93,11 @@ class Engine:
         self._closed = False
         self._prompts = Prompts(self._emit)
         self._pool = Pool()
+        # Every forward costs descriptors (a listener takes five, each
+        # client one), and the soft limit a notebook inherits can be 256:
+        # the engine takes what the hard limit allows.  Here, so that the
+        # engine process and the inline one (the CLI's) both do.
+        limits.raise_fd_limit()
 
     def _emit(self, kind: str, **data: Any) -> None:
         self._emit_message({"event": kind, **data})
@@ -106,7 +112,11 @@ class Engine:
                 raise TunnelError(f"the engine does not know the request {op!r}")
             reply.update(ok=True, result=handler(request))
         except Exception as exc:  # noqa: BLE001 - every failure becomes a reply
-            reply.update(ok=False, error=error_to_dict(exc))
+            # Out of descriptors or threads is no bug of ours: one line
+            # naming the limit and what to do, not "internal error".
+            shortage = limits.shortage(exc)
+            error = ForwardError(shortage) if shortage is not None else exc
+            reply.update(ok=False, error=error_to_dict(error))
         return reply
 
     def _op_ping(self, request: Message) -> Message:

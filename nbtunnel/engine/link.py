@@ -13,6 +13,7 @@ from typing import Any
 
 from ..errors import ConnectError
 from ..ssh.connection import Connection, RemoteListener
+from ..ssh.opens import Done, Opening, Threaded
 
 # How long a connection made during an outage waits for the SSH connection
 # to come back before it is closed: long enough for a restarted server, short
@@ -72,13 +73,50 @@ class Link:
     def open_streamlocal(self, path: str, timeout: float) -> Any:
         return self._current(self._outage_wait).open_streamlocal(path, timeout)
 
+    # Without waiting (a forward keeps many in flight, no thread on any): on
+    # the live connection; during an outage, the wait above in a thread of
+    # the open's own (the forward bounds how many are in flight).
+
+    def open_tcpip_async(
+        self,
+        host: str,
+        port: int,
+        origin: tuple[str, int],
+        timeout: float,
+        on_done: Done,
+    ) -> Opening:
+        connection = self._now()
+        if connection is not None:
+            return connection.open_tcpip_async(host, port, origin, timeout, on_done)
+        call = lambda: self.open_tcpip(host, port, origin, timeout)  # noqa: E731
+        return Threaded(call, on_done, "nbtunnel-open-outage")
+
+    def open_streamlocal_async(
+        self, path: str, timeout: float, on_done: Done
+    ) -> Opening:
+        connection = self._now()
+        if connection is not None:
+            return connection.open_streamlocal_async(path, timeout, on_done)
+        call = lambda: self.open_streamlocal(path, timeout)  # noqa: E731
+        return Threaded(call, on_done, "nbtunnel-open-outage")
+
+    def _now(self) -> Connection | None:
+        """The connection, None during an outage; raises once closed for good."""
+        with self._changed:
+            if self._connection is None and self._closed:
+                raise ConnectError(
+                    f"the SSH connection to {self._target} is down ({self._why})"
+                )
+            return self._connection
+
     def listen_remote(
         self,
         address: str,
         port: int | None,
         handler: Callable[[Any, tuple[str, int]], None],
+        refused: Callable[[str], None] | None = None,
     ) -> RemoteListener:
-        return self._current(0).listen_remote(address, port, handler)
+        return self._current(0).listen_remote(address, port, handler, refused)
 
     def cancel_remote(self, address: str, port: int | None) -> None:
         # During an outage there is nothing to cancel: the server closed

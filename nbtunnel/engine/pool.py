@@ -8,6 +8,7 @@ last tunnel using it lets go.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from ..errors import ConnectError
 from ..settings.resolve import ConnectSettings, Prompt
@@ -60,11 +61,13 @@ class Pool:
         settings: ConnectSettings,
         prompt: Prompt | None,
         attempt: Attempt | None = None,
+        warn: Callable[[str], None] | None = None,
     ) -> Connection:
         """A connected Connection for ``settings``: a live one, or a new one.
 
         Raises what Connection.connect() raises; nothing is kept then.
-        ``attempt`` lets another thread give up on the wait and the connect.
+        ``attempt`` lets another thread give up on the wait and the connect;
+        ``warn(text)`` tells the caller what a new connect warns of.
         """
         with self._lock:
             gate = self._connecting.setdefault(settings, threading.Lock())
@@ -77,7 +80,7 @@ class Pool:
                 if live is not None and live.is_active:
                     self._users[live] += 1
                     return live
-            connection = Connection(settings, prompt)
+            connection = Connection(settings, prompt, warn=warn)
             if attempt is not None:
                 attempt.begin(connection)
             try:

@@ -16,14 +16,19 @@ import queue
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from typing import BinaryIO
 
 from .._version import __version__
-from ..platform import processes
+from ..errors import ForwardError
+from ..platform import limits, processes
 from .core import Engine
-from .protocol import HELLO, PROTOCOL, Message, decode, encode
+from .protocol import HELLO, PROTOCOL, Message, decode, encode, error_to_dict
 
 PARENT_ENV = "NBTUNNEL_PARENT_PID"
+# The level the caller logs nbtunnel at: the engine sends records from INFO,
+# or from DEBUG (paramiko's among them) when the caller logs that much.
+LOG_LEVEL_ENV = "NBTUNNEL_LOG_LEVEL"
 # After the caller is gone: how long the tunnels get to close before the
 # process leaves anyway.
 GONE_GRACE = 5.0
@@ -64,7 +69,7 @@ class _LogEvents(logging.Handler):
     """Sends log records to the caller, whose ``nbtunnel`` logger shows them."""
 
     def __init__(self, send: _Writer) -> None:
-        super().__init__(logging.INFO)
+        super().__init__(logging.NOTSET)  # the loggers' levels decide
         self._send = send
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -94,8 +99,32 @@ def _die_with_parent(engine: Engine) -> None:
     processes.watch_parent(int(expected), gone)
 
 
+def _caller_level() -> int:
+    level = os.environ.get(LOG_LEVEL_ENV, "")
+    # 0 (NOTSET, a root logger set to log everything) is everything too.
+    return min(logging.INFO, int(level) or 1) if level.isdigit() else logging.INFO
+
+
 def _terminate(signum: int, frame: object) -> None:
     raise SystemExit(0)
+
+
+def _without_a_thread(
+    request: Message,
+    exc: RuntimeError,
+    serve: Callable[[Message], None],
+    writer: _Writer,
+) -> None:
+    """Out of threads (a pids limit): the engine lives on.  A stop or a
+    snapshot is answered here, in the reading thread (stopping forwards is
+    how a person frees threads); an open, which may wait for the answer to
+    a prompt that this very thread would read, is refused with the reason."""
+    if request.get("op") != "open":
+        serve(request)
+        return
+    why = limits.shortage(exc) or f"could not start a thread: {exc}"
+    error = error_to_dict(ForwardError(why))
+    writer.send({"id": request.get("id"), "ok": False, "error": error})
 
 
 def main() -> int:
@@ -113,7 +142,7 @@ def main() -> int:
     writer = _Writer(out)
     logging.getLogger().addHandler(_LogEvents(writer))
     logging.getLogger().setLevel(logging.WARNING)
-    logging.getLogger("nbtunnel").setLevel(logging.INFO)
+    logging.getLogger("nbtunnel").setLevel(_caller_level())
     engine = Engine(writer.send)
     _die_with_parent(engine)
     writer.send(
@@ -139,9 +168,12 @@ def main() -> int:
                 continue
             # Each request in its own thread: an "open" that waits for a
             # slow server must not hold up a snapshot or a stop.
-            threading.Thread(
-                target=serve, args=(request,), name="nbtunnel-request", daemon=True
-            ).start()
+            try:
+                threading.Thread(
+                    target=serve, args=(request,), name="nbtunnel-request", daemon=True
+                ).start()
+            except RuntimeError as exc:
+                _without_a_thread(request, exc, serve, writer)
     finally:
         engine.stop_all(final=True)
         writer.close()

@@ -1,4 +1,5 @@
-"""Getting a tunnel a new SSH connection after it lost one: tries with back-off."""
+"""Getting a tunnel a new SSH connection after it lost one: tries with back-off
+(also the pace at which its -R forwards ask again for a port the server holds)."""
 
 from __future__ import annotations
 
@@ -107,6 +108,16 @@ class Reconnector:
                 self._attempt = None
             self._restore(connection, failures + 1)
             return
+
+    def retry_wait(self, refusals: int) -> float | None:
+        """How long a forward waits before asking again for what the server
+        refused ``refusals`` times in a row after a reconnect (a -R port the
+        old session still holds): the same back-off as a connection's tries,
+        None once ReconnectAttempts of them are spent."""
+        limit = self._settings.reconnect_attempts
+        if limit and refusals >= limit:
+            return None
+        return backoff(refusals, self._settings.reconnect_max_delay)
 
     def halt(self) -> None:
         """Stop trying: abandon the try under way and join the thread. Idempotent."""

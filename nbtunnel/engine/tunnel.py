@@ -27,9 +27,9 @@ class RunningTunnel:
     """Connects, starts every forward (all or nothing), and reconnects a lost connection.
 
     While it reconnects, local listeners stay bound (see :class:`Link`),
-    remote forwards are asked for again on the new connection, and the
-    states and events say what happened.  Nothing is asked of a person
-    then: a login that would need one fails the tunnel with the reason.
+    remote forwards are asked for again until the server lets go of their
+    ports, and states and events say what happened.  Nothing is asked of a
+    person then: a login that would need one fails the tunnel with the reason.
     """
 
     def __init__(
@@ -53,8 +53,7 @@ class RunningTunnel:
         self.started_at = time.time()
         self._emit = emit
         self._prompt = prompt
-        # Where the SSH connection comes from: shared with other tunnels
-        # of the same settings.
+        # Where the SSH connection comes from (shared by equal settings).
         self._pool = pool
         # The forwards' view of the connection, which outlives each one.
         self._link = Link(settings.target)
@@ -82,7 +81,8 @@ class RunningTunnel:
     def start(self) -> None:
         """Connect and start every forward; on any failure close everything and raise."""
         try:
-            connection = self._pool.acquire(self.settings, self._prompt)
+            warn = lambda text: self._event("warning", message=text)  # noqa: E731
+            connection = self._pool.acquire(self.settings, self._prompt, warn=warn)
             self._attach(connection)
             for index, spec in enumerate(self.specs):
                 forward = self._make(index, spec)
@@ -114,7 +114,8 @@ class RunningTunnel:
 
     def _make(self, index: int, spec: ForwardSpec) -> RunningForward:
         if spec.kind == "remote":
-            return RemoteForward(index, spec, self._link, emit=self._event)
+            retry = self._reconnector.retry_wait  # a refusal after a reconnect
+            return RemoteForward(index, spec, self._link, emit=self._event, retry=retry)
         cls = DynamicForward if spec.kind == "dynamic" else LocalForward
         return cls(
             index,

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..grammar.forwards import ForwardSpec
 from ..status import Counters, ForwardSnapshot, State
+from .arrival import thread_failure
 from .relay import Relay
 
 EventSink = Callable[..., None]
@@ -61,19 +62,48 @@ class RunningForward:
     def _spawn(
         self, work: Callable[..., None], *args: Any, refuse: Callable[[], None]
     ) -> None:
-        """Serve one connection in a new tracked thread (``refuse()`` if stopping)."""
+        """Run ``work(*args)`` in a new tracked thread.
+
+        ``refuse()`` instead if stopping, or if the thread cannot start (a
+        pids limit, say), which is then counted and said: that connection
+        ends, the forward serves on.
+        """
         thread = threading.Thread(
-            target=self._serve,
+            target=self._tracked,
             args=(work, *args),
             name=f"nbtunnel-conn-{self.spec.flag}{self.index}",
             daemon=True,
         )
+        failed: RuntimeError | None = None
         with self._lock:
-            if self._stopping:
-                refuse()
-                return
-            self._threads.add(thread)
-        thread.start()
+            stopping = self._stopping
+            if not stopping:
+                # Started under the lock: stop() joins only started threads.
+                try:
+                    thread.start()
+                except RuntimeError as exc:
+                    failed = exc
+                else:
+                    self._threads.add(thread)
+        if failed is not None:
+            self._connection_failed(thread_failure(failed))
+        if stopping or failed is not None:
+            refuse()
+
+    def _tracked(self, work: Callable[..., None], *args: Any) -> None:
+        try:
+            work(*args)
+        finally:
+            with self._lock:
+                self._threads.discard(threading.current_thread())
+
+    def _carry(self, relay: Relay, origin: str, target: str) -> None:
+        """A relay thread's work: the connection, counted open since its
+        accept, ends with it."""
+        try:
+            self._relay(relay, origin, target)
+        finally:
+            self.counters.closed()
 
     def _adopt(
         self, work: Callable[..., None], *args: Any, refuse: Callable[[], None]

@@ -10,12 +10,15 @@ from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
 from ..errors import ConnectError, ForwardError
-from .local import CHANNEL_OPEN_TIMEOUT, ListeningForward, origin_of
-from .relay import Channel, Relay
+from ..platform import sockets
+from .arrival import Failed, Opening, Stage, describe
+from .local import CHANNEL_OPEN_TIMEOUT, Client, ListeningForward
 from .socks import Handshake, Reason, Request, SocksError
 
 # A client that connects and says nothing, or dribbles its handshake a byte
-# at a time, must not hold a thread for ever: the whole handshake gets this long.
+# at a time, must not hold its socket for ever: the whole handshake gets this
+# long (the -D proxy's handshakes are read without a thread each; negotiate()
+# below, the one a -R SOCKS forward runs on a channel, blocks).
 HANDSHAKE_TIMEOUT = 30.0
 
 T = TypeVar("T")
@@ -112,52 +115,95 @@ def reason_for(exc: BaseException) -> Reason:
     return "general"
 
 
+class SocksClient(Client):
+    """A client of ``-D``: its handshake read as it arrives, then opened
+    where it asks (unless it reset meanwhile), then answered."""
+
+    reads = True
+    forward: DynamicForward
+
+    def __init__(self, forward: DynamicForward, sock: socket.socket) -> None:
+        # One deadline for the whole handshake, not a timeout per read,
+        # which a byte every few seconds would reset for hours.
+        self.handshake_timeout = HANDSHAKE_TIMEOUT
+        super().__init__(forward, sock, time.monotonic() + self.handshake_timeout)
+        self.handshake = Handshake()
+
+    def read(self) -> bool:
+        data = self.sock.recv(4096)
+        if not data:
+            raise Failed("the client closed before its request")
+        try:
+            answer = self.handshake.feed(data)
+        except SocksError as exc:
+            if exc.reply:
+                self._tell(exc.reply)
+            raise Failed(str(exc)) from None
+        if answer and self.sock.send(answer) < len(answer):
+            raise Failed("the client does not read its replies")
+        if self.handshake.request is None:
+            return False
+        self.deadline = time.monotonic() + CHANNEL_OPEN_TIMEOUT
+        return True
+
+    def gone(self) -> str | None:
+        # It has spoken (its request): an end of file now is a half-close.
+        return sockets.client_gone(self.sock, spoke=True)
+
+    def open(self, on_done: Any) -> Opening:
+        request = self.handshake.request
+        assert request is not None
+        left = max(self.deadline - time.monotonic(), 0.001)
+        connection = self.forward.connection
+        return connection.open_tcpip_async(
+            request.host, request.port, self.src, left, on_done
+        )
+
+    def opened(self, chan: Any) -> None:
+        request = self.handshake.request
+        assert request is not None
+        # The reply is ours, not the target's bytes: sent here (ten bytes,
+        # into a socket the client has read everything else from).
+        success = self.handshake.success()
+        try:
+            sent = self.sock.send(success)
+        except OSError:
+            sent = 0
+        if sent < len(success):
+            with contextlib.suppress(Exception):
+                chan.close()
+            self.end()  # the client went away, or does not read
+            return
+        self.carry(chan, request.target, to_chan=self.handshake.rest)
+
+    def refused(self, error: BaseException) -> None:
+        self._tell(self.handshake.failure(reason_for(error)))
+        self.fail(describe(error))
+
+    def expired(self, stage: Stage) -> None:
+        request = self.handshake.request
+        if request is None:
+            self.fail(f"no complete SOCKS request within {self.handshake_timeout:g} s")
+            return
+        self._tell(self.handshake.failure("host_unreachable"))
+        self.fail(
+            f"the server did not connect to {request.target} within "
+            f"{CHANNEL_OPEN_TIMEOUT:g} s"
+        )
+
+    def fail(self, why: str) -> None:
+        super().fail(f"SOCKS client {self.origin}: {why}")
+
+    def _tell(self, reply: bytes) -> None:
+        """Send a last reply if the client's buffer takes it (it is closed next)."""
+        with contextlib.suppress(OSError):
+            self.sock.send(reply)
+
+
 class DynamicForward(ListeningForward):
     """Same as ``ssh -D``: SOCKS4/4a/5 here; the server connects where the client asks."""
 
     KIND = "dynamic"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # Clients still in their handshake: no relay yet that stop() could
-        # abort, and their threads wait on them.
-        self._handshaking: set[socket.socket] = set()
-
-    def stop(self) -> None:
-        self.stop_accepting()
-        with self._lock:
-            waiting = list(self._handshaking)
-        # Wakes their recv(); a shutdown, not a close, so the fd stays valid
-        # until the thread that owns it closes it.
-        for sock in waiting:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-        super().stop()
-
-    def _handle(self, sock: socket.socket) -> None:
-        src = origin_of(sock)
-        origin = f"{src[0]}:{src[1]}"
-
-        def connect(request: Request) -> Channel:
-            return self._connection.open_tcpip(
-                request.host, request.port, src, CHANNEL_OPEN_TIMEOUT
-            )
-
-        with self._lock:
-            if self._stopping:
-                sock.close()
-                return
-            self._handshaking.add(sock)
-        try:
-            try:
-                chan, request, rest = negotiate(sock, connect)
-            finally:
-                with self._lock:
-                    self._handshaking.discard(sock)
-        except (SocksError, ForwardError, ConnectError) as exc:
-            if not self._stopping:
-                self._connection_failed(f"SOCKS client {origin}: {exc}")
-            sock.close()
-            return
-        relay = Relay(sock, chan, self.counters, to_chan=rest)
-        self._relay(relay, origin, request.target)
+    def _client(self, sock: socket.socket) -> Client:
+        return SocksClient(self, sock)

@@ -4,29 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import logging
 import os
-import selectors
 import socket
 import stat
-import threading
-import time
-from collections.abc import Callable
 from typing import Literal
 
 from ..errors import ForwardError
 from ..grammar.forwards import bracketed
-from ..platform import sockets
+from ..platform import limits, sockets
+from .accept import Accepted, AcceptLoop, Refused
 
 # ssh listens with a backlog of 128 and socketserver with 5; measured, a
 # burst of a few hundred connects overflowed both and the clients got
 # resets.  The kernel caps it at somaxconn.
 BACKLOG = 4096
 
-logger = logging.getLogger("nbtunnel.forward")
-
 Family = Literal["any", "inet", "inet6"]
-Accepted = Callable[[socket.socket, str], None]
 
 
 def _bind_addresses(
@@ -63,7 +56,10 @@ def _bind_addresses(
 
 def _bind_error(address: str, port: int, exc: OSError) -> ForwardError:
     message = f"cannot listen on {bracketed(address)} port {port}: {exc.strerror}"
-    if exc.errno == errno.EADDRINUSE and port == 0:
+    shortage = limits.shortage(exc)
+    if shortage is not None:
+        message = f"cannot listen on {bracketed(address)} port {port}: {shortage}"
+    elif exc.errno == errno.EADDRINUSE and port == 0:
         message += (
             "; this machine has no free port left to give (see ip_local_port_range)"
         )
@@ -130,8 +126,7 @@ class Listener:
         self._family = family
         self._socks: list[socket.socket] = []
         self._unix_inode: tuple[int, int] | None = None
-        self._thread: threading.Thread | None = None
-        self._waker: sockets.Waker | None = None
+        self._loop: AcceptLoop | None = None
         self.listen_host: str | None = None
         self.listen_port: int | None = None
         self.listen_path: str | None = path
@@ -215,7 +210,11 @@ class Listener:
                 f"cannot listen on unix socket {path}: unix-socket forwards are "
                 "not supported on this system (Windows); use a TCP port"
             )
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+        except OSError as exc:
+            why = limits.shortage(exc) or exc.strerror
+            raise ForwardError(f"cannot listen on unix socket {path}: {why}") from None
         try:
             sock.bind(path)
             # Same as ssh's default StreamLocalBindMask 0177: only the owner
@@ -224,64 +223,47 @@ class Listener:
             sock.listen(BACKLOG)
         except OSError as exc:
             sock.close()
-            raise ForwardError(
-                f"cannot listen on unix socket {path}: {exc.strerror}"
-            ) from None
+            why = limits.shortage(exc) or exc.strerror
+            raise ForwardError(f"cannot listen on unix socket {path}: {why}") from None
         st = os.stat(path)
         self._unix_inode = (st.st_dev, st.st_ino)
         self._socks.append(sock)
 
-    def start(self, on_accept: Accepted) -> None:
-        """Start accepting in a daemon thread."""
-        self._waker = sockets.Waker()
-        self._thread = threading.Thread(
-            target=self._accept_loop,
-            args=(on_accept,),
-            name=f"nbtunnel-accept-{self.listen_port or self.listen_path}",
-            daemon=True,
-        )
-        self._thread.start()
+    def start(self, on_accept: Accepted, on_refused: Refused | None = None) -> None:
+        """Start accepting in a daemon thread; raises ForwardError (the bind
+        undone) when the system will not give the loop what it needs.
 
-    def _accept_loop(self, on_accept: Accepted) -> None:
-        # A selector with a wake-up, rather than closing the socket under
-        # accept(): that does not wake accept() on a unix socket.
-        waker = self._waker
-        assert waker is not None
-        with selectors.DefaultSelector() as sel:
-            sel.register(waker, selectors.EVENT_READ)
-            for sock in self._socks:
-                sock.setblocking(False)
-                sel.register(sock, selectors.EVENT_READ)
-            while True:
-                for key, _ in sel.select():
-                    if key.fileobj is waker:
-                        return
-                    listening = key.fileobj
-                    assert isinstance(listening, socket.socket)
-                    try:
-                        conn, peer = listening.accept()
-                    except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-                        continue
-                    except OSError as exc:
-                        # Out of descriptors or buffers, say: keep listening,
-                        # but back off instead of spinning on the same error.
-                        logger.warning("accept failed on %s: %s", self.listen_port, exc)
-                        time.sleep(0.05)
-                        continue
-                    conn.setblocking(True)
-                    origin = peer[0] if isinstance(peer, tuple) else "unix"
-                    on_accept(conn, str(origin))
+        ``on_refused(why)`` is called, in the accept thread, for each client
+        refused for want of descriptors or threads (see forward/accept.py).
+        """
+        where = self._where()
+        try:
+            loop = AcceptLoop(
+                self._socks, f"nbtunnel-accept-{where}", on_accept, on_refused
+            )
+        except OSError as exc:
+            self._close_sockets()
+            why = limits.shortage(exc) or exc.strerror or str(exc)
+            raise ForwardError(f"cannot accept on {where}: {why}") from None
+        try:
+            loop.start()
+        except RuntimeError as exc:
+            loop.close()
+            self._close_sockets()
+            why = limits.shortage(exc) or str(exc)
+            raise ForwardError(f"cannot accept on {where}: {why}") from None
+        self._loop = loop
+
+    def _where(self) -> str:
+        if self.listen_path is not None:
+            return self.listen_path
+        return f"port {self.listen_port}"
 
     def close(self) -> None:
         """Stop accepting, close the sockets and remove a unix socket file. Idempotent."""
-        if self._thread is not None:
-            assert self._waker is not None
-            self._waker.wake()
-            self._thread.join()
-            self._thread = None
-        if self._waker is not None:
-            self._waker.close()
-            self._waker = None
+        if self._loop is not None:
+            self._loop.close()
+            self._loop = None
         self._close_sockets()
 
     def _close_sockets(self) -> None:

@@ -8,7 +8,7 @@ import struct
 import threading
 from typing import Protocol
 
-from .._paramiko import splice
+from .._paramiko import ordered, splice
 from ..status import Counters
 
 # 256 KiB reads: the cost of a Python forwarder is per read and per packet,
@@ -27,6 +27,14 @@ class Channel(Protocol):
     def close(self) -> None: ...
 
 
+class _Sending(Protocol):
+    """What goes into the channel: the channel's own methods, or ordered.py's."""
+
+    def sendall(self, data: bytes) -> None: ...
+    def shutdown_write(self) -> None: ...
+    def close(self) -> None: ...
+
+
 class Relay:
     """Copies both directions between ``sock`` and ``chan`` until both finish.
 
@@ -36,7 +44,15 @@ class Relay:
     other keeps flowing; an error in either aborts both.  An exception of
     any other kind (a bug, a paramiko that changed under the gate) aborts
     both as well and is counted as a failed connection in the forward's
-    stats: the other direction must never wait for a thread that is gone.
+    stats: the other direction must never wait for a thread that is gone;
+    so is a helper thread that cannot start (a process limit).
+
+    The channel ends one way only, whichever thread ends it:
+    :meth:`_send_eof` and :meth:`_close_channel` take the same lock, so a
+    close never overtakes an EOF on its way out (OpenSSH drops the whole
+    SSH connection when an EOF arrives for a channel it has freed), and
+    what goes into the channel is sent in order with its close
+    (``_paramiko/ordered.py``) where paramiko lets it be.
     """
 
     def __init__(
@@ -66,6 +82,13 @@ class Relay:
         self._to_sock = to_sock
         self._aborted = threading.Event()
         self._splice: splice.Splice | None = None
+        # Where the bytes for the channel and its EOF go: the channel itself
+        # until run() finds the ordered way (ordered.py) that applies.
+        self._out: _Sending = chan
+        # Held while the channel's EOF or close is on its way (see the class
+        # docstring); _chan_closed under it.
+        self._end = threading.Lock()
+        self._chan_closed = False
 
     def _count_up(self, n: int) -> None:
         if self._target_is_sock:
@@ -88,10 +111,26 @@ class Relay:
         # paramiko's per-packet path is the bottleneck of a Python
         # forwarder; the splice shortens it where it can (_paramiko/splice.py).
         self._splice = splice.splice(self.sock, self.chan, self._count_down)
+        # Batches of packets are the splice's speed-up; the order is not.
+        batch = self._splice is not None
+        self._out = ordered.ordered(self.chan, batch=batch) or self.chan
         down = threading.Thread(
             target=self._down, name="nbtunnel-relay-down", daemon=True
         )
-        down.start()
+        try:
+            down.start()
+        except RuntimeError as exc:
+            # "can't start new thread": a pids cgroup, TasksMax, ulimit -u.
+            # This connection ends (reset, its channel closed), counted and
+            # said; the forward serves the next one.
+            why = (
+                f"could not start a thread for this connection: {exc} "
+                "(a process limit?)"
+            )
+            self.counters.failed(why)
+            self.abort(why, reset=True)
+            self._close()
+            return
         try:
             self._up()
         finally:
@@ -114,8 +153,7 @@ class Relay:
         # Closing the channel wakes a recv() on it; shutting the socket
         # down wakes a recv() on the socket.  Neither closes the fd, so a
         # thread still inside a call on it never sees a reused descriptor.
-        with contextlib.suppress(OSError, EOFError):
-            self.chan.close()
+        self._close_channel()
         with contextlib.suppress(OSError):
             if reset:
                 # The reading side only: no FIN goes out, and the close in
@@ -130,10 +168,10 @@ class Relay:
 
     def _up(self) -> None:
         """The socket -> the channel."""
-        sock, chan, count = self.sock, self.chan, self._count_up
-        send, size = chan.sendall, BUFSIZE
+        sock, count = self.sock, self._count_up
+        send, size = self._out.sendall, BUFSIZE
         if self._splice is not None:
-            send, size = self._splice.send, self._splice.read_size(BUFSIZE)
+            size = self._splice.read_size(BUFSIZE)
         try:
             data, self._to_chan = self._to_chan, b""
             while True:
@@ -142,8 +180,7 @@ class Relay:
                     count(len(data))
                 data = sock.recv(size)
                 if not data:
-                    if not self._aborted.is_set():
-                        chan.shutdown_write()
+                    self._send_eof()
                     return
         except (OSError, EOFError) as exc:
             if not self._aborted.is_set():
@@ -183,11 +220,27 @@ class Relay:
         self.counters.failed(why)
         self.abort(why, reset=True)
 
+    def _send_eof(self) -> None:
+        """The client's end of data, into the channel: never after its close."""
+        with self._end:
+            if not (self._chan_closed or self._aborted.is_set()):
+                self._out.shutdown_write()
+
+    def _close_channel(self) -> None:
+        """The channel's one close, from any thread (paramiko's close sends
+        the EOF first if none went out).  An EOF on its way out goes first:
+        this waits for the lock it is sent under."""
+        with self._end:
+            if self._chan_closed:
+                return
+            self._chan_closed = True
+            with contextlib.suppress(OSError, EOFError):
+                self._out.close()
+
     def _close(self) -> None:
         if self._splice is not None:
             self._splice.detach()  # before the descriptor can be reused
-        with contextlib.suppress(OSError, EOFError):
-            self.chan.close()
+        self._close_channel()
         self.sock.close()
 
 

@@ -91,6 +91,40 @@ def keepalive(sock: socket.socket, *, idle: int, interval: int, count: int) -> N
                 sock.setsockopt(socket.IPPROTO_TCP, option, value)
 
 
+def client_gone(sock: socket.socket, *, spoke: bool = False) -> str | None:
+    """Whether the client of an accepted ``sock`` has already given up:
+    "reset" (it sent a RST), "closed" (it closed without sending a byte),
+    or None: still there, or it sent data and half-closed (which is to be
+    carried).  ``spoke``: it sent bytes already read (a SOCKS request), so
+    an end of file now is a half-close too.  Never blocks, never consumes.
+
+    A RST that follows data leaves the data readable on Linux, with the
+    reset pending in SO_ERROR; reading that clears it, but such a client is
+    dropped anyway.
+    """
+    flags = socket.MSG_PEEK | (DONTWAIT or 0)
+    # No DONTWAIT (Windows): the socket's mode keeps the peek from waiting.
+    timeout = sock.gettimeout() if DONTWAIT is None else 0.0
+    try:
+        if timeout != 0.0:
+            sock.setblocking(False)
+        try:
+            data: bytes | None = sock.recv(1, flags)
+        except (BlockingIOError, InterruptedError):
+            data = None  # nothing sent yet, nothing ended
+        finally:
+            if timeout != 0.0:
+                sock.settimeout(timeout)
+    except OSError:
+        return "reset"  # ECONNRESET, or ENOTCONN and the like: gone all the same
+    if data == b"":
+        return None if spoke else "closed"
+    with contextlib.suppress(OSError):
+        if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+            return "reset"
+    return None
+
+
 class Waker:
     """Wakes a thread waiting in a selector, on every system.
 

@@ -27,6 +27,7 @@ The certificates an ``@cert-authority`` line vouches for are parsed by
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import os
@@ -367,16 +368,25 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
+def _make_dirs(path: str) -> None:
+    """Create ``path`` and each missing directory above it, mode 0700 as ssh
+    makes ``~/.ssh`` (``os.makedirs`` gives all but the last the umask's)."""
+    if not path or os.path.isdir(path):
+        return
+    _make_dirs(os.path.dirname(path))
+    # Made meanwhile by another process; a file in the way fails the open.
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, 0o700)
+
+
 def append(path: str, name: str, key_type: str, blob: bytes, *, hashed: bool) -> None:
     """Add a line for ``name`` to the known_hosts file ``path``.
 
-    Creates a missing parent directory (mode 0700) and file (mode 0600), as
+    Creates missing directories (each mode 0700) and file (mode 0600), as
     ssh does for ``~/.ssh/known_hosts``.  Raises :class:`OSError` on failure.
     """
     data = _encode(entry_line(name, key_type, blob, hashed=hashed) + "\n")
-    parent = os.path.dirname(path)
-    if parent:
-        os.makedirs(parent, mode=0o700, exist_ok=True)
+    _make_dirs(os.path.dirname(path))
     flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0)
     fd = os.open(path, flags, 0o600)
     try:

@@ -3,8 +3,10 @@
 ``connection.Connection`` is what the engine holds: it dials (``dial``:
 TCP, a ``ProxyCommand`` or a channel of the jump host before), checks the
 server's host key (``host_keys``), logs in (``auth``, with ``keys`` and
-``agent``), opens channels and routes the server's ``-R`` connections, and
-notices a dead server (``keepalive``).  With the gate below it
+``agent``), opens channels (``opens``: waiting for each, or not) and
+routes the server's ``-R`` connections, and
+notices a dead server (``keepalive``); ``paramiko_log`` puts paramiko's
+log records under nbtunnel's logger.  With the gate below it
 (``nbtunnel._paramiko``) this is the only layer that imports paramiko (the
 embedded test server, a peer, is the other); it uses paramiko's public API
 only, and whatever needs paramiko's internals is asked of the gate.

@@ -14,34 +14,27 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import paramiko
 
 from .._paramiko.transport import (
     CANCEL_REQUEST,
-    DIRECT,
     STREAMLOCAL_PORT,
     Transport,
 )
 from ..errors import ConnectError, ForwardError, TunnelError
 from ..settings.resolve import ConnectSettings, Prompt
+from . import opens
 from .auth import Login
 from .dial import Dialer, connect_timeout, negotiate
 from .host_keys import HostKeyCheck
 from .keepalive import Watchdog
 
-# RFC 4254 section 5.1 reason codes for a refused channel.
-_OPEN_FAILURES = {
-    1: "administratively prohibited",
-    2: "connect failed",
-    3: "unknown channel type",
-    4: "resource shortage",
-}
-
-
 # Called with each channel the server opens for a remote forward and the
 # (address, port) it came from, in a thread of its own.
 IncomingHandler = Callable[[paramiko.Channel, tuple[str, int]], None]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -70,8 +63,9 @@ class RemoteListener:
         )
 
 
-class Connection:
-    """One SSH connection (one paramiko Transport) and the channels it opens."""
+class Connection(opens.Opener):
+    """One SSH connection (one paramiko Transport) and the channels it opens
+    (``opens.Opener``)."""
 
     def __init__(
         self,
@@ -79,6 +73,7 @@ class Connection:
         prompt: Prompt | None = None,
         *,
         via: paramiko.Channel | None = None,
+        warn: Callable[[str], None] | None = None,
     ) -> None:
         self.settings = settings
         # Asks the person behind the caller (a host key, a passphrase); None
@@ -86,9 +81,12 @@ class Connection:
         self._prompt = prompt
         # via: a channel of the jump host before this one, instead of a socket.
         self._dial = Dialer(
-            settings, via, lambda hop, through: Connection(hop, prompt, via=through)
+            settings,
+            via,
+            lambda hop, through: Connection(hop, prompt, via=through, warn=warn),
         )
-        self._host_keys = HostKeyCheck(settings, prompt)
+        # warn(text): what a person should hear of (a key not recorded).
+        self._host_keys = HostKeyCheck(settings, prompt, warn)
         self._watchdog = Watchdog(
             settings.host,
             settings.server_alive_interval,
@@ -101,6 +99,7 @@ class Connection:
         # channels are routed by the address the server reports.
         self._remote_lock = threading.Lock()
         self._remote: dict[tuple[str, int], IncomingHandler] = {}
+        self._refused: dict[tuple[str, int], Callable[[str], None]] = {}
 
     # -- connecting -------------------------------------------------------
 
@@ -161,39 +160,21 @@ class Connection:
             )
         return t
 
-    def open_tcpip(
-        self, host: str, port: int, origin: tuple[str, int], timeout: float
-    ) -> paramiko.Channel:
-        """Open a ``direct-tcpip`` channel: the server connects to host:port."""
-        t = self._live()
-        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        return _open_channel(
-            self.settings.target,
-            where,
-            timeout,
-            lambda: t.open("direct-tcpip", (host, port, *origin), timeout),
-        )
-
-    def open_streamlocal(self, path: str, timeout: float) -> paramiko.Channel:
-        """Open a ``direct-streamlocal`` channel: the server connects to a unix socket."""
-        t = self._live()
-        return _open_channel(
-            self.settings.target,
-            f"the unix socket {path}",
-            timeout,
-            lambda: t.open(DIRECT, (path, "", 0), timeout),
-        )
-
     # -- remote forwards ----------------------------------------------------
 
     def listen_remote(
-        self, address: str, port: int | None, handler: IncomingHandler
+        self,
+        address: str,
+        port: int | None,
+        handler: IncomingHandler,
+        refused: Callable[[str], None] | None = None,
     ) -> RemoteListener:
         """Ask the server to listen (``tcpip-forward``, or for a unix socket
         ``streamlocal-forward``: ``port`` None and ``address`` the path).
 
         ``handler(channel, origin)`` then runs in a thread of its own for each
-        connection made there.  Raises ForwardError if the server refuses.
+        connection made there (``refused(why)`` when none could be started).
+        Raises ForwardError if the server refuses.
         """
         t = self._live()
         with self._remote_lock:
@@ -217,6 +198,8 @@ class Connection:
             # Registered before the lock is released: a connection arriving
             # right after the reply waits in _route() for it.
             self._remote[listener._key] = handler
+            if refused is not None:
+                self._refused[listener._key] = refused
         return listener
 
     def cancel_remote(self, address: str, port: int | None) -> None:
@@ -228,6 +211,7 @@ class Connection:
         listener = RemoteListener(address, port)
         with self._remote_lock:
             self._remote.pop(listener._key, None)
+            self._refused.pop(listener._key, None)
             t = self._transport
             if t is None or not t.is_active():
                 return  # the server closed it with the connection
@@ -244,12 +228,17 @@ class Connection:
     ) -> None:
         # Runs in paramiko's transport thread, which must never wait: every
         # channel's data passes through it.
-        threading.Thread(
-            target=self._route,
-            args=(chan, origin, server),
-            name=f"nbtunnel-remote-{server[1]}",
-            daemon=True,
-        ).start()
+        try:
+            threading.Thread(
+                target=self._route,
+                args=(chan, origin, server),
+                name=f"nbtunnel-remote-{server[1]}",
+                daemon=True,
+            ).start()
+        except RuntimeError as exc:
+            # Raised here, it would end paramiko's thread: the SSH connection.
+            # (A read without the lock, which a request to the server holds.)
+            _refuse(chan, _by_port(self._refused, server), exc)
 
     def _route(
         self,
@@ -258,12 +247,7 @@ class Connection:
         server: tuple[str, int],
     ) -> None:
         with self._remote_lock:
-            handler = self._remote.get(server)
-            if handler is None:
-                # The server may report the address in another spelling
-                # than was asked ("" for "*", say); the port still decides.
-                same_port = [h for (_, p), h in self._remote.items() if p == server[1]]
-                handler = same_port[0] if len(same_port) == 1 else None
+            handler = _by_port(self._remote, server)
         if handler is None:
             chan.close()
             return
@@ -306,34 +290,28 @@ class Connection:
         self._dial.close_hops()
 
 
-def _open_channel(
-    target: str, where: str, timeout: float, opener: Callable[[], paramiko.Channel]
-) -> paramiko.Channel:
-    """Open a channel with ``opener``, paramiko's failures said as nbtunnel's."""
-    try:
-        return opener()
-    except paramiko.ChannelException as exc:
-        reason = exc.text or _OPEN_FAILURES.get(exc.code, f"code {exc.code}")
-        hint = ""
-        if exc.code == 1:
-            hint = (
-                "; the server's sshd_config forbids it (AllowTcpForwarding, "
-                "AllowStreamLocalForwarding, PermitOpen)"
-            )
-        raise ForwardError(
-            f"the server could not connect to {where} as the target: {reason}{hint}",
-            code=exc.code,
-            detail=exc.text,
-        ) from None
-    except paramiko.SSHException as exc:
-        if "timeout" in str(exc).lower():
-            raise ForwardError(
-                f"the server did not connect to {where} within {timeout:g} s",
-                code=0,
-            ) from None
-        raise ConnectError(f"the SSH connection to {target} was lost: {exc}") from None
-    except (EOFError, OSError) as exc:
-        raise ConnectError(f"the SSH connection to {target} was lost: {exc}") from None
+def _by_port(table: dict[tuple[str, int], T], server: tuple[str, int]) -> T | None:
+    """What ``table`` holds for the listener the server reports a connection on."""
+    found = table.get(server)
+    if found is None:
+        # The server may report the address in another spelling than was
+        # asked ("" for "*", say); the port still decides.
+        same_port = [v for (_, p), v in list(table.items()) if p == server[1]]
+        found = same_port[0] if len(same_port) == 1 else None
+    return found
+
+
+def _refuse(
+    chan: paramiko.Channel, refused: Callable[[str], None] | None, exc: RuntimeError
+) -> None:
+    """No thread for an incoming -R connection (a process limit): that one is
+    closed and counted on its forward, which serves on."""
+    with contextlib.suppress(OSError, EOFError):
+        chan.close()
+    if refused is not None:
+        refused(
+            f"could not start a thread for this connection: {exc} (a process limit?)"
+        )
 
 
 def _refusal(address: str, port: int | None) -> str:

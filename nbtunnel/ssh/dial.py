@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import socket
+import threading
+import time
 from collections.abc import Callable
 from typing import Protocol
 
@@ -20,9 +22,14 @@ from .._paramiko.transport import Transport
 from ..errors import ConnectError, ForwardError, TunnelError
 from ..settings.resolve import ConnectSettings
 from .keepalive import tcp_keepalive
+from .paramiko_log import route
 from .proxy_command import ProxyCommand
 
 DEFAULT_CONNECT_TIMEOUT = 30.0
+# Without ConnectTimeout, how long a server that accepted the connection may
+# say nothing before it is taken for no SSH server (paramiko's own default;
+# sshd sends its banner at once, before reading anything).
+DEFAULT_BANNER_TIMEOUT = 15.0
 
 # paramiko ranks AES-GCM last, so by default it negotiates aes128-ctr with a
 # pure-Python HMAC per packet.  GCM needs no HMAC and was the fastest cipher
@@ -213,16 +220,55 @@ def negotiate(
     transport.host_key_types = host_key_types(transport.preferred_keys)
     if s.compression:
         transport.use_compression(True)
-    transport.banner_timeout = timeout
     transport.handshake_timeout = timeout
     transport.auth_timeout = timeout
-    try:
-        transport.start_client(timeout=timeout)
-    except (paramiko.SSHException, EOFError, OSError) as exc:
-        where = f"{s.host} port {s.port}"
-        text = str(exc) or type(exc).__name__
-        if "banner" in text.lower():
-            raise ConnectError(
-                f"{where} did not answer as an SSH server ({text}); check the port (-p)"
-            ) from None
-        raise ConnectError(f"SSH handshake with {where} failed: {text}") from None
+    where = f"{s.host} port {s.port}"
+    banner = s.connect_timeout or min(DEFAULT_BANNER_TIMEOUT, timeout)
+    # Our waits decide, in our words.  paramiko's banner timer is set past
+    # ours (it only ends its thread then), and its waiting start_client would
+    # return without an error at its timeout, for the next call to fail with
+    # "No existing session".
+    transport.banner_timeout = banner + 5
+    route(transport)
+    done = threading.Event()
+    transport.start_client(event=done)
+    began = time.monotonic()
+    settled = _settled(transport, done, banner)
+    if not settled and not transport.remote_version:
+        raise ConnectError(
+            f"{where} did not answer as an SSH server (no SSH banner within "
+            f"{banner:g} s); check the port (-p), or give a slow server longer "
+            "with -o ConnectTimeout=SECONDS"
+        )
+    if not settled and not _settled(
+        transport, done, timeout - (time.monotonic() - began)
+    ):
+        raise ConnectError(
+            f"SSH handshake with {where} did not finish within {timeout:g} s "
+            "(ConnectTimeout)"
+        )
+    if transport.is_active():
+        return
+    exc = transport.get_exception()
+    text = (str(exc) or type(exc).__name__) if exc else "negotiation failed"
+    if "banner" in text.lower() or "protocol version" in text.lower():
+        # A web server, say: lines that are not "SSH-2.0-...", then EOF.
+        raise ConnectError(
+            f"{where} did not answer as an SSH server ({text}); check the port (-p)"
+        )
+    raise ConnectError(f"SSH handshake with {where} failed: {text}")
+
+
+def _settled(transport: Transport, done: threading.Event, seconds: float) -> bool:
+    """Whether the handshake ended (done, or failed) within ``seconds``.
+
+    ``done`` is set when it succeeds or fails on its own; a transport closed
+    from outside (a connect abandoned) ends without setting it.
+    """
+    deadline = time.monotonic() + seconds
+    while not done.wait(min(0.1, max(0.0, deadline - time.monotonic()))):
+        if not transport.is_active():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+    return True

@@ -4,13 +4,16 @@ The known hosts files (``UserKnownHostsFile``, ``GlobalKnownHostsFile``)
 and their ``@revoked`` and ``@cert-authority`` lines, host certificates,
 ``StrictHostKeyChecking`` (ask, yes, accept-new, no) and recording a new
 key (``HashKnownHosts``).  Every refusal is a HostKeyError with a sentence
-that says what to do.
+that says what to do; a key that cannot be recorded is warned about, and
+the connection goes on, as ssh does.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import time
+from collections.abc import Callable
 
 import paramiko
 
@@ -20,15 +23,25 @@ from ..settings.certificates import CERT_HOST, parse_certificate
 from ..settings.resolve import ConnectSettings, Prompt
 from .keys import blob_fingerprint, fingerprint, key_label
 
+logger = logging.getLogger("nbtunnel.ssh")
+
 
 class HostKeyCheck:
     """The host-key policy for one connection's server."""
 
-    def __init__(self, settings: ConnectSettings, prompt: Prompt | None) -> None:
+    def __init__(
+        self,
+        settings: ConnectSettings,
+        prompt: Prompt | None,
+        warn: Callable[[str], None] | None = None,
+    ) -> None:
         self.settings = settings
         # Asks about an unknown key (StrictHostKeyChecking ask); None when
         # nobody can answer.
         self._prompt = prompt
+        # Tells the person something they should know (as an event), beside
+        # the log line; None when there is nobody to tell.
+        self._warn = warn
         self._known: known_hosts.KnownHosts | None = None
 
     def _known_hosts(self) -> known_hosts.KnownHosts:
@@ -198,9 +211,20 @@ class HostKeyCheck:
                 hashed=self.settings.hash_known_hosts,
             )
         except OSError as exc:
-            raise HostKeyError(
-                f"cannot record the host key of {name} in {path}: {exc.strerror}"
-            ) from None
+            # ssh warns and connects: the key was accepted, only remembering
+            # it failed (a read-only home, a known_hosts mounted from a
+            # ConfigMap).  It is asked about again next time.
+            reason = exc.strerror or str(exc)
+            if exc.filename and exc.filename != path:
+                reason += f": {exc.filename}"  # a directory on the way there
+            text = (
+                f"Failed to add the host to the list of known hosts ({path}): "
+                f"{reason}; the host key of {name} ({fingerprint(key)}) is "
+                "trusted for this connection only"
+            )
+            logger.warning("%s", text)
+            if self._warn is not None:
+                self._warn(text)
 
 
 def _signer(cert_blob: bytes) -> bytes | None:

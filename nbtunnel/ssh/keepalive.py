@@ -129,7 +129,12 @@ class Watchdog:
                     name=f"nbtunnel-alive-{self._host}",
                     daemon=True,
                 )
-                self._prober.start()
+                try:
+                    self._prober.start()
+                except RuntimeError:
+                    # Out of threads (a pids limit): this probe is not sent,
+                    # but the watch goes on, or nobody would hear of the loss.
+                    self._prober = None
 
 
 def _probe(transport: Transport) -> None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import http.server
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -191,3 +194,113 @@ def test_says_when_the_connection_drops_and_comes_back(fresh_sshd, targets) -> N
         )
         _, err = _interrupt(proc)
     assert proc.returncode == 0, err
+
+
+class _Quiet(http.server.BaseHTTPRequestHandler):
+    # A status line and headers even for a request line it cannot read
+    # (ssh's banner), as web servers answer today.
+    default_request_version = "HTTP/1.0"
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass  # the test's stderr is not the web server's log
+
+
+@contextlib.contextmanager
+def _web_server() -> Iterator[int]:
+    """Python's own web server on loopback: it answers ssh's banner with
+    an HTTP error page, then closes."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@contextlib.contextmanager
+def _silent_server() -> Iterator[int]:
+    """A server that accepts every connection and never says a word."""
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                return
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        server.shutdown(socket.SHUT_RDWR)
+        server.close()
+        thread.join(5)
+        for conn in held:
+            conn.close()
+
+
+FORWARD = ("-L", "0:localhost:1", "nobody@127.0.0.1")
+
+
+def _not_ssh(port: int, *options: str) -> tuple[int, str, str, float]:
+    """The nbtunnel command (the console script) against ``port``: its exit
+    status, stdout, stderr and how long it took."""
+    cli = Path(sys.executable).with_name("nbtunnel")
+    began = time.monotonic()
+    ran = subprocess.run(
+        [str(cli), "-o", "BatchMode=yes", *options, "-p", str(port), *FORWARD],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    return ran.returncode, ran.stdout, ran.stderr, time.monotonic() - began
+
+
+def _one_line(err: str, out: str) -> str:
+    """The one line the command said (no traceback, no paramiko log)."""
+    assert "Traceback" not in err + out and "Exception" not in err + out, err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("nbtunnel: ")
+    assert out == "", out
+    return lines[0]
+
+
+def test_a_web_server_is_said_in_one_line() -> None:
+    with _web_server() as port:
+        status, out, err, seconds = _not_ssh(port)
+    print(f"web server: exit {status} after {seconds:.2f} s: {err.strip()}")
+    assert status == 1
+    line = _one_line(err, out)
+    assert f"127.0.0.1 port {port} did not answer as an SSH server" in line
+    assert seconds < 10
+
+
+@pytest.mark.parametrize(
+    ("options", "limit"),
+    [
+        (("-o", "ConnectTimeout=3"), 3.0),
+        pytest.param((), 15.0, marks=pytest.mark.slow, id="default"),
+    ],
+)
+def test_a_server_that_never_speaks_is_said_in_one_line_within_the_timeout(
+    options: tuple[str, ...], limit: float
+) -> None:
+    with _silent_server() as port:
+        status, out, err, seconds = _not_ssh(port, *options)
+    print(
+        f"silent server {options}: exit {status} after {seconds:.2f} s: {err.strip()}"
+    )
+    assert status == 1
+    line = _one_line(err, out)
+    assert f"127.0.0.1 port {port} did not answer as an SSH server" in line
+    assert f"no SSH banner within {limit:g} s" in line
+    # The limit, plus the command's own start (about a second here).
+    assert limit <= seconds < limit + 5 and seconds <= 20

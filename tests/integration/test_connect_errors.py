@@ -6,10 +6,13 @@ on the server and no port stays bound here.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import shlex
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -113,6 +116,71 @@ def test_accept_new_records_the_key_then_it_is_known(
         port = t.forwards[0].listen_port
         assert clients.echo_roundtrip("127.0.0.1", port, b"known", 10) == b"known"
     assert known.read_text() == recorded
+
+
+@contextlib.contextmanager
+def _read_only(directory: Path) -> Iterator[None]:
+    """``directory`` bind-mounted read-only on itself: nobody, root included,
+    writes there (EROFS), as with a home or ~/.ssh mounted read-only in a
+    container."""
+    mounted = subprocess.run(
+        ["mount", "--bind", str(directory), str(directory)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot bind-mount here (needs root): {mounted.stderr.strip()}")
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(directory)], check=True)
+        yield
+    finally:
+        subprocess.run(["umount", str(directory)], check=True)
+
+
+@pytest.mark.parametrize("unwritable", ["read-only mount", "a file in the way"])
+def test_accept_new_with_an_unwritable_known_hosts_connects_and_warns(
+    manager: Manager,
+    sshd,
+    targets,
+    forward,
+    tmp_path: Path,
+    unwritable: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # OpenSSH warns "Failed to add the host to the list of known hosts" and
+    # connects: the key was accepted, only remembering it failed.
+    if unwritable == "read-only mount":
+        home = tmp_path / "ssh"
+        home.mkdir()
+        known = home / "known_hosts"
+        key = " ".join(sshd.host_key_pub.read_text().split()[:2])
+        other = f"other.example {key}\n"  # another host's line: this one is new
+        known.write_text(other)
+        unwritable_there = _read_only(home)
+    else:
+        (tmp_path / "ssh").write_text("")  # a file where its directory would be
+        known = tmp_path / "ssh" / "known_hosts"
+        unwritable_there = contextlib.nullcontext()
+    accept = ["-o", "StrictHostKeyChecking=accept-new"]
+    with (
+        unwritable_there,
+        caplog.at_level(logging.WARNING, logger="nbtunnel"),
+        manager.open(_line(sshd, *accept, *forward, known_hosts=known)) as t,
+    ):
+        assert t.state == "up"
+        port = t.forwards[0].listen_port
+        assert clients.echo_roundtrip("127.0.0.1", port, b"kept", 10) == b"kept"
+        said = f"Failed to add the host to the list of known hosts ({known})"
+        warned = [line for line in t.events if said in line]
+        assert len(warned) == 1, list(t.events)
+        assert "warning: " in warned[0]
+        assert "trusted for this connection only" in warned[0]
+        logged = [r for r in caplog.records if said in r.getMessage()]
+        assert logged and logged[0].levelno == logging.WARNING
+    if unwritable == "read-only mount":
+        assert known.read_text() == other
+    else:
+        assert not known.exists()
 
 
 def test_strict_no_accepts_an_unknown_key(
@@ -328,6 +396,56 @@ def test_not_an_ssh_server(manager: Manager, not_ssh: int, forward) -> None:
     )
     with pytest.raises(ConnectError, match="did not answer as an SSH server"):
         manager.open(line)
+
+
+# A caller that opens a tunnel to a port that is no SSH server, with the
+# engine given (argv[2]), and with logging left alone or nbtunnel's logged at
+# DEBUG to stdout (argv[3]).
+PARAMIKO_LOG_CALLER = """
+import logging, sys
+from nbtunnel import ConnectError, Manager
+if sys.argv[3] == "debug":
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
+    logging.getLogger("nbtunnel").addHandler(handler)
+    logging.getLogger("nbtunnel").setLevel(logging.DEBUG)
+manager = Manager(engine=sys.argv[2])
+try:
+    manager.open(sys.argv[1])
+except ConnectError as exc:
+    print("refused:", exc)
+manager.close()
+"""
+
+
+@pytest.mark.parametrize("logging_", ["untouched", "debug"])
+@pytest.mark.parametrize("engine", ["inline", "process"])
+def test_paramikos_records_go_under_nbtunnels_logger(
+    not_ssh: int, forward, engine: str, logging_: str
+) -> None:
+    # paramiko logs its failure ("Exception (client): Error reading SSH
+    # protocol banner" and a traceback) at ERROR on a logger without a
+    # handler: Python's last resort printed it on stderr, into a notebook
+    # cell, above nbtunnel's own error (issue 20, item 8).
+    line = shlex.join(["-p", str(not_ssh), *forward, "u@127.0.0.1"])
+    ran = subprocess.run(
+        [sys.executable, "-c", PARAMIKO_LOG_CALLER, line, engine, logging_],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stderr == ""
+    assert "refused:" in ran.stdout and "did not answer as an SSH server" in ran.stdout
+    said = [row for row in ran.stdout.splitlines() if "protocol banner" in row]
+    if logging_ == "untouched":
+        assert said == [ran.stdout.splitlines()[-1]]  # only the error itself
+        return
+    # Whoever logs nbtunnel at DEBUG still sees what paramiko said, under
+    # nbtunnel's name (the engine's records as the engine's), at DEBUG.
+    origin = "nbtunnel.paramiko" if engine == "inline" else "nbtunnel.engine.paramiko"
+    records = [row for row in said if row.startswith(f"DEBUG {origin} ")]
+    assert any("Exception (client)" in row for row in records), ran.stdout
 
 
 def test_bad_line_fails_before_connecting(manager: Manager) -> None:

@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 from nbtunnel import EngineError, Manager
+from nbtunnel.client import display
 from nbtunnel.client.engine_side import EngineSide
+from nbtunnel.ui.panel import view
+from nbtunnel.ui.panel.ticker import fetch
 
 from tests.rig import clients, procs
 
@@ -101,6 +104,72 @@ def test_sigterm_of_the_engine_stops_its_forwards(sshd, targets) -> None:
             clients.echo_roundtrip("127.0.0.1", t2.forwards[0].listen_port, b"x", 10)
             == b"x"
         )
+    finally:
+        manager.close()
+
+
+def test_sigkill_of_the_engine_is_said_on_every_handle_within_5_s(
+    sshd, targets
+) -> None:
+    # An OOM kill in a JupyterHub pod is a SIGKILL of the engine: every
+    # handle, table and panel row says so, and an event does, not just
+    # "the engine stopped" (issue 20, item 6).
+    manager = Manager(engine="process")
+    events: list[dict[str, object]] = []
+    manager.subscribe(events.append)
+    try:
+        echo = f"0:{targets.host}:{targets.echo}"
+        t1 = manager.open(sshd.line("-L", echo, "-D", "0"))
+        t2 = manager.open(sshd.line("-L", echo), name="second")
+        ports = [f.listen_port for t in (t1, t2) for f in t.forwards]
+        engine = manager.engine_pid
+        assert engine is not None
+        os.kill(engine, signal.SIGKILL)  # the engine we started, by its pid
+        killed_at = time.monotonic()
+        handles = [t1, t2, *t1.forwards, *t2.forwards]
+
+        def said() -> bool:
+            return all("killed by SIGKILL" in (h.error or "") for h in handles)
+
+        clients.wait_until(said, 5.0, 0.05, "every handle saying SIGKILL")
+        seconds = time.monotonic() - killed_at
+        print(f"every handle said SIGKILL {seconds:.2f} s after the kill")
+        assert t1.state == t2.state == "failed"
+        assert all(f.state == "failed" for f in (*t1.forwards, *t2.forwards))
+        why = t1.error or ""
+        assert f"(pid {engine})" in why and "signal 9" in why
+        assert "lack of memory" in why  # said as a possibility, for SIGKILL only
+
+        # The handles are marked just before the event goes to subscribers
+        # (the same delivery, on the engine's reader thread).
+        def exited_events() -> list[dict[str, object]]:
+            return [e for e in events if e.get("event") == "engine_exited"]
+
+        clients.wait_until(
+            lambda: bool(exited_events()), 5.0, 0.01, "the engine_exited event"
+        )
+        exited = exited_events()
+        assert len(exited) == 1, events
+        assert exited[0]["signal"] == "SIGKILL" and exited[0]["pid"] == engine
+        assert exited[0]["status"] == -9
+        # The tunnels' own event lists, `%tunnel`'s table and the panel's rows.
+        assert any("killed by SIGKILL" in line for line in t1.events)
+        assert any("killed by SIGKILL" in line for line in t2.events)
+        table = display.text_table(manager.snapshots())
+        assert table.count("killed by SIGKILL") == len(ports), table
+        live = fetch(manager)
+        assert not isinstance(live, str)
+        rows = view.rows([snap for _, snap in live], view.Rates(), time.monotonic())
+        assert len(rows) == len(ports)
+        assert all("killed by SIGKILL" in r.error for r in rows)
+        assert all(clients.port_is_closed("127.0.0.1", p) for p in ports)
+        # A new open works: a new engine, and the dead one's tunnels let go.
+        t3 = manager.open(sshd.line("-L", echo))
+        assert manager.engine_pid not in (None, engine)
+        port = t3.forwards[0].listen_port
+        assert clients.echo_roundtrip("127.0.0.1", port, b"again", 10) == b"again"
+        assert manager.tunnels() == [t3]
+        assert "killed by SIGKILL" in (t1.error or "")  # the old handles still say it
     finally:
         manager.close()
 

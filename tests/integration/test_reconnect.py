@@ -10,10 +10,8 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
-import shutil
 import signal
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -280,53 +278,6 @@ def test_an_upload_cut_by_a_killed_server_fails_on_both_ends(
             size,
             expected_sha256(size),
         )
-
-
-def test_a_forward_the_server_refuses_after_a_reconnect_fails_alone(
-    manager: Manager, fresh_sshd: SshServer, targets, here
-) -> None:
-    server = fresh_sshd
-    fixed = int(clients.on_server(server, "free-port")["port"])
-    line = _line(
-        server,
-        "-R",
-        f"127.0.0.1:{fixed}:127.0.0.1:{here.echo}",
-        "-L",
-        f"0:{targets.host}:{targets.echo}",
-    )
-    with manager.open(line) as t:
-        remote, local = t.forwards
-        server.stop(hard=True)
-        # Someone else takes the port on the server while it is down.
-        squatter = subprocess.Popen(
-            server.ns_argv(
-                [
-                    shutil.which("python3") or "python3",
-                    "-c",
-                    "import socket, time; s = socket.socket(); "
-                    f"s.bind(('127.0.0.1', {fixed})); s.listen(); "
-                    "print('ready', flush=True); time.sleep(60)",
-                ]
-            ),
-            stdout=subprocess.PIPE,
-        )
-        try:
-            assert squatter.stdout is not None
-            assert squatter.stdout.readline() == b"ready\n"
-            server.restart()
-            _wait_up_again(t)
-        finally:
-            squatter.kill()
-            squatter.wait()
-            assert squatter.stdout is not None
-            squatter.stdout.close()
-        assert remote.state == "failed" and f"{fixed}" in str(remote.error)
-        assert "refused to listen" in str(remote.error)
-        assert local.state == "up" and t.state == "up"
-        assert (
-            clients.echo_roundtrip("127.0.0.1", local.listen_port, b"ok", 10) == b"ok"
-        )
-        assert "forward failed" in _events(t)
 
 
 def test_reconnect_no_fails_the_tunnel(

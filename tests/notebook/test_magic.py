@@ -14,7 +14,7 @@ import pytest
 from tests.rig import clients, procs, users
 from tests.rig.sshd import start_sshd
 
-from .conftest import Kernel
+from .conftest import Kernel, Ran
 
 pytestmark = [pytest.mark.integration, pytest.mark.notebook]
 
@@ -120,6 +120,36 @@ def test_events_go_to_the_display_not_into_cells(kernel: Kernel, sshd, targets) 
     assert quiet.ok and quiet.outputs == []  # no thread printed into this cell
     shown = kernel.run("t")
     assert "recent events" in shown.text and "connection" in shown.text
+
+
+def test_an_engine_killed_by_sigkill_is_said_and_the_line_opens_again(
+    kernel: Kernel, sshd, targets
+) -> None:
+    # An OOM kill in a JupyterHub pod: %tunnel, the tunnel's display and its
+    # events say the engine was killed by SIGKILL; running the cell again
+    # starts a new engine (issue 20, item 6).
+    assert kernel.run("%load_ext nbtunnel").ok
+    line = sshd.line("-L", f"0:{targets.host}:{targets.echo}")
+    (port,) = _open(kernel, line)
+    engine = _engine_pid(kernel)
+    os.kill(engine, signal.SIGKILL)  # the engine of this test's kernel
+    assert procs.wait_gone(engine, 5)
+
+    def said() -> Ran | None:
+        ran = kernel.run("%tunnel")
+        return ran if "killed by SIGKILL" in ran.text else None
+
+    listed = clients.wait_until(said, 5)
+    assert "failed" in listed.text and "killed by SIGKILL" in listed.html()
+    shown = kernel.run("t")
+    assert shown.text.count("killed by SIGKILL") >= 2, shown.text  # state and events
+    assert clients.port_is_closed("127.0.0.1", port)
+    quiet = kernel.run("import time; time.sleep(0.3)")
+    assert quiet.ok and quiet.outputs == []  # said in the displays, not into cells
+    (again,) = _open(kernel, line, "t2")
+    assert _engine_pid(kernel) != engine
+    assert clients.echo_roundtrip("127.0.0.1", again, b"again", 10) == b"again"
+    assert "killed by SIGKILL" not in kernel.run("%tunnel").text
 
 
 def _engine_pid(kernel: Kernel) -> int:

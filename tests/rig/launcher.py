@@ -41,6 +41,8 @@ class Targets:
     netns: str | None
     workdir: Path
     log: Path
+    # The tally service (tests/rig/targets.py): counts what it was sent.
+    tally: int = 0
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _owns_workdir: bool = field(default=True, repr=False)
 
@@ -148,6 +150,7 @@ def start_targets(
             netns=netns.name if netns else None,
             workdir=wd,
             log=log,
+            tally=info["tally"],
             _proc=proc,
             _owns_workdir=owns,
         )

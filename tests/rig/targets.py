@@ -11,6 +11,11 @@ with the ports once everything listens:
 - sink:   reads to EOF, replies "<count> <sha256 hex>\\n", closes
 - source: reads "<n>\\n", sends data.pattern(n), closes
 - http:   HTTP/1.1; GET /bytes/<n> -> data.pattern(n), GET / -> "nbtunnel rig"
+- tally:  reads to EOF and replies as the sink does, and counts: every
+          connection it accepted, and the sha256 of every one it read to
+          EOF; a connection that sends just "TALLY?\n" gets those counts as
+          JSON instead (and is not counted): how many connections a
+          forwarder opened, and whose bytes arrived whole
 - unix_echo: echo on a unix socket
 - refused_port: bound once and closed, so nothing listens there
 
@@ -80,6 +85,52 @@ def _serve_source(conn: socket.socket) -> None:
         for piece in chunks(int(line)):
             conn.sendall(piece)
         conn.shutdown(socket.SHUT_WR)
+
+
+class _Tally:
+    """What the tally service saw; see the module's docstring."""
+
+    QUERY = b"TALLY?\n"
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.accepted = 0
+        self.queries = 0
+        self.errors = 0
+        self.digests: dict[str, int] = {}
+
+    def serve(self, conn: socket.socket) -> None:
+        with self.lock:
+            self.accepted += 1
+        with conn:
+            h = hashlib.sha256()
+            count = 0
+            head = b""
+            try:
+                while data := conn.recv(RECV):
+                    count += len(data)
+                    h.update(data)
+                    if len(head) < len(self.QUERY):
+                        head += data[: len(self.QUERY)]
+            except OSError:
+                with self.lock:
+                    self.errors += 1
+                raise
+            if count == len(self.QUERY) and head == self.QUERY:
+                with self.lock:
+                    self.queries += 1
+                    report = {
+                        "accepted": self.accepted - self.queries,
+                        "errors": self.errors,
+                        "digests": dict(self.digests),
+                    }
+                conn.sendall(json.dumps(report).encode())
+            else:
+                digest = h.hexdigest()
+                with self.lock:
+                    self.digests[digest] = self.digests.get(digest, 0) + 1
+                conn.sendall(f"{count} {digest}\n".encode())
+            conn.shutdown(socket.SHUT_WR)
 
 
 def _guard(handler: Callable[[socket.socket], None]) -> Callable[[socket.socket], None]:
@@ -172,6 +223,7 @@ def serve(unix_path: Path) -> None:
         ("echo", _listen(socket.AF_INET, ("127.0.0.1", 0)), _serve_echo),
         ("sink", _listen(socket.AF_INET, ("127.0.0.1", 0)), _serve_sink),
         ("source", _listen(socket.AF_INET, ("127.0.0.1", 0)), _serve_source),
+        ("tally", _listen(socket.AF_INET, ("127.0.0.1", 0)), _Tally().serve),
     ]
     if _has_ipv6_loopback():
         listeners.append(("echo6", _listen(socket.AF_INET6, ("::1", 0)), _serve_echo))

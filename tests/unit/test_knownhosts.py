@@ -412,6 +412,8 @@ def test_append_creates_directory_and_file(tmp_path: Path, umask022: None) -> No
     blob = _fake_blob("ssh-ed25519", 1)
     append(str(path), "h", "ssh-ed25519", blob, hashed=False)
     if POSIX_MODES:
+        # Every directory it made, not only the last (os.makedirs' mode).
+        assert (tmp_path / "home").stat().st_mode & 0o777 == 0o700
         assert path.parent.stat().st_mode & 0o777 == 0o700
         assert path.stat().st_mode & 0o777 == 0o600
     assert path.read_text() == f"h ssh-ed25519 {_b64(blob)}\n"

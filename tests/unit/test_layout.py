@@ -233,7 +233,16 @@ def test_only_the_gate_touches_paramikos_private_names() -> None:
 # What only nbtunnel/platform/ may look at: the system's name, and modules
 # that exist on some systems only.
 PLATFORM_NAMES = {("sys", "platform"), ("os", "name"), ("platform", "system")}
-SYSTEM_MODULES = {"termios", "fcntl", "msvcrt", "winreg", "_winapi", "pwd", "grp"}
+SYSTEM_MODULES = {
+    "termios",
+    "fcntl",
+    "msvcrt",
+    "winreg",
+    "_winapi",
+    "pwd",
+    "grp",
+    "resource",
+}
 
 
 def _branches_on_the_platform(tree: ast.Module) -> list[str]:

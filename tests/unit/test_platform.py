@@ -413,8 +413,8 @@ def test_unix_socket_forwards_are_refused_in_one_line_without_unix_sockets(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from nbtunnel import ForwardError
+    from nbtunnel.forward.here import connect_unix
     from nbtunnel.forward.listener import Listener
-    from nbtunnel.forward.remote import connect_unix
 
     monkeypatch.delattr(socket, "AF_UNIX", raising=False)
     path = str(tmp_path / "forward.sock")
