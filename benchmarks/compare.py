@@ -24,6 +24,10 @@ measures, through that one forwarder:
   run just before it;
 - N connections opened at once through one -L, each echoing its own bytes
   (successes and wall time), for two N;
+- new connections a second through one -L (4 client processes, each
+  opening one short connection after another for --churn-seconds):
+  "nbtunnel-anyuser" (-o OwnerOnly=no) against "nbtunnel" shows what the
+  per-connection owner check costs;
 - a burst of short connections through one -L (--burst-rate a second from
   4 client processes for --burst-seconds, each sending a little and going
   without reading, a third with a reset, a third after a half-close): how
@@ -254,6 +258,33 @@ def conc(world: World, fwd: Running, n: int, size: int) -> dict[str, Any]:
     return out
 
 
+CHURN_CLIENTS = 4
+
+
+def churn(world: World, fwd: Running, seconds: float) -> dict[str, Any]:
+    """Connections a second through one -L: CHURN_CLIENTS processes, each
+    opening one short connection after another (64 B echoed) for
+    ``seconds``.  With OwnerOnly on, each is looked up before it is served."""
+    port = fwd.ports["echo"]
+    with Meter(world, fwd) as m:
+        procs = [
+            client(world, ["churn", "127.0.0.1", port, seconds])
+            for _ in range(CHURN_CLIENTS)
+        ]
+        made = [finish(p, seconds + 120) for p in procs]
+    errors = [r["error"] for r in made if "error" in r]
+    if errors:
+        return {"error": errors[0]}
+    done = sum(r["done"] for r in made)
+    return {
+        "per_s": done / max(r["seconds"] for r in made),
+        "done": done,
+        "failed": sum(r["failed"] for r in made),
+        "cpu_s": m.fwd_cpu,
+        "other_load": m.other_load,
+    }
+
+
 BURST_CLIENTS = 4
 # The forwarder's connections must be gone within this after a burst.
 DRAIN_AT_MOST = 120.0
@@ -329,6 +360,8 @@ def one_run(world: World, system: str, cfg: argparse.Namespace) -> dict[str, Any
         step("busy_rtt", rtt(world, fwd, cfg.rtt_count, busy=True))
         for conns in cfg.conns:
             step(f"conc_{conns}", conc(world, fwd, conns, cfg.conn_kib * 1024))
+        if cfg.churn_seconds > 0:
+            step("churn", churn(world, fwd, cfg.churn_seconds))
         if cfg.burst_seconds > 0:
             step("burst", burst(world, fwd, cfg))
     finally:
@@ -409,6 +442,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--conns", default="200,1000", help="connection counts at once")
     p.add_argument("--conn-kib", type=int, default=1024, help="echoed per connection")
+    p.add_argument(
+        "--churn-seconds", type=float, default=5.0, help="0: no connections/s row"
+    )
     p.add_argument("--burst-seconds", type=float, default=10.0, help="0: no burst row")
     p.add_argument(
         "--burst-rate", type=float, default=800.0, help="burst connections a second"
@@ -423,6 +459,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         cfg.runs, cfg.mib, cfg.busy_mib, cfg.rtt_count = 1, 16, 16, 200
         cfg.conns, cfg.conn_kib = "20,100", 64
         cfg.burst_seconds, cfg.burst_rate = 2.0, 400.0
+        cfg.churn_seconds = 1.0
     cfg.conns = [int(x) for x in cfg.conns.split(",") if x]
     return cfg
 
@@ -488,6 +525,7 @@ def main(argv: list[str] | None = None) -> int:
             "conns": cfg.conns,
             "conn_kib": cfg.conn_kib,
             "burst_seconds": cfg.burst_seconds,
+            "churn_seconds": cfg.churn_seconds,
             "burst_rate": cfg.burst_rate,
             "systems": systems,
             "skipped": notes,

@@ -65,6 +65,8 @@ def metrics(conns: list[int]) -> list[Metric]:
             (f"{step}_s", f"{n} at once: wall s", step, "seconds", "lower", 2, False)
         )
     rows += [
+        ("churn_per_s", "new connections a second", "churn", "per_s", "higher", 0,
+         False),
         ("burst_drain_s", "burst: drain s", "burst", "drain_s", "lower", 2, False),
         ("burst_worst_s", "burst: bystander worst s", "burst", "bystander_worst_s",
          "lower", 3, False),
@@ -195,6 +197,7 @@ def table(summary: dict[str, Any], systems: list[str], cfg: argparse.Namespace) 
     keys = [
         *ORDER,
         *(f"conc_{n}_{x}" for n in cfg.conns for x in ("ok", "s")),
+        "churn_per_s",
         "burst_drain_s",
         "burst_worst_s",
         "other_load",
@@ -308,6 +311,15 @@ def targets(summary: dict[str, Any], cfg: argparse.Namespace) -> list[dict[str, 
             None if v is None else v < limit,
             "-" if v is None else f"{v:.2f} s",
         )
+    # OwnerOnly's lookup per connection (issue 21) against the same forward
+    # with it off: within 10 %.
+    r = ratio("churn_per_s", "nbtunnel-anyuser")
+    check(
+        "new connections a second, OwnerOnly on >= 0.9x off",
+        r,
+        None if r is None else r >= 0.9,
+        "-" if r is None else f"{r:.2f}x",
+    )
     for key, limit, what, higher in (
         ("busy_over_idle_L_up", 0.8, "busy caller: throughput >= 0.8x idle", True),
         (

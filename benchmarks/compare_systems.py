@@ -223,9 +223,13 @@ def _check_engine_env(pid: int, extra: dict[str, str]) -> None:
         raise RuntimeError(f"the engine (pid {pid}) runs with {wrong}, not {extra}")
 
 
-def start_nbtunnel(world: World, *, fastpath: bool = True) -> Running:
+def start_nbtunnel(
+    world: World, *, fastpath: bool = True, owner_only: bool = True
+) -> Running:
     sshd = world.rig.sshd
     tokens, remote = world.nbtunnel_tokens()
+    if not owner_only:
+        tokens = ["-o", "OwnerOnly=no", *tokens]
     # Set either way: a switch left in the caller's environment must not
     # turn the "nbtunnel" row into a second plain one.
     extra = {SWITCH: "1" if fastpath else "0"}
@@ -331,6 +335,9 @@ SYSTEMS: dict[str, Callable[[World], Running]] = {
     # The fast path off (as NBTUNNEL_FASTPATH=0 or a cryptography before 47
     # leaves it): paramiko's own packets, nbtunnel's relay.
     "nbtunnel-plain": lambda w: start_nbtunnel(w, fastpath=False),
+    # OwnerOnly off: every local user may connect, no owner lookup per
+    # connection (what the check costs is nbtunnel's churn row against it).
+    "nbtunnel-anyuser": lambda w: start_nbtunnel(w, owner_only=False),
     "sshtunnel": lambda w: start_python(w, "sshtunnel"),
     "asyncssh": lambda w: start_python(w, "asyncssh"),
 }
@@ -342,6 +349,7 @@ CIPHERS = {
     "nbtunnel": "aes128-gcm@openssh.com (nbtunnel prefers GCM)",
     "nbtunnel-plain": "aes128-gcm@openssh.com in paramiko's own packets "
     f"({SWITCH}=0: no fast path, no splice)",
+    "nbtunnel-anyuser": "as nbtunnel, with -o OwnerOnly=no",
     "sshtunnel": "aes128-ctr + hmac-sha2-256 (paramiko's default)",
     "asyncssh": "chacha20-poly1305@openssh.com (asyncssh's default)",
 }

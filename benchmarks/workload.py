@@ -281,6 +281,31 @@ def burst(
     }
 
 
+def churn(host: str, port: int, seconds: float) -> dict[str, object]:
+    """New connections one after another, as fast as they go, for
+    ``seconds``: each sends 64 bytes, half-closes and reads the echo to its
+    end.  How many a second, and the failures."""
+    done = failed = 0
+    errors: list[str] = []
+    t0 = time.perf_counter()
+    while time.perf_counter() < t0 + seconds:
+        try:
+            with _connect(host, port, 30) as sock:
+                sock.sendall(b"c" * 64)
+                sock.shutdown(socket.SHUT_WR)
+                got = b""
+                while data := sock.recv(4096):
+                    got += data
+            if got != b"c" * 64:
+                raise OSError(f"echoed {len(got)} bytes of 64")
+            done += 1
+        except OSError as exc:
+            failed += 1
+            errors.append(f"{type(exc).__name__}: {exc}")
+    took = time.perf_counter() - t0
+    return {"done": done, "failed": failed, "seconds": took, "errors": errors[:5]}
+
+
 def bystander(
     host: str, port: int, seconds: float, interval: float
 ) -> dict[str, object]:
@@ -328,6 +353,8 @@ def main(argv: list[str]) -> dict[str, object]:
         return conc(host, int(port), int(rest[0]), int(rest[1]), float(rest[2]))
     if cmd == "burst":
         return burst(host, int(port), float(rest[0]), float(rest[1]), rest[2])
+    if cmd == "churn":
+        return churn(host, int(port), float(rest[0]))
     if cmd == "bystander":
         return bystander(host, int(port), float(rest[0]), float(rest[1]))
     raise SystemExit(f"unknown workload {cmd!r}")

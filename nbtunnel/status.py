@@ -20,6 +20,8 @@ class ForwardStats:
     connections_total: int = 0
     connections_failed: int = 0
     last_error: str | None = None
+    # Connections reset at once because another user made them (OwnerOnly).
+    connections_refused: int = 0
 
     def __add__(self, other: ForwardStats) -> ForwardStats:
         return ForwardStats(
@@ -28,6 +30,7 @@ class ForwardStats:
             connections_open=self.connections_open + other.connections_open,
             connections_total=self.connections_total + other.connections_total,
             connections_failed=self.connections_failed + other.connections_failed,
+            connections_refused=self.connections_refused + other.connections_refused,
             last_error=other.last_error or self.last_error,
         )
 
@@ -46,6 +49,7 @@ class Counters:
         self._open = 0
         self._total = 0
         self._failed = 0
+        self._refused = 0
         self._last_error: str | None = None
 
     def add_to_target(self, n: int) -> None:
@@ -70,6 +74,11 @@ class Counters:
             self._failed += 1
             self._last_error = message
 
+    def refused(self, message: str) -> None:
+        with self._lock:
+            self._refused += 1
+            self._last_error = message
+
     def snapshot(self) -> ForwardStats:
         with self._lock:
             return ForwardStats(
@@ -79,6 +88,7 @@ class Counters:
                 self._total,
                 self._failed,
                 self._last_error,
+                self._refused,
             )
 
 

@@ -8,8 +8,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..grammar.forwards import bracketed
-from ..status import ForwardSnapshot, TunnelSnapshot
+from ..status import ForwardSnapshot, ForwardStats, TunnelSnapshot
 from . import urls
+from .browser import DIRECT, Route
 
 _STATE_COLOURS = {
     "up": "var(--jp-success-color1, #2e7d32)",
@@ -51,6 +52,14 @@ def size(n: int) -> str:
     return f"{n} B"
 
 
+def connections(stats: ForwardStats) -> str:
+    """open/total, and how many other users were refused (OwnerOnly)."""
+    text = f"{stats.connections_open}/{stats.connections_total}"
+    if stats.connections_refused:
+        text += f" ({stats.connections_refused} refused)"
+    return text
+
+
 def uptime(started_at: float, now: float | None = None) -> str:
     seconds = max(0, int((now or time.time()) - started_at))
     hours, rest = divmod(seconds, 3600)
@@ -86,7 +95,7 @@ def _rows(tunnels: list[TunnelSnapshot]) -> list[tuple[str, ...]]:
                     target_text(f),
                     t.destination,
                     f.state if t.state == "up" else t.state,
-                    f"{s.connections_open}/{s.connections_total}",
+                    connections(s),
                     size(s.bytes_to_target),
                     size(s.bytes_from_target),
                     f.error or s.last_error or (t.error or ""),
@@ -112,8 +121,9 @@ def _rows(tunnels: list[TunnelSnapshot]) -> list[tuple[str, ...]]:
     return rows
 
 
-def text_table(tunnels: list[TunnelSnapshot]) -> str:
-    """An aligned plain-text table, one row per forward."""
+def text_table(tunnels: list[TunnelSnapshot], route: Route = DIRECT) -> str:
+    """An aligned plain-text table, one row per forward; under it where a
+    browser opens each web -L (through ``route``) and each -R to share."""
     if not tunnels:
         return "no tunnels"
     rows = [_COLUMNS, *_rows(tunnels)]
@@ -122,10 +132,11 @@ def text_table(tunnels: list[TunnelSnapshot]) -> str:
         "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
         for r in rows
     ]
-    return "\n".join(lines + share_lines(tunnels))
+    opens = [f"open {url}  ({which})" for url, which in _opens(tunnels, route)]
+    return "\n".join(lines + opens + share_lines(tunnels))
 
 
-def html_table(tunnels: list[TunnelSnapshot]) -> str:
+def html_table(tunnels: list[TunnelSnapshot], route: Route = DIRECT) -> str:
     """The same table as HTML, coloured with JupyterLab's theme variables."""
     if not tunnels:
         return "<em>no tunnels</em>"
@@ -148,8 +159,25 @@ def html_table(tunnels: list[TunnelSnapshot]) -> str:
         + "</tr></thead><tbody>"
         + "".join(body)
         + "</tbody></table>"
+        + "".join(
+            f"<div class='nbtunnel-open'>open <a href='{html.escape(url)}' "
+            f"target='_blank' rel='noopener'><code>{html.escape(url)}</code></a> "
+            f"({html.escape(which)})</div>"
+            for url, which in _opens(tunnels, route)
+        )
         + share_html(tunnels)
     )
+
+
+def _opens(tunnels: list[TunnelSnapshot], route: Route) -> list[tuple[str, str]]:
+    """(URL, which forward) of every web -L that is up, for the browser."""
+    found = []
+    for t in tunnels:
+        for f in t.forwards:
+            url = urls.open_url(f, route) if t.state == "up" else None
+            if url is not None:
+                found.append((url, f"{f.spec}, tunnel {t.label}"))
+    return found
 
 
 def _shares(tunnels: list[TunnelSnapshot]) -> list[tuple[str, str, str]]:
@@ -248,6 +276,8 @@ def event_line(message: Mapping[str, Any]) -> str | None:
         )
     if kind == "connection_failed":
         return f"connection failed: {message.get('error')}"
+    if kind == "connection_refused":
+        return f"connection refused: {message.get('error')}"
     if kind == "engine_exited":
         return str(message.get("error"))
     if kind == "warning":

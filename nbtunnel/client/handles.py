@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from ..grammar.forwards import ForwardSpec, parse_forward
 from ..grammar.spec import TunnelSpec
 from ..status import ForwardSnapshot, ForwardStats, State, TunnelSnapshot
-from . import display, urls
+from . import browser, display, urls
 
 
 class Owner(Protocol):
@@ -221,6 +221,18 @@ class Forward:
         """
         return urls.forward_url(template, self.snapshot(), self._tunnel.destination)
 
+    def browser_url(self, path: str = "/", absolute: bool = False) -> str:
+        """Where the user's browser opens ``path`` of the web service at this
+        -L: through the Jupyter server's jupyter-server-proxy
+        (``<base_url>proxy/PORT/``, ``proxy/absolute/PORT/`` with
+        ``absolute``) when the kernel runs under one that has it, else
+        ``http://127.0.0.1:PORT/`` (:func:`nbtunnel.client.browser.route`
+        says which, and why).  For a -R, the URL to share.  Raises
+        :class:`~nbtunnel.UrlError` for a -D, or a forward that is stopped.
+        """
+        snapshot, destination = self.snapshot(), self._tunnel.destination
+        return urls.browser_url(snapshot, destination, browser.route(), path, absolute)
+
     @property
     def proxies(self) -> dict[str, str]:
         """This -D forward as ``requests``/``httpx`` proxies.
@@ -280,10 +292,10 @@ class Forward:
         return replace(snap, forwards=(snap.forwards[self._first.index],))
 
     def _repr_html_(self) -> str:
-        return display.html_table([self._one()])
+        return display.html_table([self._one()], browser.route())
 
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:
-        p.text(display.text_table([self._one()]))
+        p.text(display.text_table([self._one()], browser.route()))
 
 
 class Tunnel:
@@ -368,10 +380,12 @@ class Tunnel:
 
     def _repr_html_(self) -> str:
         events = tuple(self.events)  # the engine's thread appends meanwhile
-        return display.html_table([self.snapshot()]) + display.html_events(events)
+        return display.html_table(
+            [self.snapshot()], browser.route()
+        ) + display.html_events(events)
 
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:
-        text = display.text_table([self.snapshot()])
+        text = display.text_table([self.snapshot()], browser.route())
         events = tuple(self.events)  # the engine's thread appends meanwhile
         if events:
             text += "\nrecent events:\n" + "\n".join(f"  {e}" for e in events)

@@ -16,12 +16,15 @@ from ..errors import SpecError, UrlError
 from ..grammar.destinations import parse_destination
 from ..grammar.forwards import bracketed, parse_forward
 from ..status import ForwardSnapshot
+from .browser import Route
 
 __all__ = [
     "Share",
     "UrlError",
+    "browser_url",
     "connect_host",
     "forward_url",
+    "open_url",
     "proxies",
     "share",
     "url_with",
@@ -241,6 +244,70 @@ def proxies(f: ForwardSnapshot) -> dict[str, str]:
     # socks5h, not socks5: the server resolves names, so internal names work.
     proxy = f"socks5h://{bracketed(connect_host(f.listen_host))}:{f.listen_port}"
     return {"http": proxy, "https": proxy}
+
+
+# Ports web servers and dashboards are usually on, where a browser makes sense.
+HTTP_PORTS = frozenset(
+    {80, 443, 3000, 3001, 4000, 4200, 5000, 5173, 5601, 6006, 7860}
+    | {8000, 8001, 8050, 8080, 8081, 8088, 8443, 8501, 8787, 8888, 8889, 9090}
+)
+HTTPS_PORTS = frozenset({443, 8443})
+# Words in a target's name that say "a web page is there".
+HTTP_NAMES = frozenset(
+    {"http", "https", "web", "www", "jupyter", "notebook", "dashboard", "grafana"}
+    | {"kibana", "prometheus", "tensorboard", "streamlit", "gradio", "airflow"}
+)
+_WORD = re.compile(r"[a-z]+")
+
+
+def open_url(f: ForwardSnapshot, route: Route) -> str | None:
+    """Where the browser opens a running -L to what looks like a web server
+    (its port or its name says so): ``http://127.0.0.1:PORT/``, or through
+    the Jupyter server's proxy (``route``) for a plain-HTTP one."""
+    if (
+        f.kind != "local"
+        or f.state != "up"
+        or f.listen_path is not None
+        or not f.listen_port
+        or f.target_path is not None
+    ):
+        return None
+    port = f.target_port
+    words = set(_WORD.findall((f.target_host or "").lower()))
+    if port not in HTTP_PORTS and not words & HTTP_NAMES:
+        return None
+    # A wide bind is reached on loopback too.
+    host = bracketed(connect_host(f.listen_host))
+    if port in HTTPS_PORTS:
+        # jupyter-server-proxy speaks plain HTTP to what it proxies, and
+        # 127.0.0.1 is not where a browser elsewhere can go: no link then.
+        return f"https://{host}:{f.listen_port}/" if route.prefix is None else None
+    return route.url(f.listen_port, "/", host=host)
+
+
+def browser_url(
+    f: ForwardSnapshot, destination: str, route: Route, path: str, absolute: bool
+) -> str:
+    """Where a browser opens ``path`` of the web service at ``f``'s end: a -L
+    through ``route`` (the Jupyter server's proxy, or this machine), a -R at
+    the URL to share."""
+    if not path.startswith("/"):
+        path = "/" + path
+    if f.kind == "remote":
+        there = share(f, destination)
+        if there is None:
+            raise UrlError(
+                f"{f.spec} has no address to share: it is not up, or it listens "
+                "on a unix socket or as a SOCKS proxy on the server"
+            )
+        return there.url[:-1] + path
+    if f.kind != "local":
+        raise UrlError(f"{f.spec} is a SOCKS proxy: use fwd.proxies for it")
+    _check_live(f)
+    if f.listen_port is None:
+        raise UrlError(f"{f.spec} listens on a unix socket: a browser cannot open it")
+    host = bracketed(connect_host(f.listen_host))
+    return route.url(f.listen_port, path, absolute=absolute, host=host)
 
 
 def _destination_host(destination: str) -> str:

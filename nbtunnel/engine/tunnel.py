@@ -123,6 +123,7 @@ class RunningTunnel:
             self._link,
             gateway_ports=self.settings.gateway_ports,
             family=self.settings.address_family,
+            owner_only=self.settings.owner_only,
             emit=self._event,
         )
 

@@ -95,6 +95,31 @@ def _listen_tcp(family: int, address: str, port: int) -> socket.socket:
     return sock
 
 
+def _exposed_directory(path: str) -> str | None:
+    """Why others could swap the socket at ``path`` for their own, or None.
+
+    Its mode 0600 keeps other users from connecting, but whoever may write
+    to its directory (without the sticky bit, as /tmp has) may rename it
+    away and listen there in its place.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        st = os.stat(directory)
+    except OSError:
+        return None
+    getuid = getattr(os, "getuid", None)
+    foreign = getuid is not None and st.st_uid not in (getuid(), 0)
+    open_to_others = st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX
+    if not (foreign or open_to_others):
+        return None
+    whose = "belongs to another user" if foreign else "other users may write to it"
+    return (
+        f"the socket's directory {directory} {whose} (mode "
+        f"{stat.S_IMODE(st.st_mode):04o}): they could replace the socket; "
+        "put it in a directory only you can write to"
+    )
+
+
 # Tries at a port free in every family the listener binds (port 0).
 PORT_ATTEMPTS = 8
 
@@ -131,6 +156,8 @@ class Listener:
         self.listen_port: int | None = None
         self.listen_path: str | None = path
         self.listen_addresses: tuple[str, ...] = ()
+        # Said in the forward's note: a unix socket others could replace.
+        self.warning: str | None = None
 
     def bind(self) -> None:
         """Open the listening sockets; raises ForwardError naming the address."""
@@ -228,6 +255,7 @@ class Listener:
         st = os.stat(path)
         self._unix_inode = (st.st_dev, st.st_ino)
         self._socks.append(sock)
+        self.warning = _exposed_directory(path)
 
     def start(self, on_accept: Accepted, on_refused: Refused | None = None) -> None:
         """Start accepting in a daemon thread; raises ForwardError (the bind

@@ -16,10 +16,12 @@ from typing import Any, Protocol
 from ..errors import ForwardError
 from ..grammar.forwards import ForwardSpec
 from ..platform import limits, sockets
+from .accept import refuse
 from .admission import LIMIT, Admission
 from .arrival import Arrival, Opening, Stage, describe
 from .base import EventSink, RunningForward
 from .listener import Family, Listener
+from .owner import Mode, OwnerOnly
 from .relay import Channel, Relay
 
 # paramiko waits an hour for a channel by default.  A target that drops
@@ -137,12 +139,15 @@ class ListeningForward(RunningForward):
         *,
         gateway_ports: bool = False,
         family: Family = "any",
+        owner_only: Mode = "auto",
         emit: EventSink | None = None,
     ) -> None:
         if spec.kind != self.KIND:
             raise ValueError(f"not a {self.KIND} forward: {spec}")
         super().__init__(index, spec, emit)
         self._connection = connection
+        self._owner_mode: Mode = owner_only
+        self._owner = OwnerOnly("no", None)  # decided once bound
         self._listener = Listener(
             host=spec.listen_host,
             port=spec.listen_port,
@@ -167,6 +172,16 @@ class ListeningForward(RunningForward):
     def start(self) -> None:
         """Bind and start accepting; raises ForwardError if the bind fails."""
         self._listener.bind()
+        addresses = self._listener.listen_addresses
+        try:
+            self._owner = OwnerOnly(
+                self._owner_mode, None if self.spec.listen_path else addresses
+            )
+        except ForwardError:
+            self._listener.close()
+            raise
+        if self._owner.note is not None or self._listener.warning is not None:
+            self.note = self._owner.note or self._listener.warning
         try:
             self._admission.start()
         except (OSError, RuntimeError) as exc:
@@ -182,6 +197,14 @@ class ListeningForward(RunningForward):
 
     def _accepted(self, sock: socket.socket, origin: str) -> None:
         # In the accept thread: hand the client on at once, never raise.
+        refused = self._owner.refuses(sock, origin)
+        if refused is not None:
+            # Reset before anything reaches the target or the client.
+            refuse(sock)
+            if refused:  # not a client that is gone already
+                self.counters.refused(refused)
+                self._emit("connection_refused", forward=self.index, error=refused)
+            return
         self.counters.opened()
         try:
             client = self._client(sock)

@@ -97,6 +97,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     ),
     "Reconnect": _YES_NO,
     "FastPath": _YES_NO,
+    "OwnerOnly": ("yes", "no", "auto"),
 }
 
 COUNTS = (
@@ -144,6 +145,7 @@ SUPPORTED_OPTIONS: tuple[str, ...] = (
     "ReconnectMaxDelay",
     "ReconnectAttempts",
     "FastPath",
+    "OwnerOnly",
 )
 
 _CANONICAL = {key.lower(): key for key in SUPPORTED_OPTIONS}

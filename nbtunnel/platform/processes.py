@@ -40,6 +40,23 @@ def die_with_parent(signum: int) -> bool:
     return bool(prctl(_PR_SET_PDEATHSIG, signum) == 0)
 
 
+def alive_and_mine(pid: int) -> bool:
+    """Whether ``pid`` runs and this user may signal it (its own process).
+
+    Where there are no user ids (Windows: no ``os.getuid``, and signal 0
+    would terminate the process there) this cannot be told: True.
+    """
+    if getattr(os, "getuid", None) is None:
+        return True
+    try:
+        os.kill(pid, 0)  # no signal sent: the check alone
+    except ProcessLookupError:
+        return False  # gone
+    except PermissionError:
+        return False  # another user's
+    return True
+
+
 def watch_parent(pid: int, on_gone: Callable[[], None]) -> bool:
     """Call ``on_gone()`` (in a daemon thread) once the process ``pid``, our
     parent, has exited; False where it cannot be watched.

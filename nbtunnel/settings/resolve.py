@@ -20,6 +20,7 @@ from ..platform import paths
 from . import ssh_config
 
 StrictMode = Literal["ask", "yes", "accept-new", "no"]
+_OWNER_ONLY: dict[str, Literal["auto", "yes", "no"]] = {"yes": "yes", "no": "no"}
 
 # Asks a person: prompt(text, secret) -> their answer, or None if nobody can
 # answer (no terminal, a frontend without input) or they declined.
@@ -87,6 +88,8 @@ class ConnectSettings:
     # nbtunnel's FastPath: its speed-ups over paramiko (batched AES-GCM
     # packets, the relay's splice); "no" leaves every packet to paramiko.
     fast_path: bool = True
+    # nbtunnel's OwnerOnly for -L/-D: "auto", "yes" or "no" (forward/owner.py).
+    owner_only: Literal["auto", "yes", "no"] = "auto"
 
     @property
     def known_hosts_name(self) -> str:
@@ -285,6 +288,7 @@ def resolve(
         else DEFAULT_ALIVE_COUNT,
         reconnect=(option("Reconnect") or "yes").lower() != "no",
         fast_path=(option("FastPath") or "yes").lower() != "no",
+        owner_only=_OWNER_ONLY.get((option("OwnerOnly") or "").lower(), "auto"),
         reconnect_max_delay=number("ReconnectMaxDelay", max_delay)
         if max_delay
         else DEFAULT_RECONNECT_MAX_DELAY,

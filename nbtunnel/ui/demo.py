@@ -101,6 +101,9 @@ def _tour(out: TextIO, tunnel: Tunnel, service: PrivateService, mib: int) -> int
         out,
         f"   GET http://127.0.0.1:{local.listen_port}/ -> {_check(page, 200, b'Hello')}",
     )
+    # In a notebook on a hub, the browser is elsewhere: the URL through the
+    # Jupyter server's proxy (the same as curl's here, outside one).
+    _say(out, f"   open it in your browser: {local.browser_url()}")
     size = mib * 2**20
     _say(out, f"   GET /bytes/{size} ({mib} MiB), checked by sha256:")
     started = time.perf_counter()

@@ -16,7 +16,7 @@ from IPython.core.error import StdinNotImplementedError, UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.core.magic import Magics, line_magic, magics_class
 
-from ..client import display
+from ..client import browser, display
 from ..client.manager import Manager, close_default, default_manager
 from ..errors import SpecError, TunnelError
 from ..settings.resolve import Prompt
@@ -42,13 +42,13 @@ class TunnelTable:
         self._manager = manager
 
     def _repr_html_(self) -> str:
-        return display.html_table(self._manager.snapshots())
+        return display.html_table(self._manager.snapshots(), browser.route())
 
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:
-        p.text(display.text_table(self._manager.snapshots()))
+        p.text(display.text_table(self._manager.snapshots(), browser.route()))
 
     def __repr__(self) -> str:
-        return display.text_table(self._manager.snapshots())
+        return display.text_table(self._manager.snapshots(), browser.route())
 
 
 @magics_class

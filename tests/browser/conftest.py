@@ -7,6 +7,7 @@ by path: Playwright never downloads a browser here.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import re
@@ -43,13 +44,14 @@ SERVER_UP = 90.0
 
 @dataclass
 class Lab:
-    base: str
+    base: str  # http://127.0.0.1:PORT
     token: str
     root: Path
     proc: subprocess.Popen[bytes]
+    base_url: str = "/"  # the server's, as a hub gives each user's server
 
     def url(self, notebook: str) -> str:
-        return f"{self.base}/lab/tree/{notebook}?token={self.token}"
+        return f"{self.base}{self.base_url}lab/tree/{notebook}?token={self.token}"
 
     def log(self) -> str:
         return (self.root / "server.log").read_text(errors="replace")[-4000:]
@@ -88,6 +90,15 @@ def sync_api() -> Any:
 
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[Lab]:
+    with running_lab(tmp_path) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def running_lab(
+    tmp_path: Path, base_url: str = "/", env: dict[str, str] | None = None
+) -> Iterator[Lab]:
+    """JupyterLab at ``base_url``, its kernels started with ``env`` too."""
     # A set-up requirement like playwright: missing, the test fails.
     if importlib.util.find_spec("jupyterlab") is None:
         pytest.fail("needs jupyterlab (pip install -e '.[test]')")
@@ -102,6 +113,7 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
     )
     env = {
         **os.environ,
+        **(env or {}),
         "JUPYTER_CONFIG_DIR": str(root / ".config"),
         "JUPYTER_RUNTIME_DIR": str(root / ".runtime"),
         "JUPYTER_DATA_DIR": str(root / ".data"),
@@ -118,6 +130,7 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
         "--port-retries=0",
         f"--IdentityProvider.token={token}",
         f"--ServerApp.root_dir={root}",
+        f"--ServerApp.base_url={base_url}",
         f"--LabApp.user_settings_dir={settings}",
         f"--LabApp.workspaces_dir={root / '.workspaces'}",
         # window.jupyterapp: run the cells by command, the sturdiest way.
@@ -127,7 +140,7 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
         cmd.append("--allow-root")
     with (root / "server.log").open("wb") as log:
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-        server = Lab(f"http://127.0.0.1:{port}", token, root, proc)
+        server = Lab(f"http://127.0.0.1:{port}", token, root, proc, base_url)
         try:
             _wait_up(server)
             yield server
@@ -149,7 +162,7 @@ def _wait_up(lab: Lab) -> None:
         assert lab.proc.poll() is None, f"jupyter lab exited:\n{lab.log()}"
         try:
             with urllib.request.urlopen(
-                f"{lab.base}/api/status?token={lab.token}", timeout=2
+                f"{lab.base}{lab.base_url}api/status?token={lab.token}", timeout=2
             ):
                 return
         except OSError:

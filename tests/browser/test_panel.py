@@ -75,8 +75,10 @@ def test_the_panel_in_jupyterlab(
     port = _port(row)
     assert _echoes(port)
     web = _port(rows.nth(1))
+    # Through this Jupyter server's jupyter-server-proxy, which the kernel
+    # found by asking the running servers for its own id.
     expect(rows.nth(1).locator("a.nbt-link")).to_have_attribute(
-        "href", f"http://127.0.0.1:{web}/"
+        "href", f"/proxy/{web}/"
     )
     expect(rows.nth(1).locator("a.nbt-link")).to_have_attribute("target", "_blank")
 

@@ -182,6 +182,7 @@ def _stats(forward: Any) -> dict[str, Any]:
         "total": s.connections_total,
         "failed": s.connections_failed,
         "last_error": s.last_error,
+        "note": forward.note,
     }
 
 

@@ -260,6 +260,22 @@ def test_the_script_ends_cleanly(
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize("target", TARGETS)
+def test_where_nothing_says_who_connects_the_note_says_so(
+    driven: Callable[[str], dict[str, Any]], target: str
+) -> None:
+    # OwnerOnly cannot check there: every local user can connect, as before,
+    # and each -L/-D says so once (its note); the -R are not concerned.
+    for forward in driven(target)["stats"] or []:
+        note = forward["note"] or ""
+        if forward["kind"] in ("local", "dynamic"):
+            assert note.startswith("any user of this machine can connect here"), note
+            assert "OwnerOnly cannot check" in note
+        else:
+            assert "any user" not in note
+
+
+@pytest.mark.integration
 def test_windows_listeners_keep_their_port(
     driven: Callable[[str], dict[str, Any]],
 ) -> None:

@@ -48,6 +48,10 @@ def test_the_demo_tours_every_kind_of_forward_and_exits_0(tmp_path: Path) -> Non
         "GET http://127.0.0.1:" in out and "200 'Hello from the private service'" in out
     )
     assert "67108864 bytes in" in out and "sha256 matches" in out
+    # Outside a Jupyter server, the browser's URL is this machine's.
+    port = re.search(r"GET http://127\.0\.0\.1:(\d+)/ ->", out)
+    assert port, out
+    assert f"open it in your browser: http://127.0.0.1:{port.group(1)}/\n" in out
     assert "-> 200 'Hello from your dashboard'" in out
     assert "through socks5h://127.0.0.1:" in out
     # The status table, with a row per forward.

@@ -458,3 +458,13 @@ def accepted_logins(server: SshServer) -> list[str]:
 def sessions_gone(server: SshServer, timeout: float = 5.0) -> bool:
     """Whether every SSH session on the server ends within ``timeout``."""
     return wait_until(lambda: not server.session_pids(), timeout)
+
+
+def tally(port: int) -> dict[str, Any]:
+    """The rig's tally target's counts (tests/rig/targets.py), asked through
+    the forwarder on ``port``."""
+    with socket.create_connection(("127.0.0.1", port), 10) as sock:
+        sock.sendall(b"TALLY?\n")
+        sock.shutdown(socket.SHUT_WR)
+        report: dict[str, Any] = json.loads(recv_all(sock, 30))
+    return report

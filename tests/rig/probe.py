@@ -68,12 +68,13 @@ def main(argv: list[str]) -> dict[str, object]:
             return {"error": repr(exc)}
         return {"ok": back == data}
     if command == "hung-up":
-        # Reads only: a peer that closes at once may reset a writer.
-        with socket.create_connection((args[0], int(args[1])), timeout=30) as sock:
-            try:
+        # Reads only: a peer that closes at once may reset a writer (or
+        # reset the connection before connect() has returned).
+        try:
+            with socket.create_connection((args[0], int(args[1])), 30) as sock:
                 got = clients.recv_all(sock, 30)
-            except ConnectionResetError:
-                got = b""
+        except ConnectionResetError:
+            got = b""
         return {"hung_up": got == b""}
     if command == "closed":
         return {"closed": clients.port_is_closed(args[0], int(args[1]))}

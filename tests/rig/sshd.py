@@ -101,6 +101,12 @@ class SshServer:
     def destination(self) -> str:
         return f"{self.user}@{self.host}"
 
+    @property
+    def this_machine(self) -> str | None:
+        """This machine's address as the server's namespace reaches it (a
+        connection from there is not a loopback one); None without one."""
+        return self._ns.host_addr if self._ns is not None else None
+
     def args(self) -> list[str]:
         """ssh-style option tokens that log in to this server."""
         return [

@@ -143,6 +143,47 @@ def test_unix_socket_is_private_and_removed_on_close() -> None:
 
 
 @pytest.mark.skipif(
+    not (UNIX_SOCKETS and POSIX_MODES),
+    reason="this system has no unix sockets or no POSIX modes (Windows)",
+)
+@pytest.mark.parametrize(
+    ("mode", "said"),
+    [
+        (0o700, None),
+        (0o755, None),
+        (0o1777, None),  # /tmp's: others may write, not rename what is ours
+        (0o777, "other users may write to it (mode 0777)"),
+        (0o770, "other users may write to it (mode 0770)"),
+        (-0o755, "belongs to another user (mode 0755)"),  # chowned: see below
+    ],
+)
+def test_a_socket_others_could_replace_is_said(mode: int, said: str | None) -> None:
+    directory = Path(short_temp_dir())
+    path = directory / "fwd.sock"
+    if mode < 0:
+        if not IS_ROOT:
+            directory.rmdir()
+            pytest.skip("only root may give a directory to another user")
+        os.chown(directory, 4242, 4242)  # a uid nobody here has
+        mode = -mode
+    directory.chmod(mode)
+    listener = Listener(path=str(path))
+    listener.bind()
+    try:
+        assert (path.stat().st_mode & 0o777) == 0o600
+        if said is None:
+            assert listener.warning is None
+        else:
+            assert listener.warning == (
+                f"the socket's directory {directory} {said}: they could replace "
+                "the socket; put it in a directory only you can write to"
+            )
+    finally:
+        listener.close()
+        directory.rmdir()
+
+
+@pytest.mark.skipif(
     not UNIX_SOCKETS, reason="this system has no unix sockets (AF_UNIX; Windows)"
 )
 def test_existing_unix_socket_path_is_refused(tmp_path: Path) -> None:

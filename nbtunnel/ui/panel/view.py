@@ -9,31 +9,19 @@ so all of it is tested without a kernel or a browser.
 from __future__ import annotations
 
 import html
-import re
 import shlex
 from dataclasses import dataclass, replace
 
 from ...client import display, urls
+from ...client.browser import DIRECT, Route
 from ...errors import SpecError
-from ...grammar.forwards import ForwardSpec, bracketed
+from ...grammar.forwards import ForwardSpec
 from ...grammar.spec import TunnelSpec, parse
 from ...status import ForwardSnapshot, State, TunnelSnapshot
 
 # (tunnel id, forward index): a row's identity across snapshots.
 Key = tuple[int, int]
 
-# Ports web servers and dashboards are usually on, where a browser makes sense.
-HTTP_PORTS = frozenset(
-    {80, 443, 3000, 3001, 4000, 4200, 5000, 5173, 5601, 6006, 7860}
-    | {8000, 8001, 8050, 8080, 8081, 8088, 8443, 8501, 8787, 8888, 8889, 9090}
-)
-HTTPS_PORTS = frozenset({443, 8443})
-# Words in a target's name that say "a web page is there".
-HTTP_NAMES = frozenset(
-    {"http", "https", "web", "www", "jupyter", "notebook", "dashboard", "grafana"}
-    | {"kibana", "prometheus", "tensorboard", "streamlit", "gradio", "airflow"}
-)
-_WORD = re.compile(r"[a-z]+")
 
 LIGHTS: dict[State, tuple[str, str]] = {
     # The light's word, and its colour in JupyterLab's theme (light or dark).
@@ -108,24 +96,9 @@ def state_of(tunnel: TunnelSnapshot, forward: ForwardSnapshot) -> State:
     return forward.state if tunnel.state == "up" else tunnel.state
 
 
-def link(forward: ForwardSnapshot) -> str | None:
-    """``http://127.0.0.1:PORT/`` for a running local forward to a web server."""
-    if (
-        forward.kind != "local"
-        or forward.state != "up"
-        or forward.listen_path is not None
-        or not forward.listen_port
-        or forward.target_path is not None
-    ):
-        return None
-    port = forward.target_port
-    words = set(_WORD.findall((forward.target_host or "").lower()))
-    if port not in HTTP_PORTS and not words & HTTP_NAMES:
-        return None
-    # A wide bind is reached on loopback too.
-    host = bracketed(urls.connect_host(forward.listen_host))
-    scheme = "https" if port in HTTPS_PORTS else "http"
-    return f"{scheme}://{host}:{forward.listen_port}/"
+def link(forward: ForwardSnapshot, route: Route = DIRECT) -> str | None:
+    """Where the browser opens a running local forward to a web server."""
+    return urls.open_url(forward, route)
 
 
 def rate(per_second: float) -> str:
@@ -140,7 +113,11 @@ def traffic(sent: int, received: int, up: float, down: float) -> str:
 
 
 def row(
-    tunnel: TunnelSnapshot, forward: ForwardSnapshot, rates: Rates, now: float
+    tunnel: TunnelSnapshot,
+    forward: ForwardSnapshot,
+    rates: Rates,
+    now: float,
+    route: Route = DIRECT,
 ) -> Row:
     """The row of one forward of one tunnel, with rates since the last snapshot."""
     state = state_of(tunnel, forward)
@@ -149,7 +126,7 @@ def row(
     up, down = rates.update(
         (tunnel.id, forward.index), now, stats.bytes_to_target, stats.bytes_from_target
     )
-    url = link(forward) if state == "up" else None
+    url = link(forward, route) if state == "up" else None
     # Two lines: the two ends, then the host and what else is worth a look.
     second = [f"via {html.escape(tunnel.destination)}"]
     if url is not None:
@@ -172,6 +149,11 @@ def row(
         what=what,
         connections=(
             f"{stats.connections_open} open · {stats.connections_total} total"
+            + (
+                f" · {stats.connections_refused} refused"
+                if stats.connections_refused
+                else ""
+            )
         ),
         traffic=traffic(stats.bytes_to_target, stats.bytes_from_target, up, down),
         error=forward.error or stats.last_error or tunnel.error or "",
@@ -179,9 +161,11 @@ def row(
     )
 
 
-def rows(tunnels: list[TunnelSnapshot], rates: Rates, now: float) -> list[Row]:
+def rows(
+    tunnels: list[TunnelSnapshot], rates: Rates, now: float, route: Route = DIRECT
+) -> list[Row]:
     """Every forward's row, tunnel by tunnel; rates of vanished forwards forgotten."""
-    out = [row(t, f, rates, now) for t in tunnels for f in t.forwards]
+    out = [row(t, f, rates, now, route) for t in tunnels for f in t.forwards]
     rates.keep({r.key for r in out})
     return out
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import ipywidgets as w
 
+from ...client import browser
 from ...client.handles import Forward, Tunnel
 from ...client.manager import Manager
 from ...errors import TunnelError
@@ -123,7 +124,8 @@ class Panel:
         handles = {(t.id, f.index): f for t, _ in live for f in t.forwards}
         self._follow_restarts(handles)
         children, shown = [], set()
-        for row in view.rows(snaps, self._rates, now):
+        # Found once per process; the first time asks the Jupyter server.
+        for row in view.rows(snaps, self._rates, now, browser.route()):
             handle = handles.get(row.key)
             if handle is None:
                 continue  # an add still in flight: its handle comes next time

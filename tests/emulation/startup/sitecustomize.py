@@ -21,6 +21,8 @@ macOS/Windows CI is).
 - macOS: no ``TCP_QUICKACK``/``TCP_KEEPIDLE`` (``TCP_KEEPALIVE`` is the idle
   time), no ``MSG_NOSIGNAL``, ``SOCK_NONBLOCK``, ``SOCK_CLOEXEC``, ``pipe2``,
   ``splice``, ...
+- both: no ``AF_NETLINK`` and no ``/proc`` (opening under it fails as a
+  missing file): nothing says which user owns a connection.
 - Windows: no ``AF_UNIX``, ``MSG_DONTWAIT``, ``SO_REUSEPORT``; a
   ``SO_EXCLUSIVEADDRUSE``; ``SO_REUSEADDR`` lets another socket bind the
   same port (set as Linux's ``SO_REUSEADDR`` + ``SO_REUSEPORT``, as close as
@@ -561,6 +563,23 @@ def _emulate_windows_processes() -> None:
     subprocess.Popen.kill = subprocess.Popen.terminate
 
 
+def _hide_proc() -> None:
+    """No /proc (neither macOS nor Windows has one): opening under it fails
+    as a missing file does (the owner-only check reads /proc/net/tcp)."""
+    import builtins
+    import io
+
+    real_open = builtins.open
+
+    def open_(file: object, *args: object, **kwargs: object) -> object:
+        if isinstance(file, str) and file.startswith("/proc/"):
+            raise FileNotFoundError(2, "No such file or directory", file)
+        return real_open(file, *args, **kwargs)
+
+    builtins.open = open_
+    io.open = open_
+
+
 def _emulate(target: str) -> None:
     if target not in ("macos", "windows"):
         raise ValueError(f"NBTUNNEL_EMULATE must be macos or windows, not {target!r}")
@@ -570,6 +589,10 @@ def _emulate(target: str) -> None:
     import tempfile  # noqa: F401
 
     _emulate_sockets(target)
+    import socket
+
+    _delete(socket, ["AF_NETLINK"])  # Linux's own: the kernel's sock_diag
+    _hide_proc()
     _emulate_select(target)
     _emulate_ctypes(target)
     if target == "macos":
