@@ -14,7 +14,11 @@ and off for ``-g`` or any other address (other hosts are meant to connect
 there); ``yes`` turns it on everywhere, where it also refuses every
 connection that does not come from this machine; ``no`` turns it off.
 Where the system cannot tell who connected (macOS, Windows), the forward's
-note says so and every local user can connect, as before.
+note says so and every local user can connect, as before; an explicit
+``yes`` then fails the forward's start.  A client whose end is gone before
+it is looked up (sent and closed at once) is refused too: the kernel keeps
+no owner for it, and admitting it would let anyone push one-way data
+through.
 """
 
 from __future__ import annotations
@@ -26,7 +30,6 @@ from ..errors import ForwardError
 from ..platform import peers
 
 Mode = Literal["auto", "yes", "no"]
-MODES: tuple[Mode, ...] = ("auto", "yes", "no")
 
 
 class OwnerOnly:
