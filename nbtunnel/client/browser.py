@@ -108,10 +108,12 @@ class _Asking:
         try:
             with self._opener.open(request, timeout=left) as answer:
                 return json.loads(answer.read())
-        except TimeoutError:
-            self.cut_short = True
-            return None
-        except Exception:  # noqa: BLE001 - whatever answers there, not Jupyter
+        except Exception as exc:  # noqa: BLE001 - whatever answers there, not Jupyter
+            # A timeout, raised as itself or (connecting) inside a URLError.
+            if isinstance(exc, TimeoutError) or isinstance(
+                getattr(exc, "reason", None), TimeoutError
+            ):
+                self.cut_short = True
             return None
 
 
