@@ -296,6 +296,10 @@ def test_a_paramiko_without_what_it_needs_turns_only_the_order_off() -> None:
 
 _NO_THREAD = """
 import json, os, resource, socket, sys, threading
+# Whatever is imported late must be imported now: after setuid the
+# interpreter's own library (under root's home, say) may be unreadable, and
+# connecting to "127.0.0.1" encodes the name with the idna codec.
+import encodings.idna
 sys.path.insert(0, {root!r})
 from tests.unit.test_close_order import Link, tcp_pair
 from nbtunnel.forward.relay import Relay
