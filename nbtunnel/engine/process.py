@@ -10,6 +10,7 @@ everywhere a watch of the caller's pid (see nbtunnel.platform.processes).
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import queue
@@ -32,6 +33,8 @@ LOG_LEVEL_ENV = "NBTUNNEL_LOG_LEVEL"
 # After the caller is gone: how long the tunnels get to close before the
 # process leaves anyway.
 GONE_GRACE = 5.0
+# New container objects between two collections of the youngest generation.
+GC_THRESHOLD = 20_000
 
 
 class _Writer:
@@ -138,6 +141,16 @@ def main() -> int:
     # take the forwards down; stopping is the caller's call.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _terminate)
+
+    # Everything imported so far lives as long as the process: out of the
+    # collector's sight.  And a collection far less often than Python's
+    # default (every 700 new containers): a burst of short connections
+    # makes tens of thousands of them a second (paramiko's Channel alone
+    # brings a handful of Conditions), and a full collection, which holds
+    # the GIL while it walks every object, was 7% of the engine's CPU and
+    # a pause for every connection at once.
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, 50, 100)
 
     writer = _Writer(out)
     logging.getLogger().addHandler(_LogEvents(writer))
