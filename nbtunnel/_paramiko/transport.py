@@ -39,7 +39,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import paramiko
-from paramiko.common import cMSG_CHANNEL_OPEN
+from paramiko.common import MSG_KEXINIT, cMSG_CHANNEL_OPEN
 
 from ..errors import ForwardError
 from . import fastpath, probe, rekey
@@ -110,11 +110,16 @@ class Transport(Requests):
         # When the last packet arrived (time.monotonic()): the only sign of
         # life a dead-peer check can trust, whatever the packet was.
         self.last_received = time.monotonic()
+        # The server's last KEXINIT, less its type byte: which key exchange
+        # was agreed, for -v (paramiko forgets its own record of it).
+        self.server_kexinit = b""
         read = self.packetizer.read_message
 
         def read_message() -> tuple[int, paramiko.Message]:
             message: tuple[int, paramiko.Message] = read()
             self.last_received = time.monotonic()
+            if message[0] == MSG_KEXINIT:
+                self.server_kexinit = message[1].asbytes()
             return message
 
         self.packetizer.read_message = read_message  # type: ignore[method-assign]

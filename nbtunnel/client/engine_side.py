@@ -124,8 +124,12 @@ class EngineSide:
         forwards: Sequence[ForwardSpec],
         name: str,
         prompt: Prompt | None,
+        verbose: int = 0,
     ) -> TunnelSnapshot:
-        """Open a tunnel (starting the engine if need be); its first snapshot."""
+        """Open a tunnel (starting the engine if need be); its first snapshot.
+
+        ``verbose`` (-v, -vv, -vvv) has the engine send its steps as log events.
+        """
         result = self.get().request(
             "open",
             destination=destination,
@@ -134,6 +138,7 @@ class EngineSide:
             name=name,
             can_prompt=prompt is not None,
             on_prompt=prompt,
+            verbose=verbose,
         )
         return TunnelSnapshot.from_dict(result)
 

@@ -3,14 +3,23 @@
 Each tunnel keeps its latest lines ("reconnected after 0.4 s", "Allocated
 port ...") for its display; events of an open still in flight wait for its
 handle; subscribers (the CLI's event lines, say) get every event.
+
+A tunnel opened with ``-v`` sends its steps as ``log`` events with a
+``verbosity``: they are logged under ``nbtunnel.engine.verbose`` (paramiko's
+of -vvv under ``nbtunnel.engine.paramiko``), at INFO for -v and DEBUG for
+more, each record carrying ``tunnel``, ``tunnel_name`` and ``verbosity``;
+whoever :meth:`Events.watch` es the tunnel by name gets them as well.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 from ..engine.client import EventHandler
 from ..engine.protocol import Message
@@ -21,6 +30,14 @@ EVENTS_KEPT = 12
 EARLY_KEPT = 16  # tunnels whose open has not returned (or failed)
 
 
+def verbose_line(message: Mapping[str, Any]) -> str | None:
+    """A tunnel's -v line as ssh prints it (``debug1: ...``); None for any
+    other event."""
+    if message.get("event") != "log" or "verbosity" not in message:
+        return None
+    return f"debug{message['verbosity']}: {message.get('message')}"
+
+
 class Events:
     """The engine client's event handler for one manager."""
 
@@ -29,9 +46,25 @@ class Events:
         self._listeners: list[EventHandler] = []
         self._kept: dict[int, deque[str]] = {}  # by tunnel id, while it has a handle
         self._early: dict[int, deque[str]] = {}
+        self._watchers: dict[str, Callable[[str], None]] = {}  # by tunnel name
 
     def subscribe(self, callback: EventHandler) -> None:
         self._listeners.append(callback)
+
+    @contextlib.contextmanager
+    def watch(self, name: str, show: Callable[[str], None] | None) -> Iterator[None]:
+        """While in the block, ``show(line)`` gets the -v lines of the tunnel
+        named ``name`` (unique among the live ones and those opening)."""
+        if show is None:
+            yield
+            return
+        with self._lock:
+            self._watchers[name] = show
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._watchers.pop(name, None)
 
     def take(self, tunnel_id: int) -> deque[str]:
         """The events of a tunnel whose handle is being made, and every one after."""
@@ -50,8 +83,18 @@ class Events:
             # say): that logger has a NullHandler, so nothing is printed into
             # a notebook cell unless the user configures logging.
             origin = str(message.get("logger", "engine")).removeprefix("nbtunnel.")
+            text, extra = message.get("message"), None
+            if "verbosity" in message:
+                self._show(message)
+                who = message.get("name") or message.get("tunnel")
+                text = f"{who}: {text}"
+                extra = {
+                    "tunnel": message.get("tunnel"),
+                    "tunnel_name": message.get("name"),
+                    "verbosity": message.get("verbosity"),
+                }
             logging.getLogger(f"nbtunnel.engine.{origin}").log(
-                int(message.get("level", logging.INFO)), "%s", message.get("message")
+                int(message.get("level", logging.INFO)), "%s", text, extra=extra
             )
         elif message.get("event") == "engine_exited":
             # The engine cannot log its own death: the log line is ours.
@@ -64,6 +107,45 @@ class Events:
                 callback(message)
             except Exception:
                 logger.exception("nbtunnel event listener failed")
+
+    def note(
+        self,
+        verbosity: int,
+        tunnel: Any,
+        how: str,
+        show: Callable[[str], None] | None,
+    ) -> None:
+        """Say at -v that a line connects nothing: ``tunnel`` (a handle) is
+        open already, or the line ``joined`` it and its SSH connection."""
+        if not verbosity:
+            return
+        said = (
+            f"tunnel '{tunnel.name}' is open already (the same line)"
+            if how == "open already"
+            else f"the line joins tunnel '{tunnel.name}' and its live SSH connection"
+        )
+        with self.watch(tunnel.name, show):
+            self(
+                {
+                    "event": "log",
+                    "tunnel": tunnel.id,
+                    "name": tunnel.name,
+                    "verbosity": 1,
+                    "level": logging.INFO,
+                    "logger": "nbtunnel.verbose",
+                    "message": f"{said}: nothing to connect",
+                }
+            )
+
+    def _show(self, message: Message) -> None:
+        with self._lock:
+            show = self._watchers.get(str(message.get("name")))
+        line = verbose_line(message)
+        if show is not None and line is not None:
+            try:
+                show(line)
+            except Exception:
+                logger.exception("nbtunnel: showing a -v line failed")
 
     def _keep(self, message: Message) -> None:
         line = display.event_line(message)

@@ -12,7 +12,7 @@ import atexit
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ..engine.client import EventHandler
 from ..errors import EngineError, ForwardError, SpecError
@@ -75,6 +75,7 @@ class Manager:
         *,
         name: str | None = None,
         prompt: Prompt | None = None,
+        show: Callable[[str], None] | None = None,
     ) -> Tunnel:
         """Open the forwards of one ``ssh`` command line over one SSH connection.
 
@@ -86,17 +87,20 @@ class Manager:
         is a tunnel of its own on the same connection).  ``prompt(text,
         secret)`` asks a person what ssh would ask and returns the answer or
         None, in the calling thread; without it an unknown host is refused,
-        an encrypted key skipped.
+        an encrypted key skipped.  ``show(line)`` gets a -v line's steps as
+        ssh prints them while it opens, from another thread (client.events).
         """
         spec = parse(line)
         with self._one_at_a_time(spec):
             live = self._live()
             again = rules.already_open(live, spec, name)
-            if again is not None:
-                return again  # the cell ran again: the tunnel is up, same ports
+            if again is not None:  # the cell ran again: the tunnel is up, same ports
+                self._events.note(spec.verbose, again, "open already", show)
+                return again
             joined = rules.joined(live, spec, name)
             if joined is not None:
                 tunnel, snap = joined
+                self._events.note(spec.verbose, tunnel, "joined", show)
                 missing = rules.missing(snap, spec.forwards)
                 if missing:
                     rules.check_ports(missing, tunnel.spec, live)
@@ -106,7 +110,7 @@ class Manager:
             if not forwards:
                 raise _no_forwards(spec)
             rules.check_ports(forwards, spec, live)
-            return self._open(spec, forwards, name, prompt)
+            return self._open(spec, forwards, name, prompt, show)
 
     def _open(
         self,
@@ -114,6 +118,7 @@ class Manager:
         forwards: tuple[ForwardSpec, ...],
         name: str | None,
         prompt: Prompt | None,
+        show: Callable[[str], None] | None = None,
     ) -> Tunnel:
         settings = resolve(spec)
         self._engine.get()  # a dead engine's tunnels are let go of first
@@ -121,10 +126,12 @@ class Manager:
             taken = {t.name for t in self._tunnels.values()} | self._naming
             label = rules.label(spec, name, taken)
             self._naming.add(label)  # until registered: opens run at once
+        where = spec.destination.text
         try:
-            snapshot = self._engine.open(
-                spec.destination.text, settings, forwards, label, prompt
-            )
+            with self._events.watch(label, show):
+                snapshot = self._engine.open(
+                    where, settings, forwards, label, prompt, spec.verbose
+                )
             tunnel = Tunnel(self, spec, snapshot, self._events.take(snapshot.id))
             with self._lock:
                 self._tunnels[tunnel.id] = tunnel

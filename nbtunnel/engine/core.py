@@ -14,6 +14,7 @@ from ..settings.resolve import ConnectSettings, Prompt
 from .pool import Pool
 from .protocol import Message, error_to_dict
 from .tunnel import RunningTunnel
+from .verbose import forwards_up, tunnel_trace
 
 EventSink = Callable[[Message], None]
 
@@ -132,6 +133,9 @@ class Engine:
                 raise TunnelError("the engine is shutting down")
             tunnel_id = self._next_id
             self._next_id += 1
+        name = str(request.get("name") or "")
+        verbosity = int(request.get("verbose") or 0)  # -v, -vv, -vvv
+        trace = tunnel_trace(self._emit, tunnel_id, name, verbosity)
         tunnel = RunningTunnel(
             tunnel_id,
             request["destination"],
@@ -139,17 +143,20 @@ class Engine:
             forwards,
             self._emit,
             self._pool,
-            name=str(request.get("name") or ""),
+            name=name,
             prompt=self._prompts.asker(request.get("id"))
             if request.get("can_prompt")
             else None,
+            trace=trace,
         )
         tunnel.start()
         if not self._register(tunnel):
             # A shutdown raced with this open: do not leave it behind.
             tunnel.stop()
             raise TunnelError("the engine is shutting down")
-        return tunnel.snapshot().to_dict()
+        snapshot = tunnel.snapshot()
+        forwards_up(trace, snapshot.forwards)
+        return snapshot.to_dict()
 
     def _register(self, tunnel: RunningTunnel) -> bool:
         with self._lock:
@@ -171,10 +178,13 @@ class Engine:
 
     def _op_add(self, request: Message) -> Message:
         tunnel = self._live(request)
-        tunnel.add(
-            tuple(parse_forward(flag, text) for flag, text in request["forwards"])
+        specs = tuple(parse_forward(flag, text) for flag, text in request["forwards"])
+        tunnel.add(specs)
+        snapshot = tunnel.snapshot()
+        forwards_up(
+            tunnel.trace, snapshot.forwards[len(snapshot.forwards) - len(specs) :]
         )
-        return tunnel.snapshot().to_dict()
+        return snapshot.to_dict()
 
     def _op_stop_forward(self, request: Message) -> None:
         self._live(request).stop_forward(int(request["forward"]))

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from ..errors import ConnectError
 from ..settings.resolve import ConnectSettings, Prompt
 from ..ssh.connection import Connection
+from ..ssh.trace import QUIET, Trace
 
 
 class Attempt:
@@ -62,12 +63,14 @@ class Pool:
         prompt: Prompt | None,
         attempt: Attempt | None = None,
         warn: Callable[[str], None] | None = None,
+        trace: Trace = QUIET,
     ) -> Connection:
         """A connected Connection for ``settings``: a live one, or a new one.
 
         Raises what Connection.connect() raises; nothing is kept then.
         ``attempt`` lets another thread give up on the wait and the connect;
-        ``warn(text)`` tells the caller what a new connect warns of.
+        ``warn(text)`` tells the caller what a new connect warns of, and
+        ``trace`` its steps (for -v).
         """
         with self._lock:
             gate = self._connecting.setdefault(settings, threading.Lock())
@@ -79,8 +82,9 @@ class Pool:
                 live = self._live.get(settings)
                 if live is not None and live.is_active:
                     self._users[live] += 1
+                    trace(1, "Sharing the live SSH connection to %s", settings.target)
                     return live
-            connection = Connection(settings, prompt, warn=warn)
+            connection = Connection(settings, prompt, warn=warn, trace=trace)
             if attempt is not None:
                 attempt.begin(connection)
             try:

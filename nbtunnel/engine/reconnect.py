@@ -10,6 +10,7 @@ from collections.abc import Callable
 from ..errors import AuthenticationError, ConnectError, HostKeyError
 from ..settings.resolve import ConnectSettings
 from ..ssh.connection import Connection
+from ..ssh.trace import QUIET, Trace
 from .pool import Attempt, Pool
 
 # The first reconnect waits about this long (a restarted server is often
@@ -46,8 +47,10 @@ class Reconnector:
         restore: Callable[[Connection, int], None],
         fail: Callable[[str], None],
         event: Callable[..., None],
+        trace: Trace = QUIET,
     ) -> None:
         self._pool, self._settings, self._name = pool, settings, name
+        self._trace = trace  # each try's steps, for the tunnel's -v
         self._restore, self._fail, self._event = restore, fail, event  # its reports
         self._lock = threading.Lock()
         self._halted = False
@@ -81,7 +84,10 @@ class Reconnector:
             try:
                 # No prompt: a login that needs a person is not retried
                 # behind their back, it fails the tunnel below.
-                connection = self._pool.acquire(self._settings, None, attempt)
+                self._trace(1, "Reconnecting to %s (try %d)", target, failures + 1)
+                connection = self._pool.acquire(
+                    self._settings, None, attempt, trace=self._trace
+                )
             except (AuthenticationError, HostKeyError) as exc:
                 self._fail(f"reconnecting to {target} failed: {exc}")
                 return

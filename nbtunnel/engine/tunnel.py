@@ -15,6 +15,7 @@ from ..forward.remote import RemoteForward
 from ..grammar.forwards import ForwardSpec
 from ..settings.resolve import ConnectSettings, Prompt
 from ..ssh.connection import Connection
+from ..ssh.trace import QUIET, Trace
 from ..status import State, TunnelSnapshot
 from .link import Link
 from .pool import Pool
@@ -42,9 +43,11 @@ class RunningTunnel:
         pool: Pool,
         name: str = "",
         prompt: Prompt | None = None,
+        trace: Trace = QUIET,
     ) -> None:
         self.id = tunnel_id
         self.name = name
+        self.trace = trace  # its -v: the steps of its connections and forwards
         self.destination = destination
         self.settings = settings
         self.specs = forwards
@@ -56,7 +59,7 @@ class RunningTunnel:
         # Where the SSH connection comes from (shared by equal settings).
         self._pool = pool
         # The forwards' view of the connection, which outlives each one.
-        self._link = Link(settings.target)
+        self._link = Link(settings.target, trace=trace)
         # The connection this tunnel holds a share of; None while it
         # reconnects (the reconnect thread owns the dead one then).
         self._connection: Connection | None = None
@@ -72,6 +75,7 @@ class RunningTunnel:
             restore=self._restore,
             fail=self._fail,
             event=self._event,
+            trace=trace,
         )
         self._lost_at = 0.0
 
@@ -82,7 +86,9 @@ class RunningTunnel:
         """Connect and start every forward; on any failure close everything and raise."""
         try:
             warn = lambda text: self._event("warning", message=text)  # noqa: E731
-            connection = self._pool.acquire(self.settings, self._prompt, warn=warn)
+            connection = self._pool.acquire(
+                self.settings, self._prompt, warn=warn, trace=self.trace
+            )
             self._attach(connection)
             for index, spec in enumerate(self.specs):
                 forward = self._make(index, spec)
@@ -113,19 +119,8 @@ class RunningTunnel:
         self._unwatch = connection.on_lost(lambda: self._lost(connection))
 
     def _make(self, index: int, spec: ForwardSpec) -> RunningForward:
-        if spec.kind == "remote":
-            retry = self._reconnector.retry_wait  # a refusal after a reconnect
-            return RemoteForward(index, spec, self._link, emit=self._event, retry=retry)
-        cls = DynamicForward if spec.kind == "dynamic" else LocalForward
-        return cls(
-            index,
-            spec,
-            self._link,
-            gateway_ports=self.settings.gateway_ports,
-            family=self.settings.address_family,
-            owner_only=self.settings.owner_only,
-            emit=self._event,
-        )
+        retry = self._reconnector.retry_wait  # a -R refused after a reconnect
+        return make_forward(index, spec, self._link, self.settings, self._event, retry)
 
     def add(self, specs: tuple[ForwardSpec, ...]) -> None:
         """Start more forwards on the live connection, all or none of them."""
@@ -273,3 +268,26 @@ class RunningTunnel:
             started_at=self.started_at,
             name=self.name,
         )
+
+
+def make_forward(
+    index: int,
+    spec: ForwardSpec,
+    link: Link,
+    settings: ConnectSettings,
+    emit: Emit,
+    retry: Callable[[int], float | None],
+) -> RunningForward:
+    """The forward of ``spec`` on a tunnel's link (not started)."""
+    if spec.kind == "remote":
+        return RemoteForward(index, spec, link, emit=emit, retry=retry)
+    cls = DynamicForward if spec.kind == "dynamic" else LocalForward
+    return cls(
+        index,
+        spec,
+        link,
+        gateway_ports=settings.gateway_ports,
+        family=settings.address_family,
+        owner_only=settings.owner_only,
+        emit=emit,
+    )

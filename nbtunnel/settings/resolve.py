@@ -8,7 +8,7 @@ import getpass
 import os
 import shlex
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..errors import SpecError
@@ -90,6 +90,9 @@ class ConnectSettings:
     fast_path: bool = True
     # nbtunnel's OwnerOnly for -L/-D: "auto", "yes" or "no" (forward/owner.py).
     owner_only: Literal["auto", "yes", "no"] = "auto"
+    # The ssh_config files read and the lines that applied, for -vv; where
+    # the settings came from, not what they are (so, not compared).
+    config_notes: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def known_hosts_name(self) -> str:
@@ -111,16 +114,14 @@ class ConnectSettings:
     def from_dict(cls, data: dict[str, Any]) -> ConnectSettings:
         """Inverse of :meth:`to_dict`."""
         data = dict(data)
-        for key in (
-            "identities",
-            "ciphers",
-            "certificates",
-            "auth_methods",
-            "known_hosts_files",
-        ):
+        for key in _TUPLES:
             data[key] = tuple(data.get(key, ()))
         data["jumps"] = tuple(cls.from_dict(j) for j in data.get("jumps", ()))
         return cls(**data)
+
+
+_TUPLES: tuple[str, ...] = ("identities", "ciphers", "certificates", "auth_methods")
+_TUPLES += ("known_hosts_files", "config_notes")
 
 
 def _yes(value: str | None) -> bool:
@@ -300,6 +301,7 @@ def resolve(
         proxy_command=ssh_config.expand(proxy_command, table, home)
         if proxy_command
         else None,
+        config_notes=tuple(cfg.notes),
     )
 
 

@@ -53,6 +53,8 @@ class HostConfig:
     host: str
     values: dict[str, list[str]] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
+    # What was read and what applied, as ssh -vv says it ("FILE line N: ...").
+    notes: list[str] = field(default_factory=list)
 
     def get(self, key: str) -> str | None:
         found = self.values.get(key.lower())
@@ -134,6 +136,8 @@ class _Reader:
                 f"cannot read ssh config {path}: {exc.strerror}"
             ) from None
         self.found.files.append(path)
+        notes = self.found.notes
+        notes.append(f"Reading configuration data {path}")
         active = True
         for number, line in enumerate(lines, 1):
             try:
@@ -143,31 +147,43 @@ class _Reader:
             if not words:
                 continue
             key, args = words[0].lower(), words[1:]
-            if key == "host":
-                active = _matches(self.found.host, args)
-            elif key == "match":
-                active = self._match(args)
+            where = f"{path} line {number}"
+            if key in ("host", "match"):
+                active = (
+                    _matches(self.found.host, args)
+                    if key == "host"
+                    else self._match(args)
+                )
+                if active:
+                    notes.append(f"{where}: Applying options for {' '.join(args)}")
             elif not active:
                 continue
             elif key == "include":
                 for pattern in args:
-                    self._include(pattern, base, depth)
-            elif args:
-                self._set(key, args)
+                    if not self._include(pattern, base, depth):
+                        notes.append(f"{where}: include {pattern} matched no files")
+            elif args and self._set(key, args):
+                notes.append(f"{where}: {words[0]} {' '.join(args)}")
 
-    def _include(self, pattern: str, base: str, depth: int) -> None:
+    def _include(self, pattern: str, base: str, depth: int) -> int:
+        """Read the files ``pattern`` matches; how many it matched."""
         if pattern == "~" or pattern.startswith("~/"):
             pattern = self.home + pattern[1:]
         if not os.path.isabs(pattern):
             pattern = os.path.join(base, pattern)
-        for path in sorted(glob.glob(pattern)):
+        paths = sorted(glob.glob(pattern))
+        for path in paths:
             self.read(path, base, depth + 1)
+        return len(paths)
 
-    def _set(self, key: str, args: list[str]) -> None:
+    def _set(self, key: str, args: list[str]) -> bool:
+        """Keep the value unless one came first; whether it was kept."""
         value = shlex.join(args) if key in PATH_LISTS else " ".join(args)
         values = self.found.values.setdefault(key, [])
         if key in MULTI or not values:
             values.append(value)
+            return True
+        return False
 
 
 def config_files(spec: TunnelSpec, home: str) -> list[tuple[str, str]]:

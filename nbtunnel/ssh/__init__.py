@@ -6,8 +6,10 @@ server's host key (``host_keys``), logs in (``auth``, with ``keys`` and
 ``agent``), opens channels (``opens``: waiting for each, or not) and
 routes the server's ``-R`` connections, and
 notices a dead server (``keepalive``); ``paramiko_log`` puts paramiko's
-log records under nbtunnel's logger.  With the gate below it
-(``nbtunnel._paramiko``) this is the only layer that imports paramiko (the
-embedded test server, a peer, is the other); it uses paramiko's public API
-only, and whatever needs paramiko's internals is asked of the gate.
+log records under nbtunnel's logger.  Each step is told to the tunnel's
+``trace`` (its ``-v``; ``negotiated`` says what the handshake agreed).
+With the gate below it (``nbtunnel._paramiko``) this is the only layer
+that imports paramiko (the embedded test server, a peer, is the other); it
+uses paramiko's public API only, and whatever needs paramiko's internals is
+asked of the gate.
 """

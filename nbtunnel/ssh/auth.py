@@ -18,8 +18,10 @@ import paramiko
 
 from ..errors import AuthenticationError, ConnectError
 from ..settings.resolve import ConnectSettings, Prompt
+from . import negotiated
 from .agent import Agent
 from .keys import Keyring, Offer, times
+from .trace import QUIET, Trace
 
 METHODS = ("publickey", "keyboard-interactive", "password")
 # How long keyboard-interactive waits for a person's answers; the server's
@@ -31,19 +33,39 @@ class _Failed(Exception):
     """A method has nothing more to try."""
 
 
+class _Notes(list[str]):
+    """Why what was tried stopped, for the final message; each said at -v
+    as it is noted."""
+
+    def __init__(self, trace: Trace) -> None:
+        super().__init__()
+        self._trace = trace
+
+    def append(self, note: str) -> None:
+        super().append(note)
+        self._trace(1, "%s", note)
+
+
 class Login:
     """Authenticates one transport; holds the agent connection until close()."""
 
     def __init__(
-        self, settings: ConnectSettings, prompt: Prompt | None, timeout: float
+        self,
+        settings: ConnectSettings,
+        prompt: Prompt | None,
+        timeout: float,
+        trace: Trace = QUIET,
     ) -> None:
         self.settings = settings
         self._prompt = None if settings.batch_mode else prompt
         self._agent = Agent(settings.agent_socket, timeout)
+        self._trace = trace
         # What each method tried and why it stopped, for the final message.
         self._tried: list[str] = []
-        self._notes: list[str] = []
+        self._notes = _Notes(trace)
         self._keys: Iterator[Offer] | None = None
+        # The methods that logged in, in order (several for a multi-step login).
+        self.methods: list[str] = []
 
     def close(self) -> None:
         self._agent.close()
@@ -52,29 +74,39 @@ class Login:
 
     def run(self, transport: paramiko.Transport) -> None:
         """Log in, or raise AuthenticationError saying what was tried."""
-        s = self.settings
+        s, trace = self.settings, self._trace
+        trace(1, "Authenticating to %s:%d as '%s'", s.host, s.port, s.user)
         try:
             allowed = self._call(lambda: transport.auth_none(s.user))
         except paramiko.BadAuthenticationType as exc:
             allowed = list(exc.allowed_types)
         except paramiko.AuthenticationException:
             allowed = list(METHODS)
+        negotiated.banner(transport, trace)
+        if transport.is_authenticated():
+            self.methods.append("none")
         steps: list[str] = []
         done: set[str] = set()
         while not transport.is_authenticated():
+            trace(1, "Authentications that can continue: %s", ",".join(allowed))
             method = next(
                 (m for m in s.auth_methods if m in allowed and m not in done), None
             )
             if method is None:
+                trace(1, "No more authentication methods to try.")
                 raise self._refused(allowed, steps)
+            trace(1, "Next authentication method: %s", method)
             try:
                 allowed = self._step(method, transport)
             except _Failed:
+                trace(1, "%s: nothing more to try", method)
                 done.add(method)
                 continue
+            self.methods.append(method)
             if not transport.is_authenticated():
                 # Partial success: the server wants another step, which may
                 # be the same method again (two keys, say).
+                trace(1, "Partial success: %s accepted, another step follows", method)
                 steps.append(method)
                 done = set()
 
@@ -142,13 +174,17 @@ class Login:
     # -- publickey ----------------------------------------------------------
 
     def _publickey(self, transport: paramiko.Transport) -> list[str]:
+        trace = self._trace
         if self._keys is None:
-            keyring = Keyring(self.settings, self._prompt, self._agent, self._notes)
+            keyring = Keyring(
+                self.settings, self._prompt, self._agent, self._notes, trace
+            )
             self._keys = keyring.offers()
         for offer in self._keys:
             self._tried.append(f"key {offer.text}")
+            trace(1, "Offering public key: %s", offer.text)
             try:
-                return self._call(
+                allowed = self._call(
                     functools.partial(
                         transport.auth_publickey, self.settings.user, offer.key
                     )
@@ -160,7 +196,10 @@ class Login:
                 )
                 return list(exc.allowed_types)
             except paramiko.AuthenticationException:
+                trace(1, "Server refused key: %s", offer.source)
                 continue
+            trace(1, "Server accepted key: %s", offer.source)
+            return allowed
         raise _Failed
 
     # -- questions: keyboard-interactive and password -------------------------
@@ -201,6 +240,7 @@ class Login:
             if not questions and header:
                 # Information only (an expiry warning, say): shown, not asked.
                 self._notes.append(header)
+            self._trace(1, "keyboard-interactive: %d question(s)", len(questions))
             return answers
 
         for attempt in range(self.settings.password_prompts):
@@ -215,6 +255,7 @@ class Login:
             except paramiko.BadAuthenticationType as exc:
                 return list(exc.allowed_types)
             except paramiko.AuthenticationException:
+                self._trace(1, "keyboard-interactive: refused")
                 if declined:
                     self._notes.append("a keyboard-interactive question was declined")
                     break
@@ -249,6 +290,7 @@ class Login:
             except paramiko.BadAuthenticationType as exc:
                 return list(exc.allowed_types)
             except paramiko.AuthenticationException:
+                self._trace(1, "password: refused")
                 continue
         self._notes.append(f"wrong password, {times(s.password_prompts)}")
         raise _Failed

@@ -30,6 +30,8 @@ from .auth import Login
 from .dial import Dialer, connect_timeout, negotiate
 from .host_keys import HostKeyCheck
 from .keepalive import Watchdog
+from .paramiko_log import route
+from .trace import QUIET, Trace
 
 # Called with each channel the server opens for a remote forward and the
 # (address, port) it came from, in a thread of its own.
@@ -74,19 +76,26 @@ class Connection(opens.Opener):
         *,
         via: paramiko.Channel | None = None,
         warn: Callable[[str], None] | None = None,
+        trace: Trace = QUIET,
     ) -> None:
         self.settings = settings
         # Asks the person behind the caller (a host key, a passphrase); None
         # when nobody can answer.
         self._prompt = prompt
+        # The steps, for the -v of the tunnel that made this connection.
+        self.trace = trace
         # via: a channel of the jump host before this one, instead of a socket.
         self._dial = Dialer(
             settings,
             via,
-            lambda hop, through: Connection(hop, prompt, via=through, warn=warn),
+            lambda hop, through, told: Connection(
+                hop, prompt, via=through, warn=warn, trace=told
+            ),
+            trace,
         )
         # warn(text): what a person should hear of (a key not recorded).
-        self._host_keys = HostKeyCheck(settings, prompt, warn)
+        self._host_keys = HostKeyCheck(settings, prompt, warn, trace)
+        self._unroute: Callable[[], None] = lambda: None
         self._watchdog = Watchdog(
             settings.host,
             settings.server_alive_interval,
@@ -109,15 +118,20 @@ class Connection(opens.Opener):
         Raises ConnectError, HostKeyError or AuthenticationError; on any
         failure nothing is left open.
         """
+        trace = self.trace
+        for note in self.settings.config_notes:
+            trace(2, "%s", note)
         try:
             transport = Transport(self._dial.open(), speedups=self.settings.fast_path)
             self._transport = transport
             if self._dial.abandoned:
                 raise ConnectError("the connect was abandoned")
-            negotiate(transport, self.settings, self._host_keys.key_types)
+            self._unroute = route(transport, trace)
+            negotiate(transport, self.settings, self._host_keys.key_types, trace)
             self._host_keys.check(transport.get_remote_server_key())
-            self._login = Login(self.settings, self._prompt, self.timeout)
+            self._login = Login(self.settings, self._prompt, self.timeout, trace)
             self._login.run(transport)
+            self._authenticated()
             transport.route_forwarded(self._incoming)
             self._watchdog.start(transport)
         except TunnelError as exc:
@@ -140,6 +154,15 @@ class Connection(opens.Opener):
         except BaseException:
             self.close()
             raise
+
+    def _authenticated(self) -> None:
+        s, peer = self.settings, self._dial.peer
+        where = f"{s.host} ([{peer}]:{s.port})" if peer else f"{s.host}:{s.port}"
+        methods = self._login.methods if self._login is not None else []
+        self.trace(
+            1, 'Authenticated to %s as \'%s\' using "%s".',
+            where, s.user, '" and "'.join(methods),
+        )  # fmt: skip
 
     @property
     def timeout(self) -> float:
@@ -282,6 +305,7 @@ class Connection(opens.Opener):
             if t.is_alive() and t is not threading.current_thread():
                 t.join(5.0)
             t.sock.close()
+            self._unroute()  # its thread logs no more
         if self._login is not None:
             self._login.close()
             self._login = None

@@ -21,9 +21,10 @@ import paramiko
 from .._paramiko.transport import Transport
 from ..errors import ConnectError, ForwardError, TunnelError
 from ..settings.resolve import ConnectSettings
+from . import negotiated
 from .keepalive import tcp_keepalive
-from .paramiko_log import route
 from .proxy_command import ProxyCommand
+from .trace import QUIET, Trace
 
 DEFAULT_CONNECT_TIMEOUT = 30.0
 # Without ConnectTimeout, how long a server that accepted the connection may
@@ -58,8 +59,8 @@ class Hop(Protocol):
 
 
 # Makes the (unconnected) connection to a jump host, through a channel of the
-# one before it (None for the first).
-HopFactory = Callable[[ConnectSettings, paramiko.Channel | None], Hop]
+# one before it (None for the first), telling its steps to a trace.
+HopFactory = Callable[[ConnectSettings, paramiko.Channel | None, Trace], Hop]
 
 
 class Dialer:
@@ -70,8 +71,12 @@ class Dialer:
         settings: ConnectSettings,
         via: paramiko.Channel | None,
         hop: HopFactory,
+        trace: Trace = QUIET,
     ) -> None:
         self.settings = settings
+        self._trace = trace
+        # The address connected to, for messages ("" through a proxy or hop).
+        self.peer = ""
         # A channel of the jump host before this one, instead of a socket.
         self._via = via
         self._hop = hop
@@ -90,22 +95,26 @@ class Dialer:
         """The socket to the server, or with -J a channel through the last hop."""
         if self._via is not None:
             return self._via
-        hops = self.settings.jumps
+        hops, trace = self.settings.jumps, self._trace
         if not hops and self.settings.proxy_command:
+            trace(1, "Executing proxy command: exec %s", self.settings.proxy_command)
             self._proxy = ProxyCommand(self.settings.proxy_command)
             return self._proxy.start()
         if not hops:
             return self._open_socket()
+        trace(2, "ProxyJump: %s", " then ".join(h.target for h in hops))
         via: paramiko.Channel | None = None
         for n, hop in enumerate(hops, 1):
-            connection = self._hop(hop, via)
             where = f"jump host {n} ({hop.target})"
+            trace(1, "Connecting to %s", where)
+            connection = self._hop(hop, via, trace.child(f"{where}: "))
             try:
                 connection.connect()
             except TunnelError as exc:
                 raise type(exc)(f"{where}: {exc}") from None
             self._hops.append(connection)
             after = hops[n] if n < len(hops) else self.settings
+            trace(2, "%s: opening a direct-tcpip channel to %s", where, after.target)
             try:
                 via = connection.open_tcpip(
                     after.host, after.port, ("127.0.0.1", 0), self.timeout
@@ -118,6 +127,7 @@ class Dialer:
                 raise ConnectError(
                     f"{where} could not reach {nxt} ({after.target}): {why}"
                 ) from None
+            trace(1, "%s: channel to %s:%d open", where, after.host, after.port)
         assert via is not None
         return via
 
@@ -133,16 +143,21 @@ class Dialer:
             "inet": socket.AF_INET,
             "inet6": socket.AF_INET6,
         }[s.address_family]
-        where = f"{s.host} port {s.port}"
+        where, trace = f"{s.host} port {s.port}", self._trace
         try:
             infos = socket.getaddrinfo(s.host, s.port, family, socket.SOCK_STREAM)
         except socket.gaierror as exc:
+            trace(1, "cannot resolve %s: %s", s.host, exc.strerror)
             raise ConnectError(
                 f"cannot resolve host '{s.host}': {exc.strerror}; check the name, "
                 "or give it a HostName in ~/.ssh/config (or -F file)"
             ) from None
         last: OSError | None = None
+        if len(infos) > 1:
+            found = ", ".join(str(info[4][0]) for info in infos)
+            trace(2, "%s has %d addresses: %s", s.host, len(infos), found)
         for fam, kind, proto, _, addr in infos:
+            trace(1, "Connecting to %s [%s] port %d.", s.host, addr[0], s.port)
             sock = socket.socket(fam, kind, proto)
             sock.settimeout(self.timeout)
             self._dialing = sock
@@ -153,11 +168,15 @@ class Dialer:
             except OSError as exc:
                 sock.close()
                 last = exc
+                why = exc.strerror or str(exc) or type(exc).__name__
+                trace(1, "connect to address %s port %d: %s", addr[0], s.port, why)
                 continue
             finally:
                 self._dialing = None
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             tcp_keepalive(sock, s.server_alive_interval, s.server_alive_count_max)
+            trace(1, "Connection established.")
+            self.peer = str(addr[0])
             return sock
         assert last is not None
         if isinstance(last, TimeoutError):
@@ -199,9 +218,11 @@ def negotiate(
     transport: Transport,
     settings: ConnectSettings,
     host_key_types: Callable[[tuple[str, ...]], tuple[str, ...]],
+    trace: Trace = QUIET,
 ) -> None:
     """Choose the ciphers (``Ciphers``, or GCM first) and the host key types
-    (``host_key_types`` orders paramiko's), and run the SSH handshake."""
+    (``host_key_types`` orders paramiko's), and run the SSH handshake (its
+    log routed already, ``paramiko_log.route``)."""
     s = settings
     timeout = connect_timeout(s)
     options = transport.get_security_options()
@@ -229,11 +250,14 @@ def negotiate(
     # return without an error at its timeout, for the next call to fail with
     # "No existing session".
     transport.banner_timeout = banner + 5
-    route(transport)
+    if trace.wants(2):
+        negotiated.offered(transport, trace)
     done = threading.Event()
     transport.start_client(event=done)
     began = time.monotonic()
     settled = _settled(transport, done, banner)
+    if transport.remote_version:
+        negotiated.versions(transport, trace)
     if not settled and not transport.remote_version:
         raise ConnectError(
             f"{where} did not answer as an SSH server (no SSH banner within "
@@ -248,6 +272,7 @@ def negotiate(
             "(ConnectTimeout)"
         )
     if transport.is_active():
+        negotiated.agreed(transport, trace)
         return
     exc = transport.get_exception()
     text = (str(exc) or type(exc).__name__) if exc else "negotiation failed"

@@ -22,6 +22,7 @@ from ..settings import known_hosts
 from ..settings.certificates import CERT_HOST, parse_certificate
 from ..settings.resolve import ConnectSettings, Prompt
 from .keys import blob_fingerprint, fingerprint, key_label
+from .trace import QUIET, Trace
 
 logger = logging.getLogger("nbtunnel.ssh")
 
@@ -34,8 +35,10 @@ class HostKeyCheck:
         settings: ConnectSettings,
         prompt: Prompt | None,
         warn: Callable[[str], None] | None = None,
+        trace: Trace = QUIET,
     ) -> None:
         self.settings = settings
+        self._trace = trace
         # Asks about an unknown key (StrictHostKeyChecking ask); None when
         # nobody can answer.
         self._prompt = prompt
@@ -46,15 +49,18 @@ class HostKeyCheck:
 
     def _known_hosts(self) -> known_hosts.KnownHosts:
         if self._known is None:
+            files = self.settings.known_hosts_files
             try:
-                self._known = known_hosts.KnownHosts.load(
-                    self.settings.known_hosts_files
-                )
+                self._known = known_hosts.KnownHosts.load(files)
             except OSError as exc:
                 raise HostKeyError(
                     f"cannot read known hosts file {exc.filename}: "
                     f"{exc.strerror or exc}"
                 ) from None
+            if self._trace.wants(2):
+                self._trace(2, "known hosts files: %s", " ".join(files) or "none")
+                for path, line, why in self._known.skipped:
+                    self._trace(2, "%s:%d: line skipped: %s", path, line, why)
         return self._known
 
     def key_types(self, offered: tuple[str, ...]) -> tuple[str, ...]:
@@ -85,6 +91,8 @@ class HostKeyCheck:
         hosts = self._known_hosts()
         name = s.known_hosts_name
         blob = key.asbytes()
+        trace = self._trace
+        trace(1, "Server host key: %s %s", key.get_name(), fingerprint(key))
         revoked = hosts.revoked(s.host, s.port, blob)
         how = ""
         if revoked is None and key.public_blob is not None:
@@ -104,10 +112,13 @@ class HostKeyCheck:
         if key.public_blob is not None:
             why_not_cert = self.check_certificate(key.public_blob.key_blob)
             if not why_not_cert:
+                self._found(name, key, hosts, "certificate signed by the authority")
                 return
+            trace(1, "Host certificate of %s not accepted: %s", name, why_not_cert)
         known = hosts.keys_for(s.host, s.port)
         label = f"{key_label(key)} key {fingerprint(key)}"
         if blob in known.get(key.get_name(), ()):
+            self._found(name, key, hosts, f"{key_label(key)} host key")
             return
         if why_not_cert:
             why_not_cert = f" Its certificate was not accepted: {why_not_cert}."
@@ -129,8 +140,10 @@ class HostKeyCheck:
                 "rather than trusting a key nobody has seen." + why_not_cert
             )
         mode = s.strict_host_key_checking
+        trace(1, "Host key of '%s' is not known (StrictHostKeyChecking %s)", name, mode)
         if mode == "ask" and self._prompt is not None and not s.batch_mode:
             self._ask(name, key)
+            trace(1, "Host key accepted by you")
         elif mode in ("yes", "ask"):
             nobody = " Nobody could be asked about it here." if mode == "ask" else ""
             raise HostKeyError(
@@ -139,6 +152,23 @@ class HostKeyCheck:
                 f"-o StrictHostKeyChecking=accept-new (into {where})"
             )
         self._record(name, key)
+
+    def _found(
+        self, name: str, key: paramiko.PKey, hosts: known_hosts.KnownHosts, what: str
+    ) -> None:
+        """Say where the key (or its certificate's signer) was found, as ssh -v."""
+        if not self._trace.wants(1):
+            return
+        s = self.settings
+        wanted, marker = key.asbytes(), ""
+        if key.public_blob is not None:
+            wanted = _signer(key.public_blob.key_blob) or b""
+            marker = known_hosts.MARKER_CA
+        for entry in hosts.lookup(s.host, s.port):
+            if entry.marker == marker and entry.blob == wanted:
+                self._trace(1, "Host '%s' is known and matches the %s.", name, what)
+                self._trace(1, "Found key in %s:%d", entry.path, entry.line)
+                return
 
     def check_certificate(self, blob: bytes) -> str:
         """Why the server's host certificate is not to be trusted ("" if it is):
@@ -201,6 +231,7 @@ class HostKeyCheck:
     def _record(self, name: str, key: paramiko.PKey) -> None:
         path = self.settings.known_hosts
         if not path or path == os.devnull:
+            self._trace(1, "Host key of '%s' accepted, not recorded: no file", name)
             return
         try:
             known_hosts.append(
@@ -210,6 +241,10 @@ class HostKeyCheck:
                 key.asbytes(),
                 hashed=self.settings.hash_known_hosts,
             )
+            self._trace(
+                1, "Permanently added '%s' (%s) to the list of known hosts (%s).",
+                name, key_label(key), path,
+            )  # fmt: skip
         except OSError as exc:
             # ssh warns and connects: the key was accepted, only remembering
             # it failed (a read-only home, a known_hosts mounted from a

@@ -20,6 +20,7 @@ import paramiko
 from ..settings.certificates import parse_certificate
 from ..settings.resolve import ConnectSettings, Prompt
 from .agent import Agent
+from .trace import QUIET, Trace
 
 
 def fingerprint(key: paramiko.PKey) -> str:
@@ -75,11 +76,13 @@ class Keyring:
         prompt: Prompt | None,
         agent: Agent,
         notes: list[str],
+        trace: Trace = QUIET,
     ) -> None:
         self.settings = settings
         self._prompt = prompt
         self._agent = agent
         self._notes = notes
+        self._trace = trace
 
     def offers(self) -> Iterator[Offer]:
         """Keys to offer, in ssh's order: the agent's, then the files.
@@ -92,9 +95,11 @@ class Keyring:
         files: list[Offer] = []
         locked: list[str] = []
         wanted: set[bytes] = set()
+        trace = self._trace
         for path in s.identities:
             try:
                 files.append(Offer(paramiko.PKey.from_path(path), path))
+                trace(1, "identity file %s", files[-1].text)
             except FileNotFoundError:
                 self._notes.append(f"identity file {path} does not exist")
             except (paramiko.PasswordRequiredException, TypeError) as exc:
@@ -105,6 +110,7 @@ class Keyring:
                     raise
                 locked.append(path)
                 wanted |= public_blob(path)
+                trace(1, "identity file %s is encrypted: offered last", path)
             except (paramiko.SSHException, OSError, ValueError) as exc:
                 self._notes.append(f"cannot read identity file {path}: {exc}")
         wanted |= {o.key.asbytes() for o in files}
@@ -113,6 +119,11 @@ class Keyring:
         for agent_key in self._agent_keys():
             blob = agent_key.asbytes()
             if s.identities_only and blob not in wanted:
+                trace(
+                    2,
+                    "skipping ssh-agent key %s (IdentitiesOnly)",
+                    fingerprint(agent_key),
+                )
                 continue
             offered.add(blob)
             yield from self._with_certificate(
@@ -192,7 +203,12 @@ class Keyring:
 
     def _agent_keys(self) -> tuple[paramiko.PKey, ...]:
         try:
-            return self._agent.keys()
+            keys = self._agent.keys()
+            if self._agent.path:
+                self._trace(
+                    1, "ssh-agent at %s: %d key(s)", self._agent.path, len(keys)
+                )
+            return keys
         except (OSError, paramiko.SSHException) as exc:
             self._notes.append(
                 f"ssh-agent at {self._agent.path} did not answer ({exc})"

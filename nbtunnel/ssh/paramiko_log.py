@@ -13,13 +13,23 @@ and the records stay there for whoever logs ``nbtunnel`` at DEBUG.
 from ever printing them.
 paramiko's own loggers, which other code in the process may use, are left
 alone.
+
+A tunnel with ``-vvv`` wants paramiko's log of its own connections only:
+each of its transports gets a channel of its own (``nbtunnel.paramiko.vN``)
+whose every record goes to the tunnel's trace and nowhere else.  Those
+channels are lent out and given back when the connection closes, so a
+tunnel that reconnects all week does not make a logger per connection.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
 
 import paramiko
+
+from .trace import QUIET, Trace
 
 CHANNEL = "nbtunnel.paramiko"
 
@@ -43,7 +53,56 @@ if not any(isinstance(f, _AtDebug) for f in _logger.filters):
     _logger.addFilter(_AtDebug())
 
 
-def route(transport: paramiko.Transport) -> None:
-    """Send ``transport``'s log records (and its channels') to :data:`CHANNEL`;
-    before it starts, so that its thread logs nothing anywhere else."""
-    transport.set_log_channel(CHANNEL)
+class _ToTrace(logging.Handler):
+    """A -vvv connection's paramiko records, as lines of its tunnel's trace."""
+
+    def __init__(self, trace: Trace) -> None:
+        super().__init__(logging.NOTSET)
+        self._trace = trace
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._trace.paramiko(record.getMessage())
+
+
+_free: list[str] = []  # -vvv channels not lent out
+_made = 0
+_lock = threading.Lock()
+
+
+def _borrow() -> logging.Logger:
+    global _made
+    with _lock:
+        if _free:
+            return logging.getLogger(_free.pop())
+        _made += 1
+        name = f"{CHANNEL}.v{_made}"
+    logger = logging.getLogger(name)
+    logger.setLevel(logging.DEBUG)
+    # Nothing of it reaches the handlers above (the engine's, which would
+    # send paramiko's ERRORs on as ERRORs), and with the trace's handler
+    # gone, a late record finds this one rather than Python's fallback.
+    logger.propagate = False
+    logger.addHandler(logging.NullHandler())
+    return logger
+
+
+def route(transport: paramiko.Transport, trace: Trace = QUIET) -> Callable[[], None]:
+    """Send ``transport``'s log records (and its channels') to :data:`CHANNEL`,
+    or with ``-vvv`` to ``trace``; before it starts, so that its thread logs
+    nothing anywhere else.  Returns what gives a -vvv channel back, to call
+    once the transport's thread has ended."""
+    if not trace.wants(3):
+        transport.set_log_channel(CHANNEL)
+        return lambda: None
+    logger = _borrow()
+    handler = _ToTrace(trace)
+    logger.addHandler(handler)
+    transport.set_log_channel(logger.name)
+
+    def give_back() -> None:
+        logger.removeHandler(handler)
+        with _lock:
+            if logger.name not in _free:
+                _free.append(logger.name)
+
+    return give_back

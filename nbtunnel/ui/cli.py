@@ -13,6 +13,7 @@ from typing import TextIO
 
 from .._version import __version__
 from ..client import display
+from ..client.events import verbose_line
 from ..client.manager import Manager
 from ..engine.protocol import Message
 from ..errors import SpecError, TunnelError
@@ -74,6 +75,12 @@ def run(argv: Sequence[str], out: TextIO = sys.stdout, err: TextIO = sys.stderr)
     opened = threading.Event()
 
     def on_event(message: Message) -> None:
+        debug = verbose_line(message)  # -v: on stderr, as ssh prints it
+        if debug is not None:
+            with write_lock:
+                err.write(debug + "\n")
+                err.flush()
+            return
         if message.get("event") == "state" and not opened.is_set():
             return  # the forwarding lines below say it better
         line = display.event_line(message)

@@ -2,14 +2,17 @@
 
 A view over the process's default manager: it parses, asks the manager, and
 displays.  A TunnelError becomes IPython's UsageError, which a notebook shows
-as one red line without a traceback (a subclass would not do: ipython#14024);
-``-v`` shows the whole exception instead.
+as one red line without a traceback (a subclass would not do: ipython#14024),
+``-v`` or not.  With ``-v`` the cell shows the tunnel's steps as it opens,
+``debug1: ...`` lines as ssh prints them.
 """
 
 from __future__ import annotations
 
 import getpass
 import shlex
+import sys
+from collections.abc import Callable
 from typing import Any
 
 from IPython.core.error import StdinNotImplementedError, UsageError
@@ -60,14 +63,23 @@ class TunnelMagics(Magics):
             words = shlex.split(line)
         except ValueError as exc:
             raise UsageError(f"cannot split the line: {exc}") from None
-        verbose = "-v" in words
         asker = Asker()
         try:
-            return run(words, default_manager(), asker)
+            return run(words, default_manager(), asker, _cell_lines())
         except TunnelError as exc:
-            if verbose:
-                raise
             raise UsageError(str(exc) + asker.why_not()) from None
+
+
+def _cell_lines() -> Callable[[str], None]:
+    """Writes a -v line into this cell's output.  Called from the engine's
+    thread while the cell waits for its open: the stream of the cell's own
+    thread, which the kernel sends as this cell's output."""
+    stream = sys.stdout
+
+    def show(line: str) -> None:
+        stream.write(line + "\n")
+
+    return show
 
 
 TunnelMagics.tunnel.__doc__ = USAGE
@@ -101,8 +113,14 @@ class Asker:
         )
 
 
-def run(words: list[str], manager: Manager, prompt: Prompt | None = None) -> object:
-    """What ``%tunnel WORDS`` does, with the manager to do it."""
+def run(
+    words: list[str],
+    manager: Manager,
+    prompt: Prompt | None = None,
+    show: Callable[[str], None] | None = None,
+) -> object:
+    """What ``%tunnel WORDS`` does, with the manager to do it (``show`` gets
+    the -v lines of an open)."""
     if not words or words == ["list"]:
         return TunnelTable(manager)
     if words[0] == "stop":
@@ -121,7 +139,7 @@ def run(words: list[str], manager: Manager, prompt: Prompt | None = None) -> obj
 
         return Panel(manager)
     name, rest = _name(words)
-    return manager.open(rest, name=name, prompt=prompt)
+    return manager.open(rest, name=name, prompt=prompt, show=show)
 
 
 def _name(words: list[str]) -> tuple[str | None, list[str]]:

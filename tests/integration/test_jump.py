@@ -7,6 +7,7 @@ through every hop.
 
 from __future__ import annotations
 
+import logging
 import shlex
 from collections.abc import Iterator
 from pathlib import Path
@@ -103,6 +104,44 @@ def test_two_hops(manager: Manager, sshd, inner, home, targets) -> None:
         )
     assert "Accepted publickey" in middle.log_tail()
     assert "Accepted publickey" in final.log_tail()
+
+
+def test_v_says_each_hop_and_its_steps(
+    manager: Manager, sshd, inner, home, targets, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="nbtunnel")
+    middle, final = inner
+    hops = f"{_bastion(sshd)},{_bastion(middle)}"
+    with manager.open("-vv " + _line(final, hops, targets)) as t:
+        port = t.forwards[0].listen_port
+        said = [
+            r.getMessage().removeprefix(f"{t.name}: ")
+            for r in caplog.records
+            if getattr(r, "tunnel", None) == t.id
+        ]
+    bastion, hop2 = _bastion(sshd), _bastion(middle)
+    first, second = f"jump host 1 ({bastion})", f"jump host 2 ({hop2})"
+    in_order = [
+        f"ProxyJump: {bastion} then {hop2}",
+        f"Connecting to {first}",
+        f"{first}: Connecting to {sshd.host} [{sshd.host}] port {sshd.port}.",
+        f"{first}: Found key in {home}/.ssh/known_hosts:1",
+        f"{first}: Offering public key: {home}/.ssh/id_ed25519 (ED25519 SHA256:",
+        f"{first}: channel to {middle.host}:{middle.port} open",
+        f"Connecting to {second}",
+        f"{second}: Authenticated to {middle.host}:{middle.port} as "
+        f"'{middle.user}' using \"publickey\".",
+        f"{second}: channel to {final.host}:{final.port} open",
+        f"Authenticated to {final.host}:{final.port} as '{final.user}' "
+        'using "publickey".',
+        "Local forwarding listening on 127.0.0.1 port "
+        f"{port}: the server connects to {targets.host}:{targets.echo}",
+    ]
+    at = 0
+    for expected in in_order:
+        later = [i for i, line in enumerate(said) if line.startswith(expected)]
+        assert [i for i in later if i >= at], (expected, said)
+        at = min(i for i in later if i >= at)
 
 
 def test_a_broken_middle_hop_is_named(
@@ -206,14 +245,17 @@ def _proxy_command(bastion: SshServer, pidfile: Path) -> str:
 
 
 def test_proxycommand_reaches_a_host_behind_the_bastion(
-    manager: Manager, sshd, inner, targets, tmp_path: Path
+    manager: Manager, sshd, inner, targets, tmp_path: Path, caplog
 ) -> None:
     final = inner[0]
     pidfile = tmp_path / "proxy.pid"
-    line = _through(
-        final, targets, "-o", f"ProxyCommand={_proxy_command(sshd, pidfile)}"
-    )
-    with manager.open(line) as t:
+    command = _proxy_command(sshd, pidfile)
+    line = _through(final, targets, "-o", f"ProxyCommand={command}")
+    caplog.set_level(logging.INFO, logger="nbtunnel")
+    with manager.open("-v " + line) as t:
+        said = [r.getMessage() for r in caplog.records if hasattr(r, "verbosity")]
+        ran = command.replace("%h", final.host).replace("%p", str(final.port))
+        assert f"{t.name}: Executing proxy command: exec {ran}" in said
         data = b"through ssh -W" * 1000
         assert (
             clients.echo_roundtrip("127.0.0.1", t.forwards[0].listen_port, data) == data

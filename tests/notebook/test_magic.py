@@ -84,14 +84,58 @@ def test_errors_are_one_line_without_a_traceback(kernel: Kernel, sshd, targets) 
     assert "refused" in refused.reply["evalue"]
     assert "paramiko" not in refused.text.lower()
     assert "Traceback" not in refused.text
-    # -v asks for the whole story.
+    # -v shows the steps, never a traceback: the error is the same one line.
     verbose = kernel.run("%tunnel -v -L 9000:db user@host")
-    assert verbose.reply["ename"] == "SpecError"
-    assert "Traceback" in verbose.text or len(verbose.reply["traceback"]) > 1
+    assert verbose.reply["ename"] == "UsageError"
+    assert "'9000:db'" in verbose.reply["evalue"]
+    assert "Traceback" not in verbose.text and "File " not in verbose.text
     nothing = kernel.run("%tunnel stop nosuch")
     assert "no tunnel named 'nosuch'" in nothing.reply["evalue"]
     cancel = kernel.run("%tunnel -KR 1234")
     assert "no -R forward listens on 1234" in cancel.reply["evalue"]
+
+
+def test_v_shows_the_steps_in_the_cell_as_ssh_v_does(
+    kernel: Kernel, sshd, targets
+) -> None:
+    assert kernel.run("%load_ext nbtunnel").ok
+    forward = f"0:{targets.host}:{targets.echo}"
+    quiet = kernel.run(f"q = %tunnel {sshd.line('-L', forward)}")
+    assert quiet.ok and "debug" not in quiet.text, quiet.text
+    line = sshd.line("-o", "ServerAliveInterval=7", "-L", forward)
+    ran = kernel.run(f"t = %tunnel -v {line}")
+    assert ran.ok, ran.text
+    shown = ran.text.splitlines()
+    host, port = sshd.host, sshd.port
+    for expected in (
+        f"debug1: Connecting to {host} [{host}] port {port}.",
+        "debug1: kex: host key algorithm: ssh-ed25519",
+        f"debug1: Host '[{host}]:{port}' is known and matches the ED25519 host key.",
+        f"debug1: Found key in {sshd.known_hosts}:1",
+        "debug1: Next authentication method: publickey",
+        f"debug1: Server accepted key: {sshd.client_key}",
+    ):
+        assert expected in shown, ran.text
+    assert any(
+        s.startswith("debug1: Server host key: ssh-ed25519 SHA256:") for s in shown
+    )
+    assert any(s.startswith("debug1: Local forwarding listening on") for s in shown)
+    # The same line again connects nothing, and says so.
+    again = kernel.run(f"t2 = %tunnel -v {line}")
+    assert again.ok
+    assert "open already (the same line): nothing to connect" in again.text
+    assert "Connecting to" not in again.text
+    # A failing one: its steps, then the one line.
+    wrong = kernel.run(f"%tunnel -v -p {targets.refused_port} -L 0:x:1 u@127.0.0.1")
+    assert wrong.reply["ename"] == "UsageError"
+    assert (
+        f"debug1: connect to address 127.0.0.1 port {targets.refused_port}: "
+        "Connection refused"
+    ) in wrong.text
+    assert "Traceback" not in wrong.text
+    # Nothing after the cell: a later cell stays empty.
+    after = kernel.run("import time; time.sleep(0.5)")
+    assert after.ok and after.outputs == []
 
 
 def test_a_fixed_port_held_elsewhere_names_the_holder(
