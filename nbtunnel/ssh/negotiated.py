@@ -19,6 +19,8 @@ _PREFIX = "SSH-"
 
 def versions(transport: Transport, trace: Trace) -> None:
     """The two identification lines, as soon as the server's is known."""
+    if not trace.wants(1):
+        return
     trace(1, "Local version string %s", transport.local_version)
     remote = transport.remote_version
     if remote.startswith(_PREFIX):
@@ -52,6 +54,8 @@ def kex(transport: Transport) -> str:
 
 def agreed(transport: Transport, trace: Trace) -> None:
     """The key exchange, host key algorithm, ciphers, MACs and compression."""
+    if not trace.wants(1):
+        return
     trace(1, "kex: algorithm: %s", kex(transport))
     trace(1, "kex: host key algorithm: %s", transport.host_key_type or "unknown")
     # Public attributes the stubs do not list; "unknown" if one goes.
@@ -73,6 +77,8 @@ def agreed(transport: Transport, trace: Trace) -> None:
 
 def banner(transport: paramiko.Transport, trace: Trace) -> None:
     """The server's pre-login banner (sshd's ``Banner``), if it sent one."""
+    if not trace.wants(1):
+        return
     text = transport.get_banner()
     if text:
         for line in text.decode("utf-8", "replace").splitlines():
