@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         EngineError,
         ForwardError,
         HostKeyError,
+        MissingDependencyError,
         SpecError,
         TunnelError,
         UrlError,
@@ -49,6 +50,7 @@ _LAZY = {
             "EngineError",
             "ForwardError",
             "HostKeyError",
+            "MissingDependencyError",
             "SpecError",
             "TunnelError",
             "UrlError",
@@ -97,8 +99,10 @@ def load_ipython_extension(ip: Any) -> None:
 def panel(manager: "Manager | None" = None) -> "Panel":
     """The widget panel: every forward of this kernel, live, with toggles and an add box.
 
-    Needs ipywidgets (``pip install 'nbtunnel[notebook]'``); several panels
-    stay in sync, as they are views over the same tunnels.
+    An ipywidgets ``VBox``, to display or to put in a layout.  Needs
+    ipywidgets (``pip install 'nbtunnel[notebook]'``; without it,
+    MissingDependencyError says so); several panels stay in sync, as they
+    are views over the same tunnels.
     """
     from .client.manager import default_manager
     from .ui.panel.widget import (
@@ -130,6 +134,7 @@ __all__ = [
     "ForwardStats",
     "HostKeyError",
     "Manager",
+    "MissingDependencyError",
     "SpecError",
     "Tunnel",
     "TunnelError",

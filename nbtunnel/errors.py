@@ -9,7 +9,8 @@
     │   └── HostKeyError                 the server's host key is unknown or has changed
     ├── ForwardError                     a forward could not be set up, or one
     │                                    connection through it failed
-    └── EngineError                      the engine process died or spoke nonsense
+    ├── EngineError                      the engine process died or spoke nonsense
+    └── MissingDependencyError(ImportError)  an optional part without its package
 
 Each message is a sentence a person can act on.  paramiko's exceptions never
 escape: ``nbtunnel.connection`` turns them into these at its boundary.  The
@@ -73,6 +74,11 @@ class UrlError(ForwardError, ValueError):
 
 class EngineError(TunnelError):
     """The engine process that runs the forwards failed or went away."""
+
+
+class MissingDependencyError(TunnelError, ImportError):
+    """An optional part (the widget panel) was asked for without the package
+    it needs; the message names the ``pip install`` that brings it."""
 
 
 # The names the engine protocol may carry across the pipe; anything else

@@ -228,6 +228,12 @@ def html_events(events: Iterable[str]) -> str:
     )
 
 
+def cancelled_line(f: ForwardSnapshot, tunnel: str) -> str:
+    """What ``%tunnel -KL PORT`` says once done: the forward by its spec and
+    the tunnel by its label, as the tables name them (ssh's ~C confirms too)."""
+    return f"cancelled {f.spec} on tunnel {tunnel} (it listened on {listen_text(f)})"
+
+
 def forward_line(f: ForwardSnapshot, destination: str) -> str:
     """One line for a forward's repr and the CLI."""
     line = f"{f.flag} {listen_text(f)} → {target_text(f)} via {destination} [{f.state}]"

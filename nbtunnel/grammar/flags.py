@@ -36,6 +36,10 @@ usage: [ssh] [-46CfgNnTv] [-c cipher_spec] [-D [bind_address:]port] [-F configfi
        [-i identity_file] [-J destination] [-L address] [-l login_name]
        [-o option] [-p port] [-R address] destination"""
 
+# The switches (flags without a value) that change what a tunnel does;
+# -N, -n, -T and -f are accepted too, and change nothing.
+SWITCHES: tuple[str, ...] = ("-4", "-6", "-C", "-g", "-v")
+
 # ssh(1) flags nbtunnel refuses, each with the short reason it gives.
 UNSUPPORTED_FLAGS = {
     "A": "agent forwarding",

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from ..errors import SpecError
+from ..grammar.flags import is_alias
 from ..grammar.spec import TunnelSpec
 from ..platform import paths
 
@@ -167,11 +168,7 @@ class _Reader:
 
     def _include(self, pattern: str, base: str, depth: int) -> int:
         """Read the files ``pattern`` matches; how many it matched."""
-        if pattern == "~" or pattern.startswith("~/"):
-            pattern = self.home + pattern[1:]
-        if not os.path.isabs(pattern):
-            pattern = os.path.join(base, pattern)
-        paths = sorted(glob.glob(pattern))
+        paths = _included(pattern, base, self.home)
         for path in paths:
             self.read(path, base, depth + 1)
         return len(paths)
@@ -186,6 +183,15 @@ class _Reader:
         return False
 
 
+def _included(pattern: str, base: str, home: str) -> list[str]:
+    """The files an ``Include`` pattern names, in the order ssh reads them."""
+    if pattern == "~" or pattern.startswith("~/"):
+        pattern = home + pattern[1:]
+    if not os.path.isabs(pattern):
+        pattern = os.path.join(base, pattern)
+    return sorted(glob.glob(pattern))
+
+
 def config_files(spec: TunnelSpec, home: str) -> list[tuple[str, str]]:
     """The ssh_config files to read, in order, each with where its Includes start.
 
@@ -193,11 +199,16 @@ def config_files(spec: TunnelSpec, home: str) -> list[tuple[str, str]]:
     then the system's (``/etc/ssh/ssh_config``, on Windows under
     ``%PROGRAMDATA%``).
     """
+    return files_for(spec.config_file, home)
+
+
+def files_for(config_file: str | None, home: str) -> list[tuple[str, str]]:
+    """:func:`config_files` for the ``-F`` value alone (None: no ``-F``)."""
     user_dir = os.path.join(home, ".ssh")
-    if spec.config_file == "none":
+    if config_file == "none":
         return []
-    if spec.config_file is not None:
-        path = spec.config_file
+    if config_file is not None:
+        path = config_file
         if path == "~" or path.startswith("~/"):
             path = home + path[1:]
         return [(os.path.abspath(path), user_dir)]
@@ -205,6 +216,43 @@ def config_files(spec: TunnelSpec, home: str) -> list[tuple[str, str]]:
         (os.path.join(user_dir, "config"), user_dir),
         (SYSTEM_CONFIG, os.path.dirname(SYSTEM_CONFIG)),
     ]
+
+
+def host_aliases(paths: list[tuple[str, str]], home: str) -> list[str]:
+    """The names ``Host`` lines give, in the order met, for completing a
+    destination: a pattern (``*``, ``?``) or a negation names no one host,
+    and a name the command line would not take as a host is left out.
+
+    Every ``Include`` is followed, wherever it stands; a file that cannot
+    be read or a line that cannot be split is passed over, as a completion
+    must not fail where a connection would say what is wrong.
+    """
+    found: dict[str, None] = {}
+
+    def read(path: str, base: str, depth: int) -> None:
+        try:
+            with open(path, encoding="utf-8") as f:
+                lines = f.readlines()
+        except (OSError, ValueError):
+            return
+        for line in lines:
+            try:
+                words = _words(line)
+            except ValueError:
+                continue
+            key = words[0].lower() if words else ""
+            if key == "host":
+                for name in words[1:]:
+                    if is_alias(name) and not any(c in name for c in "*?!"):
+                        found.setdefault(name)
+            elif key == "include" and depth < MAX_DEPTH:
+                for pattern in words[1:]:
+                    for included in _included(pattern, base, home):
+                        read(included, base, depth + 1)
+
+    for path, base in paths:
+        read(path, base, 0)
+    return list(found)
 
 
 def lookup(

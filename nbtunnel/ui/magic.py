@@ -23,6 +23,7 @@ from ..client import browser, display
 from ..client.manager import Manager, close_default, default_manager
 from ..errors import SpecError, TunnelError
 from ..settings.resolve import Prompt
+from . import completion
 
 USAGE = """\
 %tunnel [--name NAME] [ssh options] (-L spec | -R spec | -D spec)... destination
@@ -176,11 +177,13 @@ def _cancel(words: list[str], manager: Manager) -> None:
         raise SpecError(
             f"usage: %tunnel {flag} [bind_address:]port", text=" ".join(args)
         )
-    manager.cancel(flag, args[0])
+    forward = manager.cancel(flag, args[0])
+    print(display.cancelled_line(forward.snapshot(), forward.tunnel.name))
 
 
 def load_ipython_extension(ip: InteractiveShell) -> None:
     ip.register_magics(TunnelMagics)
+    completion.register(ip)
     _hook_shutdown(ip)
     # The first %tunnel then finds its engine running (the engine's start
     # was about 200 of a cold open's 250 ms, benchmarks/compare.py).
@@ -191,6 +194,7 @@ def unload_ipython_extension(ip: InteractiveShell) -> None:
     close_default()
     # IPython leaves a magic in place when its extension unloads.
     ip.magics_manager.magics["line"].pop("tunnel", None)
+    completion.unregister(ip)
 
 
 def _hook_shutdown(ip: InteractiveShell) -> None:

@@ -152,3 +152,50 @@ def test_the_panel_in_jupyterlab(
         f"lab+notebook ready {ready - started:.1f} s, "
         f"clicks done {time.monotonic() - ready:.1f} s; screenshots in {tmp_path}"
     )
+
+
+def test_the_panel_inside_layouts_of_ones_own(
+    sync_api: Any, lab: Lab, page: Any, sshd, targets
+) -> None:
+    # The panel is a VBox: a child of a VBox and the centre of an AppLayout,
+    # as in a dashboard, still live and clickable there.
+    expect = sync_api.expect
+    line = sshd.line("-L", f"0:{targets.host}:{targets.echo}")
+    write_notebook(
+        lab.root / "layout.ipynb",
+        [
+            "import ipywidgets as w, nbtunnel\n%load_ext nbtunnel\n"
+            f"t = %tunnel {line}\n"
+            "box = w.VBox([w.HTML('<b>my dashboard</b>'), nbtunnel.panel(),"
+            " w.Label('the rest of my dashboard')])\n"
+            "box.add_class('my-box')\nbox",
+            "app = w.AppLayout(header=w.Label('header'), center=nbtunnel.panel(),"
+            " footer=w.Label('footer'))\napp.add_class('my-app')\napp",
+        ],
+    )
+    open_notebook(page, lab, "layout.ipynb")
+    run_all(page)
+
+    inside = page.locator(".my-box > .nbt-panel")
+    expect(inside).to_have_count(1, timeout=60_000)
+    expect(page.locator(".my-box")).to_contain_text("the rest of my dashboard")
+    in_app = page.locator(".my-app .nbt-panel")
+    expect(in_app).to_have_count(1, timeout=UI)
+    expect(page.locator(".my-app")).to_contain_text("footer")
+    row = inside.locator(".nbt-row")
+    expect(row).to_have_count(1, timeout=UI)
+    expect(row.locator(".nbt-light")).to_have_text(re.compile(r"up$"), timeout=UI)
+    port = _port(row)
+    assert _echoes(port)
+
+    # Its toggle works in there: off closes the port, in both layouts.
+    toggle = row.locator(".nbt-toggle")
+    toggle.click()
+    expect(row.locator(".nbt-light")).to_have_text(re.compile(r"stopped$"), timeout=UI)
+    assert clients.wait_until(lambda: clients.port_is_closed("127.0.0.1", port), 5)
+    app_light = in_app.locator(".nbt-row .nbt-light")
+    expect(app_light).to_have_text(re.compile(r"stopped$"), timeout=UI)
+    toggle.click()
+    expect(row.locator(".nbt-light")).to_have_text(re.compile(r"up$"), timeout=UI)
+    assert _port(row) == port and _echoes(port)
+    expect(app_light).to_have_text(re.compile(r"up$"), timeout=UI)

@@ -62,7 +62,16 @@ def test_open_rerun_list_add_cancel_and_stop(kernel: Kernel, sshd, targets) -> N
     # Three %tunnel lines, one login on the server.
     assert _logins(sshd) - logins == 1
 
-    assert kernel.run(f"%tunnel -KL {port}").ok
+    name = kernel.value("t.name")  # its destination's host: no --name
+    cancelled = kernel.run(f"%tunnel -KL {port}")
+    assert cancelled.ok
+    # One line, as ssh confirms a ~C cancel: the forward and the tunnel by
+    # the names the table gives them.
+    assert f"{name} " in kernel.run("%tunnel").text
+    assert cancelled.text == (
+        f"cancelled -L 0:{targets.host}:{targets.echo} on tunnel {name}"
+        f" (it listened on this machine 127.0.0.1:{port})\n"
+    )
     assert clients.wait_until(lambda: clients.port_is_closed("127.0.0.1", port), 5)
     status, _ = clients.http_get("127.0.0.1", http_port, "/bytes/10")
     assert status == 200
@@ -70,6 +79,33 @@ def test_open_rerun_list_add_cancel_and_stop(kernel: Kernel, sshd, targets) -> N
     assert kernel.run("%tunnel stop all").ok
     assert clients.wait_until(lambda: clients.port_is_closed("127.0.0.1", http_port), 5)
     assert kernel.value("len(__import__('nbtunnel').tunnels())") == 0
+
+
+def test_each_cancel_says_what_it_cancelled(
+    kernel: Kernel, sshd, targets, here
+) -> None:
+    assert kernel.run("%load_ext nbtunnel").ok
+    line = sshd.line("-R", f"127.0.0.1:0:127.0.0.1:{here.echo}", "-D", "127.0.0.1:0")
+    assert kernel.run(f"t = %tunnel --name web {line}").ok
+    remote, socks = kernel.value("[f.listen_port for f in t.forwards]")
+    said = kernel.run(f"%tunnel -KR {remote}")
+    assert said.ok and said.text == (
+        f"cancelled -R 127.0.0.1:0:127.0.0.1:{here.echo} on tunnel web"
+        f" (it listened on the server 127.0.0.1:{remote})\n"
+    )
+    assert clients.wait_until(
+        lambda: clients.on_server(sshd, "closed", "127.0.0.1", remote)["closed"], 5
+    )
+    said = kernel.run(f"%tunnel -KD 127.0.0.1:{socks}")
+    assert said.ok and said.text == (
+        "cancelled -D 127.0.0.1:0 on tunnel web"
+        f" (it listened on this machine 127.0.0.1:{socks})\n"
+    )
+    assert clients.wait_until(lambda: clients.port_is_closed("127.0.0.1", socks), 5)
+    # Cancelled once: a second time is an error, said in one line.
+    again = kernel.run(f"%tunnel -KD {socks}")
+    assert again.reply["ename"] == "UsageError"
+    assert f"no -D forward listens on {socks}" in again.reply["evalue"]
 
 
 def test_errors_are_one_line_without_a_traceback(kernel: Kernel, sshd, targets) -> None:

@@ -44,7 +44,7 @@ def test_the_panel_is_a_view_and_restart_and_remove_are_the_managers(
     shown = kernel.run("p = %tunnel panel\np")
     assert shown.ok, shown.text
     assert any(WIDGET_VIEW in m["content"]["data"] for m in shown.outputs)
-    assert kernel.value("len(p.widget.children[1].children)") == 2  # two rows
+    assert kernel.value("len(p.children[1].children)") == 2  # two rows
     usage = kernel.run("%tunnel help")
     assert "%tunnel panel" in usage.text
     extra = kernel.run("%tunnel panel wide")
@@ -100,7 +100,7 @@ def test_the_panel_is_a_view_and_restart_and_remove_are_the_managers(
     # The panel shows what the API did, with no click of its own.
     _ok(kernel, "p.refresh()")
     what = kernel.value(
-        "[r.children[0].children[2].value for r in p.widget.children[1].children]"
+        "[r.children[0].children[2].value for r in p.children[1].children]"
     )
     assert len(what) == 2 and f"127.0.0.1:{other}" in what[0]
 
@@ -109,7 +109,7 @@ def test_the_panel_is_a_view_and_restart_and_remove_are_the_managers(
     assert clients.wait_until(lambda: clients.port_is_closed("127.0.0.1", other), 5)
     assert kernel.value("([f is r2 for f in t.forwards], h.removed)") == ([True], True)
     assert f"127.0.0.1:{other}" not in kernel.run("%tunnel").text
-    assert kernel.value("len(p.widget.children[1].children)") == 1
+    assert kernel.value("len(p.children[1].children)") == 1
     refused = kernel.run("h.restart()")
     assert not refused.ok and refused.reply["ename"] == "ForwardError"
     assert "was removed" in refused.reply["evalue"]
@@ -148,11 +148,11 @@ def _find(root, cls):
     return found
 
 def type_and_add(panel, text):
-    (entry,) = _find(panel.widget, "nbt-new")
-    (add,) = _find(panel.widget, "nbt-add")
+    (entry,) = _find(panel, "nbt-new")
+    (add,) = _find(panel, "nbt-add")
     entry.value = text
     add.click()
-    return " ".join(e.value for e in _find(panel.widget, "nbt-add-error"))
+    return " ".join(e.value for e in _find(panel, "nbt-add-error"))
 """
 
 
@@ -180,3 +180,25 @@ def test_the_panels_add_box_follows_the_managers_rules(
     assert kernel.value("len(nbtunnel.tunnels())") == 1
     assert _echoes(port)
     _ok(kernel, "%tunnel stop all")
+
+
+def test_without_ipywidgets_the_panel_says_what_to_install(kernel: Kernel) -> None:
+    # None in sys.modules: the kernel's `import ipywidgets` fails for real,
+    # as where it is not installed.
+    _ok(
+        kernel,
+        "import sys\nassert 'ipywidgets' not in sys.modules\n"
+        "sys.modules['ipywidgets'] = None\n%load_ext nbtunnel",
+    )
+    install = "pip install 'nbtunnel[notebook]'"
+    magic = kernel.run("%tunnel panel")
+    assert magic.reply["ename"] == "UsageError"  # one red line
+    assert magic.reply["evalue"].startswith("the panel needs ipywidgets")
+    assert magic.reply["evalue"].endswith(install)
+    assert "\n" not in magic.reply["evalue"] and "Traceback" not in magic.text
+    api = kernel.run("import nbtunnel\nnbtunnel.panel()")
+    assert api.reply["ename"] == "MissingDependencyError"
+    assert api.reply["evalue"] == magic.reply["evalue"]
+    # Not chained to the raw ImportError: one traceback, ending in that line.
+    assert "During handling" not in api.text and "direct cause" not in api.text
+    assert kernel.value("isinstance(sys.last_value, ImportError)") is True

@@ -52,6 +52,20 @@ def test_html_table_escapes_and_colours_state() -> None:
     assert "--jp-error-color1" in html
 
 
+def test_a_cancel_names_the_forward_and_tunnel_as_the_tables_do() -> None:
+    (forward,) = _snap().forwards
+    assert display.cancelled_line(forward, "db") == (
+        "cancelled -L 0:localhost:5432 on tunnel db"
+        " (it listened on this machine 127.0.0.1:40000)"
+    )
+    remote = forward_snapshot(
+        "-R 8080:localhost:80", "stopped", listen_host="127.0.0.1", listen_port=8080
+    )
+    assert display.cancelled_line(remote, "2").endswith(
+        "on tunnel 2 (it listened on the server 127.0.0.1:8080)"
+    )
+
+
 def test_empty() -> None:
     assert display.text_table([]) == "no tunnels"
     assert "no tunnels" in display.html_table([])

@@ -1,7 +1,7 @@
 """The widget panel without a browser or a kernel.
 
 The view logic (nbtunnel.panel_view) is pure and tested on snapshots.  The
-panel itself (nbtunnel.ui.panel.widget) runs real ipywidgets against a small fake
+panel itself (nbtunnel.ui.panel) runs real ipywidgets against a small fake
 manager: widgets made outside a kernel get the ``comm`` package's comm,
 and ``comm.create_comm`` is the documented hook a kernel replaces, which
 the tests use to record what would be sent to the page.
@@ -420,7 +420,7 @@ def manager() -> FakeManager:
 
 
 def rows_of(panel: widget.Panel) -> list[Any]:
-    return find(panel.widget, "nbt-row")
+    return find(panel, "nbt-row")
 
 
 def test_one_row_per_forward_with_its_words(manager: FakeManager) -> None:
@@ -435,11 +435,11 @@ def test_one_row_per_forward_with_its_words(manager: FakeManager) -> None:
     toggle = one(rows[0], "nbt-toggle")
     assert toggle.value is True and toggle.description == "on"
     assert "nbt-state-up" in rows[0]._dom_classes
-    assert one(panel.widget, "nbt-summary").value == ("1 tunnel · 2 forwards · 2 up")
+    assert one(panel, "nbt-summary").value == ("1 tunnel · 2 forwards · 2 up")
     assert repr(panel) == "<nbtunnel panel: 2 forwards>"
     bundle = panel._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle
-    assert "--jp-border-color2" in one(panel.widget, "nbt-title").value
+    assert "--jp-border-color2" in one(panel, "nbt-title").value
 
 
 def test_the_toggle_stops_and_restarts_through_the_manager(
@@ -521,8 +521,8 @@ def test_remove_goes_through_the_manager_and_the_row_goes(
 
 def test_the_box_shows_a_bad_spec_inline(manager: FakeManager) -> None:
     panel = widget.Panel(manager)  # type: ignore[arg-type]
-    entry, add = one(panel.widget, "nbt-new"), one(panel.widget, "nbt-add")
-    error = find(panel.widget, "nbt-add-error")[0]
+    entry, add = one(panel, "nbt-new"), one(panel, "nbt-add")
+    error = find(panel, "nbt-add-error")[0]
     entry.set_state({"value": "-L 9000:db me@bastion"})
     add.click()  # raises nothing
     assert "'9000:db'" in error.value and error.layout.display == "flex"
@@ -534,8 +534,8 @@ def test_the_box_opens_a_line_or_adds_to_the_open_tunnel(
     manager: FakeManager,
 ) -> None:
     panel = widget.Panel(manager)  # type: ignore[arg-type]
-    entry, add = one(panel.widget, "nbt-new"), one(panel.widget, "nbt-add")
-    error = find(panel.widget, "nbt-add-error")[0]
+    entry, add = one(panel, "nbt-new"), one(panel, "nbt-add")
+    error = find(panel, "nbt-add-error")[0]
     entry.set_state({"value": "-L 0:web:80 me@web"})
     add.click()
     assert manager.calls == [("open", "-L 0:web:80 me@web")]
@@ -557,10 +557,10 @@ def test_with_several_tunnels_forwards_alone_go_to_the_chosen_one(
 ) -> None:
     manager.tunnel("web", "-L 0:web:80")
     panel = widget.Panel(manager)  # type: ignore[arg-type]
-    target = one(panel.widget, "nbt-target")
+    target = one(panel, "nbt-target")
     assert target.layout.display == "flex"
     assert target.options == (("bastion (user@bastion)", 1), ("web (user@web)", 2))
-    entry, add = one(panel.widget, "nbt-new"), one(panel.widget, "nbt-add")
+    entry, add = one(panel, "nbt-new"), one(panel, "nbt-add")
     target.set_state({"index": 1})
     entry.set_state({"value": "-D 0"})
     add.click()
@@ -576,12 +576,12 @@ def test_with_several_tunnels_forwards_alone_go_to_the_chosen_one(
 
 def test_forwards_alone_with_no_tunnel_say_what_to_type() -> None:
     panel = widget.Panel(FakeManager())  # type: ignore[arg-type]
-    one(panel.widget, "nbt-new").set_state({"value": "-L 0:web:80"})
-    one(panel.widget, "nbt-add").click()
-    error = find(panel.widget, "nbt-add-error")[0]
+    one(panel, "nbt-new").set_state({"value": "-L 0:web:80"})
+    one(panel, "nbt-add").click()
+    error = find(panel, "nbt-add-error")[0]
     assert "no tunnel is open to add to" in error.value
     assert rows_of(panel) == []
-    assert one(panel.widget, "nbt-summary").value.startswith("no tunnels yet")
+    assert one(panel, "nbt-summary").value.startswith("no tunnels yet")
 
 
 def test_an_engine_that_cannot_answer_is_said_not_raised(
@@ -590,7 +590,7 @@ def test_an_engine_that_cannot_answer_is_said_not_raised(
     panel = widget.Panel(manager)  # type: ignore[arg-type]
     manager.snapshot_error = EngineError("the nbtunnel engine stopped")
     panel.refresh()
-    status = find(panel.widget, "nbt-add-error")[1]
+    status = find(panel, "nbt-add-error")[1]
     assert "the nbtunnel engine stopped" in status.value
     assert len(rows_of(panel)) == 2  # the last known rows stay
     manager.snapshot_error = None
@@ -722,8 +722,10 @@ def test_a_closed_panel_is_inert(manager: FakeManager) -> None:
     toggle = one(rows_of(panel)[0], "nbt-toggle")
     panel.close()
     panel.close()  # twice is fine
-    assert panel.widget.comm is None and toggle.comm is None
-    assert panel._repr_mimebundle_() == {"text/plain": "<closed nbtunnel panel>"}
+    assert panel.comm is None and toggle.comm is None
+    # As any closed widget: no view left to show, only its repr.
+    assert panel._repr_mimebundle_ is None
+    assert repr(panel) == "<closed nbtunnel panel>"
     panel.refresh()  # nothing to refresh, nothing raised
     assert manager.calls == []
 
@@ -740,9 +742,9 @@ def test_forwards_for_a_tunnel_that_stopped_meanwhile_are_refused(
 ) -> None:
     panel = widget.Panel(manager)  # type: ignore[arg-type]
     manager.live.clear()  # stopped by a cell since the panel last looked
-    one(panel.widget, "nbt-new").set_state({"value": "-L 0:web:80"})
-    one(panel.widget, "nbt-add").click()
-    error = find(panel.widget, "nbt-add-error")[0]
+    one(panel, "nbt-new").set_state({"value": "-L 0:web:80"})
+    one(panel, "nbt-add").click()
+    error = find(panel, "nbt-add-error")[0]
     assert "that tunnel has stopped" in error.value
     assert manager.calls == []
 
@@ -762,3 +764,132 @@ def test_the_public_function_and_lazy_ipywidgets() -> None:
         "assert 'ipywidgets' not in sys.modules, 'imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+# -- the panel is a widget -----------------------------------------------------
+
+
+def test_the_panel_is_a_vbox_that_goes_inside_other_layouts(
+    manager: FakeManager, recording: list[Any]
+) -> None:
+    import ipywidgets as w
+
+    panel = widget.Panel(manager, layout=w.Layout(width="90%"))  # type: ignore[arg-type]
+    assert isinstance(panel, w.VBox) and isinstance(panel, w.DOMWidget)
+    assert panel.layout.width == "90%"
+    assert "nbt-panel" in panel._dom_classes
+    # The page gets it as a VBox model holding the panel's parts.
+    (opened, *_) = [data for cid, data in recording if cid == panel.model_id]
+    assert opened["state"]["_model_name"] == "VBoxModel"
+    assert len(opened["state"]["children"]) == 5
+    # Inside a layout of one's own it is a child like any widget.
+    label = w.Label("beside it")
+    box = w.VBox([panel, label])
+    app = w.AppLayout(center=panel, footer=label)
+    assert box.get_state()["children"][0] == f"IPY_MODEL_{panel.model_id}"
+    assert app.center is panel
+    manager.live[0].add("-L 0:web:3000")
+    panel.refresh()
+    assert len(rows_of(panel)) == 3  # still live in there
+    for made in (app, box, label):
+        made.close()
+    panel.close()
+
+
+def test_the_panels_state_does_not_shadow_the_boxs(manager: FakeManager) -> None:
+    import ipywidgets as w
+
+    panel, bare = widget.Panel(manager), w.VBox()  # type: ignore[arg-type]
+    box = set(dir(w.VBox))
+    # Its own plain attributes are none of the box's traits or methods
+    # (those a bare VBox keeps in its __dict__ too are the widget's)...
+    assert set(vars(panel)) & box <= set(vars(bare))
+    # ...and it redefines only what it means to: closing (and its repr).
+    # (traitlets' metaclass gives every HasTraits class its own tables).
+    own = {k for k in vars(widget.Panel) if not k.startswith("__")}
+    own -= set(vars(w.VBox))
+    assert own & box == {"close"}
+    assert set(panel.trait_names()) == set(bare.trait_names())
+    bare.close()
+    panel.close()
+
+
+def test_closing_it_as_a_widget_stops_the_ticker(
+    manager: FakeManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ipywidgets as w
+
+    monkeypatch.setattr(ticker, "TICK_SECONDS", 0.05)
+    panel = widget.Panel(manager)  # type: ignore[arg-type]
+    toggle = one(rows_of(panel)[0], "nbt-toggle")
+    thread = ticker.TICKER.thread
+    assert thread is not None and panel.alive
+    # What a dashboard does on the way out: every widget closed at once.
+    w.Widget.close_all()
+    assert not panel.alive and panel.comm is None and toggle.comm is None
+    thread.join(5)
+    assert not thread.is_alive()
+    requests = manager.snapshot_requests
+    time.sleep(0.2)
+    assert manager.snapshot_requests == requests  # nobody asks any more
+
+
+def test_without_ipywidgets_one_line_names_the_install() -> None:
+    import subprocess
+    import sys
+
+    # None in sys.modules makes `import ipywidgets` fail for real, as it
+    # does where it is not installed; in a process of its own.
+    code = """
+import sys
+sys.modules["ipywidgets"] = None
+import nbtunnel
+from IPython.core.error import UsageError
+from nbtunnel.ui.magic import TunnelMagics
+m = nbtunnel.Manager(engine="inline")
+try:
+    nbtunnel.panel(m)
+except nbtunnel.MissingDependencyError as exc:
+    assert isinstance(exc, ImportError) and isinstance(exc, nbtunnel.TunnelError)
+    assert exc.__cause__ is None and exc.__suppress_context__
+    print(exc)
+try:
+    TunnelMagics(shell=None).tunnel("panel")
+except UsageError as exc:
+    print(exc)
+m.close()
+"""
+    ran = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert ran.returncode == 0, ran.stderr
+    said = "the panel needs ipywidgets, which cannot be imported"
+    install = "pip install 'nbtunnel[notebook]'"
+    lines = ran.stdout.splitlines()
+    assert len(lines) == 2, ran.stdout
+    for line in lines:
+        assert line.startswith(said) and line.endswith(install), line
+
+
+def test_a_panel_whose_making_failed_leaves_no_widget_open(
+    manager: FakeManager,
+) -> None:
+    import ipywidgets as w
+    from ipywidgets.widgets import widget as ipywidget
+    from ipywidgets.widgets.widget_style import Style
+
+    def open_widgets() -> set[Any]:
+        # A closed widget leaves its Layout and Style open (ipywidgets' way).
+        return {
+            v
+            for v in ipywidget._instances.values()
+            if not isinstance(v, (w.Layout, Style))
+        }
+
+    before = open_widgets()
+    manager.snapshot_error = RuntimeError("a bug")  # no manager should raise it
+    with pytest.raises(RuntimeError, match="a bug"):
+        widget.Panel(manager)  # type: ignore[arg-type]
+    gc.collect()  # and Widget.__del__ closes what is left: quietly
+    assert open_widgets() == before
+    assert ticker.TICKER.thread is None

@@ -150,3 +150,47 @@ def test_a_config_number_that_is_not_one_names_its_file(tmp_path: Path) -> None:
         SpecError, match=rf"Port 'twenty-two' is not a number \(in {config}"
     ):
         resolve(parse("-L 0:db:1 a"), home=str(tmp_path))
+
+
+def test_host_aliases_for_completion(tmp_path: Path) -> None:
+    from nbtunnel.settings.ssh_config import files_for, host_aliases
+
+    dot = tmp_path / ".ssh"
+    _write(
+        dot / "config",
+        """
+Host bastion warehouse *.internal db-? !nope
+    User analyst
+Include conf.d/*.conf ~/elsewhere
+Match host gpu
+    Include nested
+Host "quoted name" bastion
+Host unbalanced "quote
+Host ""
+""",
+    )
+    _write(dot / "conf.d" / "b.conf", "Host beta\n")
+    _write(dot / "conf.d" / "a.conf", "Host alpha\nInclude ../conf.d/a.conf\n")
+    _write(dot / "nested", "Host gpu-box\n")
+    _write(tmp_path / "elsewhere", "host lower-keyword\n")
+    (dot / "unreadable.conf").mkdir()  # a directory: cannot be read, passed over
+    _write(dot / "conf.d" / "z.conf", "Include ../unreadable.conf\nHost last\n")
+    system = _write(tmp_path / "etc" / "ssh_config", "Host *\nHost sys-host\n")
+    paths = [(str(dot / "config"), str(dot)), (str(system), str(system.parent))]
+    assert host_aliases(paths, str(tmp_path)) == [
+        "bastion",
+        "warehouse",
+        "alpha",  # Includes read in place, in order; a loop stops at ssh's depth
+        "beta",
+        "last",
+        "lower-keyword",
+        "gpu-box",  # whatever Match or Host it stands under
+        "sys-host",  # not "quoted name" nor "": no command line takes them
+    ]
+    # The files are ssh's: -F's alone, none for -F none, else the user's
+    # then the system's.
+    own = _write(tmp_path / "own_config", "Host own\n")
+    assert host_aliases(files_for(str(own), str(tmp_path)), str(tmp_path)) == ["own"]
+    assert host_aliases(files_for("none", str(tmp_path)), str(tmp_path)) == []
+    assert files_for(None, str(tmp_path))[0] == (str(dot / "config"), str(dot))
+    assert host_aliases([(str(tmp_path / "missing"), str(dot))], str(tmp_path)) == []

@@ -16,12 +16,21 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import ipywidgets as w
-
 from ...client import browser
 from ...client.handles import Forward, Tunnel
 from ...client.manager import Manager
-from ...errors import TunnelError
+from ...errors import MissingDependencyError, TunnelError
+
+try:
+    import ipywidgets as w
+except ImportError as exc:
+    # One line that says what to do, not a ModuleNotFoundError from deep
+    # inside (%tunnel panel shows it as its one red line).
+    raise MissingDependencyError(
+        f"the panel needs ipywidgets, which cannot be imported ({exc}): "
+        "pip install 'nbtunnel[notebook]'"
+    ) from None
+
 from . import view
 from .row import RowWidgets, set_changed
 from .style import STYLE, error_html
@@ -30,21 +39,27 @@ from .ticker import TICKER, Live, fetch
 PLACEHOLDER = "-L 0:localhost:8888 user@host   (or just -L 0:localhost:8888)"
 
 
-class Panel:
+class Panel(w.VBox):  # type: ignore[misc]  # ipywidgets has no types
     """Every forward of a manager, live: toggle, state, traffic, remove, and an add box.
 
-    Display it (it is the last expression of a cell, or ``display(panel)``);
-    ``panel.widget`` is the ipywidgets box, to put inside a layout of your
-    own.  ``close()`` removes it and lets the ticker go.
+    An ipywidgets ``VBox``: display it (the last expression of a cell, or
+    ``display(panel)``), or put it in a layout of your own (a ``VBox``, an
+    ``AppLayout``, a Voilà dashboard); ``kwargs`` go to the ``VBox``
+    (``layout=...``).  ``close()`` removes it and lets the ticker go.
+    Its state is plain attributes beside the box's traits; only
+    ``children`` and the CSS class are the box's own.
     """
 
-    def __init__(self, manager: Manager) -> None:
-        self._manager = manager
+    # Until __init__ has made all of it (Widget.__del__ closes even a panel
+    # whose making failed half-way).
+    _closed = True
+
+    def __init__(self, manager: Manager, **kwargs: Any) -> None:
         self._lock = threading.RLock()
+        self._manager = manager
         # True while the panel sets its own widgets: a toggle's value then
         # changes without anyone clicking it.
         self._applying = False
-        self._closed = False
         self._rates = view.Rates()
         self._rows: dict[view.Key, RowWidgets] = {}
         self._live_ids: list[tuple[int, str]] = []
@@ -81,11 +96,17 @@ class Panel:
         entry = w.HBox([self._target, self._entry, self._add])
         entry.add_class("nbt-entry")
         self._chrome = [head, entry]
-        self.widget = w.VBox(
-            [head, self._rows_box, entry, self._add_error, self._status]
+        super().__init__(
+            [head, self._rows_box, entry, self._add_error, self._status], **kwargs
         )
-        self.widget.add_class("nbt-panel")
-        self.refresh()
+        self.add_class("nbt-panel")
+        self._closed = False
+        try:
+            self.refresh()
+        except BaseException:
+            # Its widgets' callbacks hold it: nothing would ever close them.
+            self.close()
+            raise
         TICKER.add(self)
 
     # -- what the ticker calls ---------------------------------------------
@@ -214,9 +235,11 @@ class Panel:
     # -- its life --------------------------------------------------------------
 
     def close(self) -> None:
-        """Remove it from the page and stop refreshing it."""
+        """Remove it from the page and stop refreshing it (``Widget.close_all()``
+        and the garbage collector call this too)."""
         with self._lock:
-            if self._closed:
+            if self._closed:  # already, or never wholly made
+                super().close()
                 return
             self._closed = True
             for widgets in self._rows.values():
@@ -232,17 +255,14 @@ class Panel:
                 self._add,
                 self._add_error,
                 *self._chrome,
-                self.widget,
             ):
                 widget.close()
+            super().close()
         TICKER.poke()
 
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        if self._closed:
-            return {"text/plain": "<closed nbtunnel panel>"}
-        return self.widget._repr_mimebundle_(**kwargs)
-
     def __repr__(self) -> str:
+        if self._closed:
+            return "<closed nbtunnel panel>"
         rows = len(self._rows)
         return f"<nbtunnel panel: {rows} forward{'s' * (rows != 1)}>"
 
