@@ -104,12 +104,13 @@ def panel(manager: "Manager | None" = None) -> "Panel":
     MissingDependencyError says so); several panels stay in sync, as they
     are views over the same tunnels.
     """
+    from .client.arguments import manager as checked
     from .client.manager import default_manager
     from .ui.panel.widget import (
         Panel,
     )  # ipywidgets is imported only when a panel is made
 
-    return Panel(manager or default_manager())
+    return Panel(checked(manager) or default_manager())
 
 
 def unload_ipython_extension(ip: Any) -> None:

@@ -240,8 +240,15 @@ def forward_line(f: ForwardSnapshot, destination: str) -> str:
     return f"{line} ({f.note})" if f.note else line
 
 
+def _forward_name(message: Mapping[str, Any]) -> str:
+    # Its spec, as the tables show it ("-L 0:localhost:80, tunnel db"); an
+    # event that carries none has only its index to go by.
+    return f"forward {message.get('spec') or message.get('forward')}"
+
+
 def event_line(message: Mapping[str, Any]) -> str | None:
-    """One line for an engine event (the CLI's output, a tunnel's event list)."""
+    """One line for an engine event (the CLI's output, a tunnel's event list),
+    naming tunnels and forwards as the tables do: by label and by spec."""
     kind = message.get("event")
     if kind == "connection":
         return f"connection {message.get('origin')} → {message.get('target')}"
@@ -255,17 +262,17 @@ def event_line(message: Mapping[str, Any]) -> str | None:
         what = f"remote forward to {target}" if target else "remote SOCKS proxy"
         return f"Allocated port {message.get('port')} for {what}"
     if kind == "forward_added":
-        return f"forward added: {message.get('spec')}"
+        return f"{_forward_name(message)} added"
     if kind == "forward_stopped":
-        return f"forward {message.get('forward')} stopped"
+        return f"{_forward_name(message)} stopped"
     if kind == "forward_failed":
-        return f"forward failed: {message.get('error')}"
+        return f"{_forward_name(message)} failed: {message.get('error')}"
     if kind == "forward_waiting":  # a -R the server still holds after a reconnect
-        return f"forward {message.get('forward')} waiting: {message.get('error')}"
+        return f"{_forward_name(message)} waiting: {message.get('error')}"
     if kind == "forward_restored":
         tries = int(message.get("tries", 1))
         return (
-            f"forward {message.get('forward')} back on port {message.get('port')} "
+            f"{_forward_name(message)} back on port {message.get('port')} "
             f"after {float(message.get('seconds', 0)):.1f} s "
             f"({tries} {'try' if tries == 1 else 'tries'})"
         )
@@ -290,7 +297,8 @@ def event_line(message: Mapping[str, Any]) -> str | None:
         return f"warning: {message.get('message')}"
     if kind == "state":
         error = message.get("error")
-        return f"tunnel {message.get('tunnel')} {message.get('state')}" + (
+        tunnel = message.get("label") or message.get("tunnel")
+        return f"tunnel {tunnel} {message.get('state')}" + (
             f": {error}" if error else ""
         )
     if kind == "log" and int(message.get("level", 0)) >= 30:

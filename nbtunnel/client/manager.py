@@ -20,7 +20,7 @@ from ..grammar.forwards import ForwardSpec
 from ..grammar.spec import TunnelSpec, parse
 from ..settings.resolve import Prompt, forwards_from_config, resolve
 from ..status import TunnelSnapshot
-from . import reshape, rules
+from . import arguments, reshape, rules
 from .engine_side import EngineMode, EngineSide
 from .events import Events
 from .handles import Forward, Tunnel, engine_died
@@ -33,10 +33,8 @@ class Manager:
     """Every tunnel this process opened, and the engine that runs them."""
 
     def __init__(self, engine: EngineMode | None = None) -> None:
-        mode = engine or os.environ.get(ENGINE_ENV, "process")
-        if mode not in ("process", "inline"):
-            raise ValueError(f"engine must be 'process' or 'inline', not {mode!r}")
-        self.mode: EngineMode = mode  # type: ignore[assignment]
+        mode = engine if engine is not None else os.environ.get(ENGINE_ENV, "process")
+        self.mode: EngineMode = arguments.engine(mode)  # type: ignore[assignment]
         self._lock = threading.Lock()
         self._tunnels: dict[int, Tunnel] = {}
         self._events = Events()
@@ -90,6 +88,7 @@ class Manager:
         an encrypted key skipped.  ``show(line)`` gets a -v line's steps as
         ssh prints them while it opens, from another thread (client.events).
         """
+        name, prompt = arguments.name(name), arguments.prompt(prompt)
         spec = parse(line)
         with self._one_at_a_time(spec):
             live = self._live()
@@ -148,8 +147,10 @@ class Manager:
         A fixed port that another forward holds raises ForwardError naming
         the holder, as :meth:`open` does.
         """
+        tunnel = arguments.tunnel(tunnel, self)
+        forwards = arguments.forwards(forwards)
         with self._one_at_a_time(tunnel.spec):
-            rules.check_ports(tuple(forwards), tunnel.spec, self._live())
+            rules.check_ports(forwards, tunnel.spec, self._live())
             return self._add(tunnel, forwards)
 
     def _add(
@@ -164,8 +165,9 @@ class Manager:
         handles = {t.id: t for t in self.tunnels() if not t.record.stopped}
         return [(handles[s.id], s) for s in self.snapshots() if s.id in handles]
 
-    def get(self, name: str) -> Tunnel | None:
+    def get(self, name: str | int) -> Tunnel | None:
         """The live tunnel with this name (or number)."""
+        name = arguments.tunnel_key(name)
         for tunnel in self.tunnels():
             if name in (tunnel.name, str(tunnel.id)):
                 return tunnel
@@ -243,10 +245,11 @@ class Manager:
         if last:
             forward.tunnel.stop()
 
-    def cancel(self, flag: str, listen: str) -> Forward:
+    def cancel(self, flag: str, listen: str | int) -> Forward:
         """Stop the live forward of ``flag`` (-L, -R or -D; or -KL, -KR, -KD)
         that listens on ``[bind_address:]port``, as ssh's ``-KL`` does; returns
         it.  Raises SpecError if none does."""
+        flag, listen = arguments.flag(flag), arguments.listen(listen)
         tunnel, index = rules.to_cancel(self._live(), flag, listen)
         forward = tunnel.record.handles[index]
         forward.stop()

@@ -5,6 +5,9 @@ each with ``{"id": N, "ok": true, "result": ...}`` or ``{"id": N, "ok":
 false, "error": {"type": ..., "message": ...}}``, and sends events
 ``{"event": ..., ...}`` at any time.  Its first line is a hello carrying
 ``PROTOCOL`` so that a caller never talks to an engine of another version.
+A tunnel's events name it by number (``tunnel``) and by the label the
+tables show (``label``); a forward's by index (``forward``) and by its spec
+(``spec``, "-L 0:localhost:80"), as the tables do.
 """
 
 from __future__ import annotations

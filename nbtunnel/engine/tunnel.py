@@ -80,7 +80,7 @@ class RunningTunnel:
         self._lost_at = 0.0
 
     def _event(self, kind: str, **data: object) -> None:
-        self._emit(kind, tunnel=self.id, **data)
+        self._emit(kind, tunnel=self.id, label=self.name or str(self.id), **data)
 
     def start(self) -> None:
         """Connect and start every forward; on any failure close everything and raise."""
@@ -102,7 +102,7 @@ class RunningTunnel:
                     if self.settings.exit_on_forward_failure:
                         raise
                     forward.state, forward.error = "failed", str(exc)
-                    self._event("forward_failed", forward=index, error=str(exc))
+                    forward.emit("forward_failed", error=str(exc))
         except BaseException as exc:
             self.state, self.error = "failed", str(exc)
             self._teardown()
@@ -143,7 +143,7 @@ class RunningTunnel:
             self._forwards.extend(started)
             self.specs += specs
         for forward in started:
-            self._event("forward_added", forward=forward.index, spec=str(forward.spec))
+            forward.emit("forward_added")
 
     def stop_forward(self, index: int) -> None:
         """Stop one forward (cancelled on the server for -R); the others carry on."""
@@ -156,7 +156,7 @@ class RunningTunnel:
         if forward.state == "stopped":
             return
         forward.stop()
-        self._event("forward_stopped", forward=index)
+        forward.emit("forward_stopped")
 
     # -- losing the connection and getting a new one ------------------------
 
@@ -197,7 +197,7 @@ class RunningTunnel:
                 forward.restore()
             except ForwardError as exc:
                 # The others carry on; this one says why it could not.
-                self._event("forward_failed", forward=forward.index, error=str(exc))
+                forward.emit("forward_failed", error=str(exc))
         if not self._set_up():
             return
         seconds = round(time.monotonic() - self._lost_at, 3)

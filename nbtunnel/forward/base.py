@@ -29,11 +29,17 @@ class RunningForward:
         self.error: str | None = None
         # Said in displays: e.g. that the server decides how wide -R binds.
         self.note: str | None = None
-        self._emit = emit or (lambda *a, **k: None)
+        self._sink = emit
         self._lock = threading.Lock()
         self._relays: set[Relay] = set()
         self._threads: set[threading.Thread] = set()
         self._stopping = False
+
+    def emit(self, kind: str, **data: Any) -> None:
+        """Send an event of this forward, which names it by its index and,
+        as the tables do, by its spec."""
+        if self._sink is not None:
+            self._sink(kind, forward=self.index, spec=str(self.spec), **data)
 
     # -- where it listens (subclasses) --------------------------------------
 
@@ -129,7 +135,7 @@ class RunningForward:
         # One failed connection is closed, counted and said; the forward
         # stays up for the next one.
         self.counters.failed(error)
-        self._emit("connection_failed", forward=self.index, error=error)
+        self.emit("connection_failed", error=error)
 
     def _relay(self, relay: Relay, origin: str, target: str) -> None:
         """Run ``relay`` to its end, announcing the connection and its totals."""
@@ -137,15 +143,14 @@ class RunningForward:
             if self._stopping:
                 relay.abort()
             self._relays.add(relay)
-        self._emit("connection", forward=self.index, origin=origin, target=target)
+        self.emit("connection", origin=origin, target=target)
         try:
             relay.run()
         finally:
             with self._lock:
                 self._relays.discard(relay)
-            self._emit(
+            self.emit(
                 "connection_closed",
-                forward=self.index,
                 origin=origin,
                 target=target,
                 sent=relay.sent,

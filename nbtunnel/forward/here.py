@@ -14,6 +14,7 @@ from typing import Any
 from .._paramiko import ordered
 from ..errors import ConnectError, ForwardError
 from ..grammar.forwards import ForwardSpec
+from ..grammar.hostnames import host_name_problem, invalid_host
 from ..platform import sockets
 from .dynamic import negotiate
 from .socks import Request, SocksError
@@ -56,7 +57,13 @@ def reach(spec: ForwardSpec, chan: Any, where: str) -> tuple[socket.socket, str,
 
 def connect_here(host: str, port: int) -> socket.socket:
     """Connect from this machine to a TCP target, for a -R forward."""
-    sock = socket.create_connection((host, port), timeout=CONNECT_TIMEOUT)
+    try:
+        sock = socket.create_connection((host, port), timeout=CONNECT_TIMEOUT)
+    except UnicodeError as exc:
+        # Python's idna codec refused the name (a remote -R SOCKS client's
+        # request: a -R target's name was checked when it was parsed).
+        problem = host_name_problem(host) or str(exc)
+        raise ForwardError(invalid_host(host, problem)) from None
     sock.settimeout(None)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock

@@ -11,6 +11,7 @@ from typing import Literal
 
 from ..errors import ForwardError
 from ..grammar.forwards import bracketed
+from ..grammar.hostnames import host_name_problem, invalid_host
 from ..platform import limits, sockets
 from .accept import Accepted, AcceptLoop, Refused
 
@@ -46,6 +47,9 @@ def _bind_addresses(
                 f"cannot listen on '{host}': no such address on this machine "
                 f"({exc.strerror})"
             ) from None
+        except UnicodeError as exc:  # the idna codec refused the name
+            problem = host_name_problem(host) or str(exc)
+            raise ForwardError(invalid_host(host, problem)) from None
         pairs = list(dict.fromkeys((info[0], str(info[4][0])) for info in infos))
     if family == "inet":
         pairs = [p for p in pairs if p[0] == socket.AF_INET]

@@ -203,7 +203,7 @@ class ListeningForward(RunningForward):
             refuse(sock)
             if refused:  # not a client that is gone already
                 self.counters.refused(refused)
-                self._emit("connection_refused", forward=self.index, error=refused)
+                self.emit("connection_refused", error=refused)
             return
         self.counters.opened()
         try:

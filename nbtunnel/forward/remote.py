@@ -163,7 +163,7 @@ class RemoteForward(RunningForward):
             if wait is None:
                 raise ForwardError(self._give_up(refused))
             self.error = _waiting(self.spec, self._refusals, wait)
-            self._emit("forward_waiting", forward=self.index, error=self.error)
+            self.emit("forward_waiting", error=self.error)
             thread = threading.Thread(
                 target=self._keep_asking,
                 args=(wait,),
@@ -190,7 +190,7 @@ class RemoteForward(RunningForward):
                 if next_wait is None:
                     if refused is not None:
                         error = self._give_up(refused)
-                        self._emit("forward_failed", forward=self.index, error=error)
+                        self.emit("forward_failed", error=error)
                     self._retrier = None  # under the lock: restore() sees it
                     return
                 if isinstance(refused, ForwardError):
@@ -225,9 +225,8 @@ class RemoteForward(RunningForward):
         self._announce()
         if self._refusals:
             seconds = round(time.monotonic() - self._refused_since, 3)
-            self._emit(
+            self.emit(
                 "forward_restored",
-                forward=self.index,
                 port=listening.port,
                 tries=self._refusals + 1,
                 seconds=seconds,
@@ -261,9 +260,7 @@ class RemoteForward(RunningForward):
         if spec.listen_port == 0:
             # ssh prints this too: the only way a user learns the port.
             target = None if spec.is_dynamic else here.target_text(spec)
-            self._emit(
-                "allocated", forward=self.index, port=self.listen_port, target=target
-            )
+            self.emit("allocated", port=self.listen_port, target=target)
 
     def connection_lost(self, why: str) -> None:
         with self._listen_lock:

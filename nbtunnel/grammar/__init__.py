@@ -7,5 +7,7 @@ no file, socket, process or paramiko is touched here, so every other layer
 ``spec`` reads the whole line; ``forwards`` the argument of ``-L``/``-R``/
 ``-D``; ``destinations`` the host to reach and the ``-J`` hops; ``flags``
 holds ssh's tables (which flags take a value, the ``-o`` keys we know, the
-accepted forms of each forward) and the checks of single values.
+accepted forms of each forward) and the checks of single values;
+``hostnames`` says why a name cannot be looked up, and ``suggest`` which
+known word a mistyped one was probably meant to be.
 """

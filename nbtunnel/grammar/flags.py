@@ -6,6 +6,7 @@ import ipaddress
 import re
 
 from ..errors import SpecError
+from .suggest import closest
 
 ACCEPTED_FORMS: dict[str, tuple[str, ...]] = {
     "-L": (
@@ -290,7 +291,9 @@ def option_value(key: str, value: str) -> str:
         for choice in allowed:
             if value.lower() == choice.lower():
                 return choice
-        raise error(f"use one of {', '.join(allowed)}")
+        listed = f"use one of {', '.join(allowed)}"
+        guess = closest(value, allowed)
+        raise error(f"did you mean {guess}? ({listed})" if guess else listed)
     if key in COUNTS or key == "Port":
         low, high = (1, 65535) if key == "Port" else (0, MAX_COUNT)
         number = decimal(value, low, high)

@@ -22,6 +22,7 @@ from .flags import (
     q,
     spec_error,
 )
+from .hostnames import host_name_problem, invalid_host
 
 ForwardKind = Literal["local", "remote", "dynamic"]
 
@@ -149,11 +150,17 @@ def _forward_port(flag: str, text: str, raw: str, low: int) -> int:
     raise SpecError(message, text=raw, reason=reason)
 
 
-def _check_host(flag: str, text: str, host: str, what: str) -> None:
+def _check_host(flag: str, text: str, host: str, what: str, here: bool) -> None:
+    """``here``: this machine looks the name up, and Python's resolver
+    refuses a name DNS cannot carry; the server's may know it otherwise."""
     if not host:
         raise _forward_error(flag, text, f"the {what} is empty")
     if not is_network_host(host):
         raise _forward_error(flag, text, f"bad {what} {q(host)}: {HOST_RULE}", host)
+    problem = host_name_problem(host) if here else None
+    if problem is not None:
+        # The form is right, so no list of forms: the name is what is wrong.
+        raise spec_error(f"{flag} spec", text, invalid_host(host, problem), host)
 
 
 def parse_forward(flag: str, text: str) -> ForwardSpec:
@@ -212,11 +219,11 @@ def parse_forward(flag: str, text: str) -> ForwardSpec:
         raise _forward_error(flag, text, "a remote socket forward needs a target")
 
     if lhost is not None and lhost not in ("", "*"):
-        _check_host(flag, text, lhost, "bind address")
+        _check_host(flag, text, lhost, "bind address", kind != "remote")
     # An empty bind address means every interface, just as "*" does.
     listen_host = "*" if lhost == "" else lhost
     listen_port = None if lport is None else _forward_port(flag, text, lport, 0)
     if thost is not None:
-        _check_host(flag, text, thost, "target host")
+        _check_host(flag, text, thost, "target host", kind == "remote")
     target_port = None if tport is None else _forward_port(flag, text, tport, 1)
     return ForwardSpec(kind, listen_host, listen_port, lpath, thost, target_port, tpath)

@@ -31,6 +31,7 @@ from .flags import (
     spec_error,
 )
 from .forwards import KIND_OF_FLAG, ForwardSpec, parse_forward
+from .suggest import closest
 
 AddressFamily = Literal["any", "inet", "inet6"]
 
@@ -39,6 +40,10 @@ _FORWARD_OPTIONS = {"LocalForward": "-L", "RemoteForward": "-R", "DynamicForward
 _WITH_ARGUMENT = frozenset("LRDplJiFoc")
 # A tunnel never runs a shell, so these ask for nothing it would not do anyway.
 _NO_OPS = frozenset("NnTf")
+_LETTERS = _WITH_ARGUMENT | _NO_OPS | frozenset("g46Cv")
+_LONG_FLAGS = ("--no-reconnect",)
+# Where the -o keys are listed, for a key too far from any to guess.
+_KEYS_LISTED = "nbtunnel --help (%tunnel? in a notebook) lists the ones it has"
 _OPTION = re.compile(r"\s*([A-Za-z][A-Za-z0-9]*)(?:\s*=\s*|\s+)(.*?)\s*", re.DOTALL)
 
 
@@ -175,7 +180,7 @@ class _Line:
             message = f"nbtunnel does not support {q(flag)} ({reason})"
             raise SpecError(message, text=flag, reason=reason)
         elif letter not in _NO_OPS:
-            raise SpecError(f"unknown option {q(flag)}\n{USAGE}", text=flag)
+            raise _unknown_flag(flag, closest(letter, _LETTERS))
 
     def argument(self, flag: str, value: str) -> None:
         # The first -p and -l win, the last -F and -c: as in ssh.c.
@@ -216,8 +221,10 @@ class _Line:
         value = found.group(2)
         canonical = canonical_key(key)
         if canonical is None:
-            supported = ", ".join(SUPPORTED_OPTIONS)
-            message = f"unsupported option {q(key)}; nbtunnel supports {supported}"
+            # "has no such option": ssh may have it (ForwardAgent), nbtunnel not.
+            guess = closest(key, SUPPORTED_OPTIONS)
+            hint = f"did you mean {guess}?" if guess else _KEYS_LISTED
+            message = f"-o {q(key)}: nbtunnel has no such option; {hint}"
             raise SpecError(message, text=key, reason="unsupported option")
         if not value:
             raise SpecError(f"option {q(key)} needs a value", text=key)
@@ -265,6 +272,28 @@ class _Line:
         )
 
 
+def _argv(line: object) -> list[str]:
+    """A line given as argv; every public entry point comes through here."""
+    wanted = "the command line must be a string or a list of strings"
+    # A str is split above; bytes would be a sequence of numbers.
+    if isinstance(line, bytes) or not isinstance(line, Sequence):
+        shown = "None" if line is None else type(line).__name__
+        raise TypeError(f"{wanted}, not {shown}")
+    for n, token in enumerate(line, 1):
+        if not isinstance(token, str):
+            raise TypeError(f"{wanted}; word {n} is {type(token).__name__}: {token!r}")
+    return list(line)
+
+
+def _unknown_flag(flag: str, guess: str | None) -> SpecError:
+    """An unknown flag: the one it may be a typo of, or else the usage."""
+    if guess is None:
+        return SpecError(f"unknown option {q(flag)}\n{USAGE}", text=flag)
+    guess = guess if guess.startswith("-") else "-" + guess
+    reason = f"did you mean {guess}?"
+    return SpecError(f"unknown option {q(flag)}; {reason}", text=flag, reason=reason)
+
+
 def _tokens(line: str | Sequence[str]) -> list[str]:
     if isinstance(line, str):
         try:
@@ -272,7 +301,7 @@ def _tokens(line: str | Sequence[str]) -> list[str]:
         except ValueError as exc:
             raise spec_error("line", line, str(exc).lower()) from None
     else:
-        tokens = list(line)
+        tokens = _argv(line)
     # Only when more follows: a lone "ssh" is a host of that name.
     if len(tokens) > 1 and tokens[0] == "ssh":
         del tokens[0]
@@ -308,7 +337,7 @@ def parse(line: str | Sequence[str]) -> TunnelSpec:
             state.options.insert(0, ("Reconnect", "no"))
             continue
         if token.startswith("--"):
-            raise SpecError(f"unknown option {q(token)}\n{USAGE}", text=token)
+            raise _unknown_flag(token, closest(token, _LONG_FLAGS))
         # One word may hold several flags; an argument ends it ("-NL9000:db:1").
         position = 1
         while position < len(token):

@@ -20,6 +20,7 @@ import paramiko
 
 from .._paramiko.transport import Transport
 from ..errors import ConnectError, ForwardError, TunnelError
+from ..grammar.hostnames import host_name_problem, invalid_host
 from ..settings.resolve import ConnectSettings
 from . import negotiated
 from .keepalive import tcp_keepalive
@@ -150,6 +151,13 @@ class Dialer:
             trace(1, "cannot resolve %s: %s", s.host, exc.strerror)
             raise ConnectError(
                 f"cannot resolve host '{s.host}': {exc.strerror}; check the name, "
+                "or give it a HostName in ~/.ssh/config (or -F file)"
+            ) from None
+        except UnicodeError as exc:
+            # Python's idna codec refused the name before any lookup.
+            problem = host_name_problem(s.host) or str(exc)
+            raise ConnectError(
+                f"{invalid_host(s.host, problem)}; check the name, "
                 "or give it a HostName in ~/.ssh/config (or -F file)"
             ) from None
         last: OSError | None = None

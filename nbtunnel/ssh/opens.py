@@ -18,6 +18,7 @@ import paramiko
 from .._paramiko.opening import Opening, Threaded
 from .._paramiko.transport import DIRECT, Transport
 from ..errors import ConnectError, ForwardError
+from ..grammar.hostnames import host_name_problem
 
 __all__ = [
     "Done",
@@ -114,7 +115,10 @@ def open_later(
 
 
 def _where(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    # The server only says "Name or service not known"; this says why.
+    problem = host_name_problem(host)
+    return f"{where} ({problem})" if problem else where
 
 
 class Opener:

@@ -18,6 +18,7 @@ from ..client.manager import Manager
 from ..engine.protocol import Message
 from ..errors import SpecError, TunnelError
 from ..grammar.flags import ACCEPTED_FORMS
+from ..grammar.suggest import mistyped_command, mistyped_long_flag
 from ..platform.terminal import replace_unencodable
 
 USAGE = """\
@@ -104,7 +105,10 @@ def run(argv: Sequence[str], out: TextIO = sys.stdout, err: TextIO = sys.stderr)
             prompt = _ask_terminal if sys.stdin.isatty() else None
             tunnel = manager.open(list(argv), prompt=prompt)
         except SpecError as exc:
-            err.write(f"nbtunnel: {exc}\n")
+            # Failed as an ssh line: "--hepl" or "dmeo" may mean ours.
+            typo = mistyped_long_flag(argv, ("--help", "--version", "--no-reconnect"))
+            typo = typo or mistyped_command(argv, ("demo", "help"), "nbtunnel")
+            err.write(f"nbtunnel: {typo or exc}\n")
             return 2
         except TunnelError as exc:
             err.write(f"nbtunnel: {exc}\n")

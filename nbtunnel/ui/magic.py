@@ -22,6 +22,7 @@ from IPython.core.magic import Magics, line_magic, magics_class
 from ..client import browser, display
 from ..client.manager import Manager, close_default, default_manager
 from ..errors import SpecError, TunnelError
+from ..grammar.suggest import did_you_mean, mistyped_command, mistyped_long_flag
 from ..settings.resolve import Prompt
 from . import completion
 
@@ -37,6 +38,8 @@ that is a live tunnel's name, or the same destination with the same options,
 adds the forwards to that tunnel's SSH connection."""
 
 _CANCEL = ("-KL", "-KR", "-KD")
+_COMMANDS = ("list", "stop", "panel", "help")
+_LONG_FLAGS = ("--name", "--help", "--no-reconnect")
 
 
 class TunnelTable:
@@ -140,7 +143,16 @@ def run(
 
         return Panel(manager)
     name, rest = _name(words)
-    return manager.open(rest, name=name, prompt=prompt, show=show)
+    try:
+        return manager.open(rest, name=name, prompt=prompt, show=show)
+    except SpecError as exc:
+        raise _typo(words) or exc from None
+
+
+def _typo(words: list[str]) -> SpecError | None:
+    """What a line that failed as an ssh line may have meant instead."""
+    flag = mistyped_long_flag(words, _LONG_FLAGS, with_value=("--name",))
+    return flag or mistyped_command(words, _COMMANDS, "%tunnel")
 
 
 def _name(words: list[str]) -> tuple[str | None, list[str]]:
@@ -161,14 +173,18 @@ def _stop(args: list[str], manager: Manager) -> None:
     tunnel = manager.get(args[0])
     if tunnel is None:
         raise SpecError(
-            f"no tunnel named '{args[0]}' is open{_known(manager)}", text=args[0]
+            f"no tunnel named '{args[0]}' is open{_known(manager, args[0])}",
+            text=args[0],
         )
     tunnel.stop()
 
 
-def _known(manager: Manager) -> str:
+def _known(manager: Manager, asked: str) -> str:
     names = [t.name for t in manager.tunnels()]
-    return f" (open: {', '.join(names)})" if names else " (none is open)"
+    if not names:
+        return " (none is open)"
+    guess = did_you_mean(asked, names, fold_case=False)
+    return f"; {guess}" if guess else f" (open: {', '.join(names)})"
 
 
 def _cancel(words: list[str], manager: Manager) -> None:

@@ -95,12 +95,13 @@ def test_a_port_held_by_a_frozen_session_is_back_once_the_server_lets_go(
     line = server.line(*ALIVE, "-R", f"127.0.0.1:{fixed}:127.0.0.1:{here.sink}")
     with manager.open(line) as t:
         (remote,) = t.forwards
+        name = f"forward -R 127.0.0.1:{fixed}:127.0.0.1:{here.sink}"  # its spec
         old = _freeze(server)
         frozen_at = time.monotonic()
         try:
             # The keepalives notice, a new session logs in and is refused
             # the port, which the frozen one still holds.
-            _until(t, lambda: "forward 0 waiting" in _events(t), 20)
+            _until(t, lambda: f"{name} waiting" in _events(t), 20)
             refused_at = time.monotonic()
             clients.wait_until(lambda: t.state == "up", 5)  # the tunnel is
             assert remote.state == "reconnecting"  # its -R is not yet
@@ -136,9 +137,9 @@ def test_a_port_held_by_a_frozen_session_is_back_once_the_server_lets_go(
         events = _events(t)
         said = [
             "reconnecting",
-            "forward 0 waiting",
+            f"{name} waiting",
             "reconnected",
-            f"forward 0 back on port {fixed}",
+            f"{name} back on port {fixed}",
         ]
         assert all(x in events for x in said), events
         assert sorted(said, key=events.index) == said
@@ -169,7 +170,8 @@ def test_a_port_someone_else_took_is_asked_for_until_they_let_go(
         server.stop(hard=True)
         with _squatter(server, fixed):
             server.restart()
-            _until(t, lambda: "forward 0 waiting" in _events(t), 15)
+            waiting = f"forward -R 127.0.0.1:{fixed}:127.0.0.1:{here.echo} waiting"
+            _until(t, lambda: waiting in _events(t), 15)
             # The others carry on meanwhile.
             clients.wait_until(lambda: t.state == "up", 5)
             assert local.state == "up"
@@ -186,7 +188,7 @@ def test_a_port_someone_else_took_is_asked_for_until_they_let_go(
         assert clients.on_server(server, "echo", "127.0.0.1", fixed, 10_000)["ok"]
         events = _events(t)
         assert events.index("waiting") < events.index(f"back on port {fixed}")
-        assert "forward failed" not in events
+        assert f"{waiting.removesuffix(' waiting')} failed" not in events
 
 
 def test_the_asking_ends_after_reconnect_attempts(
@@ -212,7 +214,8 @@ def test_the_asking_ends_after_reconnect_attempts(
         assert "asked 3 times" in str(remote.error)
         assert "ReconnectAttempts" in str(remote.error)
         assert "refused to listen" in str(remote.error)
-        assert "forward failed" in _events(t) and t.state == "up"
+        spec = f"-R 127.0.0.1:{fixed}:127.0.0.1:{here.echo}"
+        assert f"forward {spec} failed" in _events(t) and t.state == "up"
 
 
 def test_a_refusal_at_the_first_start_still_fails_at_once(

@@ -30,6 +30,12 @@ def manager() -> Iterator[Manager]:
         (["-KR", "x:y:z"], "-D spec"),
         (["-L", "9000:db", "user@host"], "'9000:db'"),
         (["user@host"], "no forward"),
+        # A mistyped command; a bare word is a host, so only once the line
+        # failed as an ssh line, and only a line without a flag.
+        (["stp", "db"], "unknown command 'stp'; did you mean %tunnel stop?"),
+        (["lsit"], "unknown command 'lsit'; did you mean %tunnel list?"),
+        (["stp", "-L", "0:a:1", "h"], "nbtunnel runs no remote command: 'h'"),
+        (["--nmae", "db", "-L", "0:a:1", "h"], "'--nmae'; did you mean --name?"),
     ],
 )
 def test_bad_words_say_what_is_wrong(

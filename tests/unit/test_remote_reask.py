@@ -293,22 +293,30 @@ def test_a_reconnecting_forward_can_be_cancelled_with_k() -> None:
 
 
 def test_the_asking_events_read_as_sentences() -> None:
-    waiting = {
-        "event": "forward_waiting",
-        "forward": 0,
-        "error": "the server still holds 127.0.0.1:9000 after the reconnect",
-    }
-    assert event_line(waiting) == (
-        "forward 0 waiting: the server still holds 127.0.0.1:9000 after the reconnect"
-    )
+    server, events = _Server(), _Events()
+    forward = _forward(server, events)
+    _after_a_reconnect(forward, server)
+    # The forward names itself by its spec, as the tables do.
+    kind, data = events.seen[-1]
+    assert kind == "forward_waiting" and data["forward"] == 0
+    spec = forward.snapshot().spec
+    assert data["spec"] == spec == f"-R 127.0.0.1:{PORT}:127.0.0.1:80"
+    waiting = {"event": kind, **data}
+    assert event_line(waiting) == f"forward {spec} waiting: {data['error']}"
     restored = {
         "event": "forward_restored",
         "forward": 0,
+        "spec": spec,
         "port": 9000,
         "tries": 6,
         "seconds": 14.26,
     }
-    assert event_line(restored) == "forward 0 back on port 9000 after 14.3 s (6 tries)"
+    assert event_line(restored) == (
+        f"forward {spec} back on port 9000 after 14.3 s (6 tries)"
+    )
+    # An event that carries no spec still says which forward, by index.
+    del restored["spec"]
+    assert str(event_line(restored)).startswith("forward 0 back on port 9000")
 
 
 def test_a_grant_from_a_connection_lost_meanwhile_is_asked_for_again() -> None:
