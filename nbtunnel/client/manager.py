@@ -77,16 +77,13 @@ class Manager:
     ) -> Tunnel:
         """Open the forwards of one ``ssh`` command line over one SSH connection.
 
-        A line is read among the tunnels already open (``client.rules``):
-        the same line again is the same tunnel; the same destination and
-        options (or an open tunnel's name) add to that tunnel, their forwards
-        last; a fixed port another forward holds raises ForwardError naming
-        it.  ``name`` labels it (default: the host, made unique; a new name
-        is a tunnel of its own on the same connection).  ``prompt(text,
-        secret)`` asks a person what ssh would ask and returns the answer or
-        None, in the calling thread; without it an unknown host is refused,
-        an encrypted key skipped.  ``show(line)`` gets a -v line's steps as
-        ssh prints them while it opens, from another thread (client.events).
+        The rules of ``client.rules``: the same line again is the same
+        tunnel; the same destination and options (or a tunnel's name) add to
+        that tunnel; a fixed port another forward holds is a ForwardError.
+        ``name`` labels it (default: the host, made unique).  ``prompt(text,
+        secret)`` asks a person what ssh would ask (without it an unknown
+        host is refused, an encrypted key skipped).  ``show(line)`` gets a
+        -v line's steps while it opens, from another thread.
         """
         name, prompt = arguments.name(name), arguments.prompt(prompt)
         spec = parse(line)
