@@ -9,7 +9,7 @@ from typing import Any
 
 from ..grammar.forwards import bracketed
 from ..status import ForwardSnapshot, ForwardStats, TunnelSnapshot
-from . import urls
+from . import fit, urls
 from .browser import DIRECT, Route
 
 _STATE_COLOURS = {
@@ -121,9 +121,15 @@ def _rows(tunnels: list[TunnelSnapshot]) -> list[tuple[str, ...]]:
     return rows
 
 
-def text_table(tunnels: list[TunnelSnapshot], route: Route = DIRECT) -> str:
+def text_table(
+    tunnels: list[TunnelSnapshot], route: Route = DIRECT, width: int | None = None
+) -> str:
     """An aligned plain-text table, one row per forward; under it where a
-    browser opens each web -L (through ``route``) and each -R to share."""
+    browser opens each web -L (through ``route``) and each -R to share.
+
+    A table wider than ``width`` (None: no limit) becomes one block of
+    lines per forward, each line within it: a table that a terminal wraps
+    is unreadable."""
     if not tunnels:
         return "no tunnels"
     rows = [_COLUMNS, *_rows(tunnels)]
@@ -132,8 +138,33 @@ def text_table(tunnels: list[TunnelSnapshot], route: Route = DIRECT) -> str:
         "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
         for r in rows
     ]
-    opens = [f"open {url}  ({which})" for url, which in _opens(tunnels, route)]
-    return "\n".join(lines + opens + share_lines(tunnels))
+    if width is not None and max(len(line) for line in lines) > width:
+        lines = [line for row in rows[1:] for line in _block(row, width)]
+    opens = [
+        line
+        for url, which in _opens(tunnels, route)
+        for line in fit.wrap(f"open {url}  ({which})", width, "", "    ")
+    ]
+    return "\n".join(lines + opens + share_lines(tunnels, width))
+
+
+def _block(row: tuple[str, ...], width: int) -> list[str]:
+    """One row of the table as a few lines: the columns' names before
+    their values, so it reads as the table does."""
+    cell = dict(zip(_COLUMNS, row, strict=True))
+    state = f"{cell['state']} {cell['uptime']}".strip()  # "up 2m05s"
+    head = "  ".join(part for part in (cell["tunnel"], cell["forward"], state) if part)
+    lines = fit.wrap(f"{head}  via {cell['via']}", width, "", "    ")
+    pad = " " * 14
+    for name in ("listens on", "→ target"):
+        if cell[name]:
+            lines += fit.wrap(f"{name:<12}{cell[name]}", width, "  ", pad)
+    if cell["conns"]:
+        stats = (f"{name} {cell[name]}" for name in ("conns", "↑ sent", "↓ received"))
+        lines += fit.wrap("   ".join(stats), width, "  ", "    ")
+    if cell["last error"]:
+        lines += fit.wrap(f"{'last error':<12}{cell['last error']}", width, "  ", pad)
+    return lines
 
 
 def html_table(tunnels: list[TunnelSnapshot], route: Route = DIRECT) -> str:
@@ -191,12 +222,13 @@ def _shares(tunnels: list[TunnelSnapshot]) -> list[tuple[str, str, str]]:
     return found
 
 
-def share_lines(tunnels: list[TunnelSnapshot]) -> list[str]:
+def share_lines(tunnels: list[TunnelSnapshot], width: int | None = None) -> list[str]:
     """Under a text table: the URL to share for each -R that is up, and what
-    the server must allow for others to reach it."""
+    the server must allow for others to reach it, wrapped to ``width``."""
     lines = []
     for url, which, advice in _shares(tunnels):
-        lines += [f"share {url}  ({which})", f"  {advice}"]
+        lines += fit.wrap(f"share {url}  ({which})", width, "", "    ")
+        lines += fit.wrap(advice, width, "  ")
     return lines
 
 

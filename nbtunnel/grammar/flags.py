@@ -32,10 +32,38 @@ ACCEPTED_FORMS: dict[str, tuple[str, ...]] = {
     "-c": ("cipher_spec",),
 }
 
-USAGE = """\
-usage: [ssh] [-46CfgNnTv] [-c cipher_spec] [-D [bind_address:]port] [-F configfile]
-       [-i identity_file] [-J destination] [-L address] [-l login_name]
-       [-o option] [-p port] [-R address] destination"""
+# ssh(1)'s own short names in its synopsis, where the first form is long.
+_SYNOPSIS_NAMES = {
+    "-L": "address",
+    "-R": "address",
+    "-J": "destination",
+    "-o": "option",
+}
+
+
+def usage(program: str, width: int = 79) -> str:
+    """ssh(1)'s synopsis for ``program``, from the tables above, wrapped as
+    ssh wraps it: each ``[-x value]`` whole, continued under the first."""
+    # As in ssh(1): by letter, the capital first.
+    flags = sorted(
+        ACCEPTED_FORMS, key=lambda flag: (flag[1].lower(), flag[1].islower())
+    )
+    words = [
+        "[-46CfgNnTVv]",
+        *(f"[{f} {_SYNOPSIS_NAMES.get(f, ACCEPTED_FORMS[f][0])}]" for f in flags),
+        "destination",
+    ]
+    lines = [f"usage: {program}"]
+    pad = " " * (len(lines[0]) + 1)
+    for word in words:
+        if len(lines[-1]) + 1 + len(word) > width:
+            lines.append(pad + word)
+        else:
+            lines[-1] += " " + word
+    return "\n".join(lines)
+
+
+USAGE = usage("nbtunnel")
 
 # The switches (flags without a value) that change what a tunnel does;
 # -N, -n, -T and -f are accepted too, and change nothing.
@@ -62,7 +90,7 @@ UNSUPPORTED_FLAGS = {
     "q": "quiet mode",
     "s": "subsystems",
     "t": "terminals; a tunnel runs no shell",
-    "V": "printing the version",
+    "V": "printing the version: run nbtunnel -V, or read nbtunnel.__version__",
     "W": "stdio forwarding; use -L",
     "w": "tun device forwarding",
     "X": "X11 forwarding",

@@ -12,27 +12,14 @@ from types import FrameType
 from typing import TextIO
 
 from .._version import __version__
-from ..client import display
+from ..client import display, fit
 from ..client.events import verbose_line
 from ..client.manager import Manager
 from ..engine.protocol import Message
 from ..errors import SpecError, TunnelError
-from ..grammar.flags import ACCEPTED_FORMS
 from ..grammar.suggest import mistyped_command, mistyped_long_flag
 from ..platform.terminal import replace_unencodable
-
-USAGE = """\
-usage: nbtunnel [ssh options] (-L spec | -R spec | -D spec)... destination
-
-The same command line as ssh(1); the forwards run in the foreground, one
-line per event, until Ctrl-C.  For example:
-
-  nbtunnel -L 9000:localhost:5432 analyst@db.example.com
-
-`nbtunnel demo` tries it all against an SSH server embedded in this process.
-
-forms:
-""" + "".join(f"  {form}\n" for forms in ACCEPTED_FORMS.values() for form in forms)
+from . import help, output
 
 
 def _ask_terminal(text: str, secret: bool) -> str | None:
@@ -57,10 +44,13 @@ def _is_ssh_flag(word: str) -> bool:
 def run(argv: Sequence[str], out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     """Run the CLI; returns the exit status."""
     if not argv or argv[0] in ("-h", "--help", "help"):
-        out.write(USAGE)
+        out.write(help.cli(output.width()))
         return 0 if argv else 2
     if argv[0] == "--version":
         out.write(f"nbtunnel {__version__}\n")
+        return 0
+    if help.asks_version(argv):
+        err.write(help.version() + "\n")  # on stderr, as ssh -V
         return 0
     if argv[0] == "demo" and not any(_is_ssh_flag(a) for a in argv[1:]):
         # ssh has no long options, so "demo" followed by ssh flags is a host
@@ -71,7 +61,12 @@ def run(argv: Sequence[str], out: TextIO = sys.stdout, err: TextIO = sys.stderr)
 
     done = threading.Event()
     failed: list[str] = []
-    write_lock = threading.Lock()
+    # A line for each event, whole where the width is unknown (a log file,
+    # a script reading "Allocated port"), wrapped to a terminal's.
+    columns = output.columns()
+    width = columns or output.UNKNOWN_WIDTH
+    lines = output.Lines(out, on_gone=done.set)
+    write_lock = threading.Lock()  # -v lines on stderr, from the engine's threads
 
     opened = threading.Event()
 
@@ -86,9 +81,7 @@ def run(argv: Sequence[str], out: TextIO = sys.stdout, err: TextIO = sys.stderr)
             return  # the forwarding lines below say it better
         line = display.event_line(message)
         if line:
-            with write_lock:
-                out.write(line + "\n")
-                out.flush()
+            lines.write(*fit.wrap(line, columns, "", "    "))
         if message.get("event") == "state" and message.get("state") == "failed":
             failed.append(str(message.get("error")))
             done.set()
@@ -121,24 +114,24 @@ def run(argv: Sequence[str], out: TextIO = sys.stdout, err: TextIO = sys.stderr)
             opened.set()
             snap = tunnel.snapshot()
             for f in snap.forwards:
-                out.write(f"forwarding {display.forward_line(f, tunnel.destination)}\n")
-            for line in display.share_lines([snap]):
-                out.write(line + "\n")
-            out.write("press Ctrl-C to stop\n")
-            out.flush()
+                line = f"forwarding {display.forward_line(f, tunnel.destination)}"
+                lines.write(*fit.wrap(line, columns, "", "    "))
+            lines.write(*display.share_lines([snap], width), "press Ctrl-C to stop")
             while not done.wait(3600):
                 pass
     finally:
         manager.close()
         signal.signal(signal.SIGTERM, previous)
+    if lines.gone:
+        return output.BROKEN_PIPE_STATUS  # nobody is reading: nothing to say
     if failed:
         err.write(f"nbtunnel: {failed[0]}\n")
         return 1
-    out.write("stopped\n")
+    lines.write("stopped")
     return 0
 
 
 def main() -> None:
     """Console entry point."""
     replace_unencodable(sys.stdout, sys.stderr)
-    sys.exit(run(sys.argv[1:]))
+    sys.exit(output.quiet_on_broken_pipe(lambda: run(sys.argv[1:])))

@@ -22,20 +22,46 @@ from IPython.core.magic import Magics, line_magic, magics_class
 from ..client import browser, display
 from ..client.manager import Manager, close_default, default_manager
 from ..errors import SpecError, TunnelError
+from ..grammar import flags
 from ..grammar.suggest import did_you_mean, mistyped_command, mistyped_long_flag
 from ..settings.resolve import Prompt
-from . import completion
+from . import completion, help
 
-USAGE = """\
+_LINES = """\
 %tunnel [--name NAME] [ssh options] (-L spec | -R spec | -D spec)... destination
 %tunnel [list]              the table of every tunnel and forward
 %tunnel stop NAME|all       stop one tunnel, or all of them
 %tunnel -KL [bind:]port     cancel one forward (also -KR, -KD), as ssh's ~C does
 %tunnel panel               a live panel of every forward: toggle, remove, add
+%tunnel -V                  the version of nbtunnel and of what it runs on
+%tunnel help, %tunnel?      this help
 
 Running the same line again returns the tunnel already up.  A destination
 that is a live tunnel's name, or the same destination with the same options,
 adds the forwards to that tunnel's SSH connection."""
+
+_EXAMPLES = """\
+examples (IPython expands {expression} and $name in the line):
+  t = %tunnel -J you@bastion.example.com -L 0:localhost:5432 you@db.internal
+  t.forwards[0].url("postgresql://you@localhost:5432/sales")  # the port bound
+  %tunnel -R 8080:localhost:8050 you@shared.example.com  # a dashboard, shared
+  t = %tunnel -D 0 you@gateway.example.com  # a SOCKS proxy, and for requests:
+  t.forwards[-1].proxies
+
+try it here, with no server, keys or configuration: an SSH server in this
+kernel (loopback only, keys made for it alone) and a page only it reaches:
+  from nbtunnel.testing import EmbeddedServer, PrivateService
+  server, service = EmbeddedServer().start(), PrivateService()
+  SSH = server.line()
+  t = %tunnel -L 0:localhost:{service.port} $SSH
+  t.forwards[0].browser_url()         # the page, through the forward
+  %tunnel stop all
+  server.stop(); service.stop()
+In a terminal, `nbtunnel demo` tours -L, -R and -D the same way."""
+
+USAGE = help.magic(_LINES, _EXAMPLES)
+# The grammar's synopsis, as errors show it, with the magic's name.
+_SYNOPSIS = (flags.USAGE, flags.usage("%tunnel"))
 
 _CANCEL = ("-KL", "-KR", "-KD")
 _COMMANDS = ("list", "stop", "panel", "help")
@@ -71,7 +97,8 @@ class TunnelMagics(Magics):
         try:
             return run(words, default_manager(), asker, _cell_lines())
         except TunnelError as exc:
-            raise UsageError(str(exc) + asker.why_not()) from None
+            message = str(exc).replace(*_SYNOPSIS)
+            raise UsageError(message + asker.why_not()) from None
 
 
 def _cell_lines() -> Callable[[str], None]:
@@ -135,6 +162,9 @@ def run(
         return None
     if words[0] in ("help", "-h", "--help"):
         print(USAGE)
+        return None
+    if words[0] == "--version" or help.asks_version(words):  # as the command
+        print(help.version())
         return None
     if words[0] == "panel":
         if len(words) != 1:

@@ -34,7 +34,11 @@ def _run(*args: str, stdin: int | None = None) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        # No COLUMNS: the width unknown, each event a whole line.
+        env={
+            **{k: v for k, v in os.environ.items() if k != "COLUMNS"},
+            "PYTHONPATH": str(ROOT),
+        },
     )
 
 
@@ -125,7 +129,11 @@ def test_remote_forward_prints_the_allocated_port_as_ssh_does(sshd, here) -> Non
         share = proc.stdout.readline()
         host = sshd.destination.rpartition("@")[2]
         assert share.startswith(f"share http://{host}:{port}/"), share
-        assert "GatewayPorts" in proc.stdout.readline()
+        advice = ""  # wrapped to the width, up to the last line before the wait
+        while "press Ctrl-C" not in (line := proc.stdout.readline()):
+            assert line, advice
+            advice += line
+        assert "GatewayPorts" in advice
         got = clients.on_server(sshd, "echo", "127.0.0.1", port, 1000)
         assert got == {"ok": True}
         _out, err = _interrupt(proc)

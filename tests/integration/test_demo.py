@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}
+    # No COLUMNS: the width unknown, as where the output is piped.
+    env = {k: v for k, v in os.environ.items() if k not in ("SSH_AUTH_SOCK", "COLUMNS")}
     return {**env, "HOME": str(home), "PYTHONPATH": str(ROOT)}
 
 
@@ -54,10 +55,16 @@ def test_the_demo_tours_every_kind_of_forward_and_exits_0(tmp_path: Path) -> Non
     assert f"open it in your browser: http://127.0.0.1:{port.group(1)}/\n" in out
     assert "-> 200 'Hello from your dashboard'" in out
     assert "through socks5h://127.0.0.1:" in out
-    # The status table, with a row per forward.
-    assert re.search(r"^demo\s+-L\s+this machine 127\.0\.0\.1:\d+", out, re.M)
-    assert re.search(r"^demo\s+-R\s+the server", out, re.M)
-    assert re.search(r"^demo\s+-D\s+this machine", out, re.M)
+    # The status table, too wide for the unknown width (a pipe): a block
+    # per forward, and every line within 100 columns.
+    blocks = re.findall(
+        r"^demo  (-[LRD])  up \S+  via demo@127\.0\.0\.1\n(.*)", out, re.M
+    )
+    assert [flag for flag, _ in blocks] == ["-L", "-R", "-D"], out
+    assert re.fullmatch(r"  listens on  this machine 127\.0\.0\.1:\d+", blocks[0][1])
+    assert re.fullmatch(r"  listens on  the server localhost:\d+", blocks[1][1])
+    assert re.fullmatch(r"  listens on  this machine 127\.0\.0\.1:\d+", blocks[2][1])
+    assert max(len(line) for line in out.splitlines()) <= 100, out
     # OpenSSH's equivalents, with the bound ports (ssh takes no -L 0).
     commands = re.findall(r"^   ssh -N (-[LRD]) (\S+) ", out, re.M)
     assert [flag for flag, _ in commands] == ["-L", "-R", "-D"]
@@ -65,6 +72,76 @@ def test_the_demo_tours_every_kind_of_forward_and_exits_0(tmp_path: Path) -> Non
     assert "done in" in out
     # Nothing written where the user's keys live.
     assert list(tmp_path.iterdir()) == []
+
+
+def _until_serving(demo: subprocess.Popen[str]) -> list[str]:
+    """The lines the demo printed until it said it serves."""
+    assert demo.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = demo.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if line.startswith("serving until Ctrl-C"):
+            return lines
+    raise AssertionError("".join(lines))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_serve_stopped_by_a_signal_removes_its_directory_and_key(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**_env(home), "TMPDIR": str(temporary)}
+    with subprocess.Popen(
+        [sys.executable, "-m", "nbtunnel", "demo", "--serve", "--size", "1"],
+        preexec_fn=procs.interruptible,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=home,
+    ) as demo:
+        _until_serving(demo)
+        made = list(temporary.iterdir())
+        assert [p.name[:14] for p in made] == ["nbtunnel-demo-"], made
+        assert (made[0] / "id_ed25519").exists()  # the private key
+        demo.send_signal(signum)
+        out, err = demo.communicate(timeout=30)
+    assert demo.returncode == 0, err
+    assert "done in" in out and "Traceback" not in err
+    assert list(temporary.iterdir()) == []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_during_the_tour_cleans_up_and_says_so(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    env = {**_env(tmp_path), "TMPDIR": str(temporary)}
+    with subprocess.Popen(
+        [sys.executable, "-m", "nbtunnel", "demo", "--size", "4096"],
+        preexec_fn=procs.interruptible,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    ) as demo:
+        assert demo.stdout is not None
+        while "GET /bytes/" not in demo.stdout.readline():  # 4 GiB on its way
+            assert demo.poll() is None
+        demo.send_signal(signum)
+        _, err = demo.communicate(timeout=30)
+    assert demo.returncode == 128 + signum, err
+    assert err == f"nbtunnel demo: stopped by {signum.name}; everything is cleaned up\n"
+    assert list(temporary.iterdir()) == []
 
 
 def test_serve_stays_up_until_ctrl_c(tmp_path: Path) -> None:

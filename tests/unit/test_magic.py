@@ -60,3 +60,22 @@ def test_errors_become_one_line_usage_errors() -> None:
     with pytest.raises(UsageError, match="'9000:db'") as caught:
         magics.tunnel("-L 9000:db user@host")
     assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+def test_errors_show_the_usage_of_the_magic() -> None:
+    magics = TunnelMagics(shell=None)
+    for line in ("-Z user@host", "-L 0:db:5432"):
+        with pytest.raises(UsageError) as caught:
+            magics.tunnel(line)
+        message = str(caught.value)
+        assert "usage: %tunnel [-46CfgNnTVv] [-c cipher_spec]" in message, message
+        assert "nbtunnel [" not in message and "[ssh]" not in message
+
+
+def test_dash_v_prints_the_version(
+    manager: Manager, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nbtunnel._version import __version__
+
+    assert run(["-V"], manager) is None
+    assert capsys.readouterr().out.startswith(f"nbtunnel {__version__}, paramiko ")
