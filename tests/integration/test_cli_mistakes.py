@@ -74,9 +74,10 @@ def _closed_unserved(port: int) -> None:
             "(use one of yes, no, accept-new, ask, off)",
         ),
         (
-            ["-o", "Tunnel=yes", "-L", "0:db:5432", "host"],
-            "-o 'Tunnel': nbtunnel has no such option; "
-            "nbtunnel --help (%tunnel? in a notebook) lists the ones it has",
+            # A real ssh option: said so, with no guess of another meaning.
+            ["-o", "ConnectionAttempts=3", "-L", "0:db:5432", "host"],
+            "-o 'ConnectionAttempts': an ssh option nbtunnel does not support "
+            "(yet); the supported ones: nbtunnel --help (%tunnel? in a notebook)",
         ),
         (["-d", "1080", "host"], "unknown option '-d'; did you mean -D?"),
         (["--hepl"], "unknown option '--hepl'; did you mean --help?"),
