@@ -34,6 +34,7 @@ def manager() -> Iterator[Manager]:
         # failed as an ssh line, and only a line without a flag.
         (["stp", "db"], "unknown command 'stp'; did you mean %tunnel stop?"),
         (["lsit"], "unknown command 'lsit'; did you mean %tunnel list?"),
+        (["list", "x"], "%tunnel list does not take 'x'; usage: %tunnel [list]"),
         (["stp", "-L", "0:a:1", "h"], "nbtunnel runs no remote command: 'h'"),
         (["--nmae", "db", "-L", "0:a:1", "h"], "'--nmae'; did you mean --name?"),
     ],
@@ -51,6 +52,38 @@ def test_list_and_help(manager: Manager, capsys: pytest.CaptureFixture[str]) -> 
     assert isinstance(run(["list"], manager), TunnelTable)
     assert run(["help"], manager) is None
     assert capsys.readouterr().out.strip() == USAGE.strip()
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        ["--help"],
+        ["-h"],
+        ["-L", "0:a:1", "h", "--help"],  # after the host, as -V
+        ["-vh", "-L", "0:a:1", "h"],  # in a bundle
+        ["--name", "db", "-L", "0:a:1", "-h", "h"],
+    ],
+)
+def test_help_asked_anywhere_among_the_flags_shows_it(
+    manager: Manager, capsys: pytest.CaptureFixture[str], words: list[str]
+) -> None:
+    assert run(words, manager) is None
+    assert capsys.readouterr().out.strip() == USAGE.strip()
+    assert manager.tunnels() == []
+
+
+@pytest.mark.parametrize(
+    ("words", "message"),
+    [
+        (["--name", "--help", "-L", "0:a:1"], "no destination"),  # a name
+        (["-L", "0:a:1", "h", "--", "--help"], "nbtunnel runs no remote command"),
+    ],
+)
+def test_help_is_no_value_and_nothing_after_dashdash(
+    manager: Manager, words: list[str], message: str
+) -> None:
+    with pytest.raises(SpecError, match=message):
+        run(words, manager)
 
 
 def test_errors_become_one_line_usage_errors() -> None:
