@@ -227,9 +227,10 @@ def _known(manager: Manager, asked: str) -> str:
 def _cancel(words: list[str], manager: Manager) -> None:
     flag, args = words[0], words[1:]
     if len(args) != 1:
-        raise SpecError(
-            f"usage: %tunnel {flag} [bind_address:]port", text=" ".join(args)
-        )
+        # -L and -R forwards may listen on a unix socket: named by its path.
+        path = "" if flag == "-KD" else " (or its socket's path)"
+        usage = f"usage: %tunnel {flag} [bind_address:]port{path}"
+        raise SpecError(usage, text=" ".join(args))
     forward = manager.cancel(flag, args[0])
     print(display.cancelled_line(forward.snapshot(), forward.tunnel.name))
 

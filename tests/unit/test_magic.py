@@ -27,7 +27,9 @@ def manager() -> Iterator[Manager]:
         (["stop", "nosuch"], "no tunnel named 'nosuch' is open (none is open)"),
         (["-KL"], "usage: %tunnel -KL [bind_address:]port"),
         (["-KD", "1080"], "no -D forward listens on 1080"),
-        (["-KR", "x:y:z"], "-D spec"),
+        (["-KR", "x:y:z"], "bad -KR 'x:y:z'"),
+        (["-KL", "abc"], "bad -KL 'abc': port 'abc' is not a number"),
+        (["-KD"], "usage: %tunnel -KD [bind_address:]port"),
         (["-L", "9000:db", "user@host"], "'9000:db'"),
         (["user@host"], "no forward"),
         # A mistyped command; a bare word is a host, so only once the line
