@@ -27,6 +27,7 @@ from ..client.handles import Forward, Tunnel
 from ..client.manager import Manager
 from ..engine.protocol import Message
 from ..errors import TunnelError
+from ..platform.processes import stop_signals
 from ..testing import EmbeddedServer, PrivateService
 from ..testing.clients import Response, get
 from ..testing.services import payload_sha256
@@ -73,11 +74,7 @@ def _stopped_by_signals() -> Iterator[None]:
             stopping.append(signum)
             raise _Signalled(signum)
 
-    previous = []
-    for name in ("SIGTERM", "SIGHUP"):  # Windows has no SIGHUP
-        signum = getattr(signal, name, None)
-        if signum is not None:
-            previous.append((signum, signal.signal(signum, stop)))
+    previous = [(signum, signal.signal(signum, stop)) for signum in stop_signals()]
     try:
         yield
     finally:
