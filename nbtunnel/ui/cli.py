@@ -40,11 +40,19 @@ def _ask_terminal(text: str, secret: bool) -> str | None:
 
 # The event lines that scripts read, one event a line, kept whole when
 # piped: ssh's own "Allocated port N for remote forward to ..." (what
-# scripts already look for) and the record of each connection
-# ("connection A → B", "closed A → B (...)"), grepped in a log.  Every other
-# line (the forwarding lines, hints, states, warnings) is for people, and
-# the -v lines go to stderr as ssh prints them, whole.
-RECORDS = frozenset({"allocated", "connection", "connection_closed"})
+# scripts already look for) and the record of each connection ("connection
+# A → B", "closed A → B (...)", "connection failed: ..."), grepped in a log.
+# Every other line (the forwarding lines, hints, states, warnings) is for
+# people, and the -v lines go to stderr as ssh prints them, whole.
+RECORDS = frozenset(
+    {
+        "allocated",
+        "connection",
+        "connection_closed",
+        "connection_failed",
+        "connection_refused",
+    }
+)
 
 # nbtunnel's own commands, with their usage ("did you mean" for a typo).
 _COMMANDS = {"demo": "nbtunnel demo [--serve] [--size MIB]", "help": "nbtunnel --help"}

@@ -238,7 +238,7 @@ def _automagic(ip: Any, cell: str) -> bool:
     no Python name ``tunnel`` shadows the magic (IPython's own check)."""
     if not getattr(ip, "automagic", False) or "\n" in cell.strip("\n"):
         return False
-    return not is_shadowed("tunnel", ip)
+    return not is_shadowed("tunnel", ip)  # type: ignore[no-untyped-call]  # IPython's, untyped
 
 
 def unregister(ip: Any) -> None:
