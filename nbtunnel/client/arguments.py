@@ -91,7 +91,8 @@ def forwards(value: object) -> tuple[ForwardSpec, ...]:
 
 
 def listen(value: object) -> str:
-    """``Manager.cancel(flag, listen)``: ``[bind_address:]port``, or a port number."""
+    """``Manager.cancel(flag, listen)``: ``[bind_address:]port`` (or a -L or
+    -R socket's path), or a port number."""
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     if not isinstance(value, str):

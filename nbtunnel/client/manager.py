@@ -244,8 +244,8 @@ class Manager:
 
     def cancel(self, flag: str, listen: str | int) -> Forward:
         """Stop the live forward of ``flag`` (-L, -R or -D; or -KL, -KR, -KD)
-        that listens on ``[bind_address:]port``, as ssh's ``-KL`` does; returns
-        it.  Raises SpecError if none does."""
+        that listens on ``[bind_address:]port`` (or a socket's path), as ssh's
+        ``-KL`` does; returns it.  Raises SpecError if none does."""
         flag, listen = arguments.flag(flag), arguments.listen(listen)
         tunnel, index = rules.to_cancel(self._live(), flag, listen)
         forward = tunnel.record.handles[index]

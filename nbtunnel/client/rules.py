@@ -10,7 +10,8 @@ magic, the CLI and the panel alike:
 - the same destination with the same options joins that tunnel and its SSH
   connection (as does a destination that is an open tunnel's name);
 - a fixed port that another forward holds is refused, naming the holder;
-- ``-K`` with ``[bind:]port`` finds the one forward to cancel.
+- ``-K`` with ``[bind:]port`` (or a socket's path) finds the one forward
+  to cancel.
 
 Pure functions over snapshots: the manager fetches, decides here, then acts.
 """
@@ -23,7 +24,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ..errors import ForwardError, SpecError
-from ..grammar.forwards import ForwardKind, ForwardSpec, parse_forward
+from ..grammar.forwards import ForwardSpec, parse_cancel
 from ..grammar.spec import TunnelSpec
 from ..status import ForwardSnapshot, TunnelSnapshot
 
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
 # Forward's state or stats is a round trip to the engine each time it is
 # read, this is one for them all.
 Live = list[tuple["Tunnel", TunnelSnapshot]]
-_KIND_OF_LETTER: dict[str, ForwardKind] = {"L": "local", "R": "remote", "D": "dynamic"}
 # A tunnel in these states serves, or will again: a line that matches it
 # is that tunnel.
 _OPEN = ("starting", "up", "reconnecting")
@@ -191,14 +191,18 @@ def _what(forward: ForwardSpec) -> str:
     return f"port {forward.listen_port}"
 
 
-def listens_on(
-    forward: ForwardSnapshot, kind: str, host: str | None, port: int | None
-) -> bool:
-    """Whether a live forward of ``kind`` listens on ``[host:]port`` (ssh's -K);
-    one reconnecting counts (a -R asking the server again for its port)."""
+def listens_on(forward: ForwardSnapshot, wanted: ForwardSpec) -> bool:
+    """Whether a live forward listens where ``wanted`` (of ssh's -K) names:
+    ``[host:]port`` or a unix socket's path; one reconnecting counts (a -R
+    asking the server again for its port)."""
     live = forward.state in ("up", "reconnecting")
-    if forward.kind != kind or forward.listen_port != port or not live:
+    if forward.kind != wanted.kind or not live:
         return False
+    if wanted.listen_path is not None:
+        return forward.listen_path == wanted.listen_path
+    if forward.listen_port != wanted.listen_port:
+        return False
+    host = wanted.listen_host
     if host is None or forward.listen_host == host:
         return True
     return host in ("*", "") and forward.listen_host in _ANY
@@ -206,18 +210,15 @@ def listens_on(
 
 def to_cancel(live: Live, flag: str, listen: str) -> tuple[Tunnel, int]:
     """The tunnel and forward index that ``-KL``/``-KR``/``-KD`` (or -L, -R,
-    -D) with ``[bind_address:]port`` names; SpecError if no live forward."""
-    kind = _KIND_OF_LETTER.get(flag.lstrip("-K"))
-    if kind is None:
-        raise SpecError(f"cancel -L, -R or -D forwards, not {flag}", text=flag)
-    # "[bind:]port" is a dynamic forward's grammar, whatever the kind.
-    wanted = parse_forward("-D", listen)
+    -D) with ``[bind_address:]port`` (or a -L or -R socket's path) names;
+    SpecError if no live forward."""
+    wanted = parse_cancel(flag, listen)
     for tunnel, snap in live:
         for forward in snap.forwards:
-            if listens_on(forward, kind, wanted.listen_host, wanted.listen_port):
+            if listens_on(forward, wanted):
                 return tunnel, forward.index
     raise SpecError(
-        f"no -{flag[-1]} forward listens on {listen} (the table of tunnels: "
+        f"no {wanted.flag} forward listens on {listen} (the table of tunnels: "
         "%tunnel, or nbtunnel.tunnels())",
         text=listen,
     )

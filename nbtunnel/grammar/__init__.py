@@ -9,5 +9,6 @@ no file, socket, process or paramiko is touched here, so every other layer
 holds ssh's tables (which flags take a value, the ``-o`` keys we know, the
 accepted forms of each forward) and the checks of single values;
 ``hostnames`` says why a name cannot be looked up, and ``suggest`` which
-known word a mistyped one was probably meant to be.
+known word a mistyped one was probably meant to be (``ssh_keywords``: the
+ssh options that are real, not typos, though nbtunnel lacks them).
 """

@@ -6,6 +6,7 @@ import ipaddress
 import re
 
 from ..errors import SpecError
+from .ssh_keywords import is_ssh_keyword
 from .suggest import closest
 
 ACCEPTED_FORMS: dict[str, tuple[str, ...]] = {
@@ -192,8 +193,9 @@ def canonical_key(key: str) -> str | None:
 def is_secret(key: str) -> bool:
     """Whether a key names a secret (a password or a passphrase)."""
     lowered = key.lower()
-    # PasswordAuthentication and NumberOfPasswordPrompts only say how to ask.
-    return "pass" in lowered and lowered not in _CANONICAL
+    # No ssh keyword holds one: PasswordAuthentication and
+    # NumberOfPasswordPrompts say how to ask, ProxyUseFdpass how to dial.
+    return "pass" in lowered and lowered not in _CANONICAL and not is_ssh_keyword(key)
 
 
 _DIGITS = re.compile(r"[0-9]+")

@@ -227,3 +227,40 @@ def parse_forward(flag: str, text: str) -> ForwardSpec:
         _check_host(flag, text, thost, "target host", kind == "remote")
     target_port = None if tport is None else _forward_port(flag, text, tport, 1)
     return ForwardSpec(kind, listen_host, listen_port, lpath, thost, target_port, tpath)
+
+
+def parse_cancel(flag: str, text: str) -> ForwardSpec:
+    """The listening side that ssh's ``-KL``, ``-KR`` and ``-KD`` name (its
+    ``~C`` command line; ``flag`` may be ``-KL`` or ``-L``): ``[bind_address:]port``,
+    or for ``-KL`` and ``-KR`` the path of a unix socket.  As ssh.c reads it
+    (readconf.c's parse_forward, one or two fields); errors name ``-K``."""
+    kind = KIND_OF_FLAG.get("-" + flag[-1:])
+    if kind is None or flag not in (f"-{flag[-1:]}", f"-K{flag[-1:]}"):
+        raise SpecError(f"cancel -L, -R or -D forwards, not {flag}", text=flag)
+    cancel = f"-K{flag[-1]}"
+    sockets = " or the path of its unix socket" if kind != "dynamic" else ""
+    use = f"use {cancel} [bind_address:]port{sockets}"
+
+    def bad(reason: str, part: str) -> SpecError:
+        message = f"bad {cancel} {q(text)}: {reason}; {use}"
+        return SpecError(message, text=part or text, reason=reason)
+
+    if not text or has_space(text):
+        raise bad("it is empty" if not text else "whitespace is not allowed", text)
+    try:
+        fields = _split_fields(text, cancel[0] + cancel[2])
+    except SpecError as exc:  # said of -L: said again of -KL
+        raise bad(exc.reason, exc.text) from None
+    if len(fields) > 2 or any(is_path for _, is_path in fields[1:]):
+        raise bad("a cancel names where the forward listens, not its target", text)
+    (first, is_path), *rest = fields
+    if is_path:
+        if kind == "dynamic":
+            raise bad("a -D forward listens on a port, not a socket", first)
+        return ForwardSpec(kind, listen_path=first)
+    host, raw = (first, rest[0][0]) if rest else (None, first)
+    port = decimal(raw, 1, 65535)
+    if port is None:
+        raise bad(f"port {q(raw)} is not a number from 1 to 65535", raw)
+    listen_host = "*" if host == "" else host
+    return ForwardSpec(kind, listen_host=listen_host, listen_port=port)

@@ -9,6 +9,8 @@ name what is wrong instead.
 
 from __future__ import annotations
 
+from encodings.idna import nameprep
+
 MAX_LABEL = 63  # RFC 1035: the bytes of one dot-separated label
 MAX_NAME = 253  # and of the whole name, written with dots
 
@@ -27,18 +29,45 @@ def host_name_problem(host: str) -> str | None:
     for label in name.split("."):
         if not label:
             return "a label (between dots) is empty"
-        try:
-            # Checked on every channel opened: only an international label
-            # pays for the codec.
-            size = len(label) if label.isascii() else len(label.encode("idna"))
-        except UnicodeError as exc:
-            if "too long" not in str(exc):
-                return f"the label '{label}' is no valid international name"
-            size = MAX_LABEL + 1  # as punycode: "ä" * 40 is 86 characters
-        if size > MAX_LABEL:
-            return f"a label is longer than {MAX_LABEL} characters"
+        problem = _label_problem(label)
+        if problem is not None:
+            return problem
     if len(name) > MAX_NAME and len(name.encode("idna")) > MAX_NAME:
         return f"it is longer than {MAX_NAME} characters"
+    return None
+
+
+def _label_problem(label: str) -> str | None:
+    """Why one non-empty label cannot be looked up, from the label itself
+    (the codec's message, "label empty or too long", says neither which)."""
+    too_long = f"a label is longer than {MAX_LABEL} characters"
+    # Checked on every channel opened: only an international label pays
+    # for the codec.
+    if label.isascii():
+        return too_long if len(label) > MAX_LABEL else None
+    invalid = f"the label '{label}' is no valid international name"
+    try:
+        # What the idna codec encodes: case folded, and characters such as
+        # soft hyphens and zero-width spaces dropped.
+        prepared = nameprep(label)
+    except UnicodeError:
+        return invalid
+    if not prepared:
+        shown = label.encode("ascii", "backslashreplace").decode()  # invisible
+        return (
+            f"a label ('{shown}') is empty once the characters DNS ignores are dropped"
+        )
+    ascii_form = (
+        prepared
+        if prepared.isascii()
+        else "xn--" + prepared.encode("punycode").decode()
+    )
+    if len(ascii_form) > MAX_LABEL:
+        return too_long  # as punycode: "ä" * 60 is 66 characters
+    try:
+        label.encode("idna")
+    except UnicodeError:
+        return invalid  # a prohibited character, or mixed directions
     return None
 
 

@@ -31,7 +31,7 @@ from .flags import (
     spec_error,
 )
 from .forwards import KIND_OF_FLAG, ForwardSpec, parse_forward
-from .suggest import closest
+from .suggest import closest, unsupported_key
 
 AddressFamily = Literal["any", "inet", "inet6"]
 
@@ -42,8 +42,6 @@ _WITH_ARGUMENT = frozenset("LRDplJiFoc")
 _NO_OPS = frozenset("NnTf")
 _LETTERS = _WITH_ARGUMENT | _NO_OPS | frozenset("g46Cv")
 _LONG_FLAGS = ("--no-reconnect",)
-# Where the -o keys are listed, for a key too far from any to guess.
-_KEYS_LISTED = "nbtunnel --help (%tunnel? in a notebook) lists the ones it has"
 _OPTION = re.compile(r"\s*([A-Za-z][A-Za-z0-9]*)(?:\s*=\s*|\s+)(.*?)\s*", re.DOTALL)
 
 
@@ -221,11 +219,8 @@ class _Line:
         value = found.group(2)
         canonical = canonical_key(key)
         if canonical is None:
-            # "has no such option": ssh may have it (ForwardAgent), nbtunnel not.
-            guess = closest(key, SUPPORTED_OPTIONS)
-            hint = f"did you mean {guess}?" if guess else _KEYS_LISTED
-            message = f"-o {q(key)}: nbtunnel has no such option; {hint}"
-            raise SpecError(message, text=key, reason="unsupported option")
+            # ssh may have it (ForwardAgent), nbtunnel not; or a typo.
+            raise unsupported_key(key, SUPPORTED_OPTIONS)
         if not value:
             raise SpecError(f"option {q(key)} needs a value", text=key)
         if canonical in _FORWARD_OPTIONS:

@@ -1,11 +1,13 @@
-"""Process lifetimes and sessions: what ends the engine with its caller, and
-how a child is started out of reach of the caller's Ctrl-C."""
+"""Process lifetimes and sessions: what ends the engine with its caller, how
+a child is started out of reach of the caller's Ctrl-C, and which signals
+ask a process to stop."""
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -22,6 +24,17 @@ _ERROR_INVALID_PARAMETER = 87  # no such process (any more)
 WATCH_INTERVAL = 1.0
 # Every POSIX system has it; Windows has none (a Git Bash is no system shell).
 POSIX_SHELL = "/bin/sh"
+
+
+# Besides Ctrl-C's SIGINT: a kill's SIGTERM, and a closed terminal's SIGHUP.
+_STOP_SIGNALS = ("SIGTERM", "SIGHUP")
+
+
+def stop_signals() -> list[signal.Signals]:
+    """The signals, other than SIGINT, that ask this process to stop, as
+    this system has them (Windows has no SIGHUP): probed when called."""
+    found = (getattr(signal, name, None) for name in _STOP_SIGNALS)
+    return [signum for signum in found if signum is not None]
 
 
 def die_with_parent(signum: int) -> bool:

@@ -20,6 +20,7 @@ from ..errors import SpecError, TunnelError
 from ..grammar.suggest import mistyped_command, mistyped_long_flag
 from ..platform.terminal import replace_unencodable
 from . import help, output
+from .demo_options import DEMO_OPTIONS
 
 
 def _ask_terminal(text: str, secret: bool) -> str | None:
@@ -37,6 +38,38 @@ def _ask_terminal(text: str, secret: bool) -> str | None:
     return line.rstrip("\n") if line else None
 
 
+# The event lines that scripts read, one event a line, kept whole when
+# piped: ssh's own "Allocated port N for remote forward to ..." (what
+# scripts already look for) and the record of each connection ("connection
+# A → B", "closed A → B (...)", "connection failed: ..."), grepped in a log.
+# Every other line (the forwarding lines, hints, states, warnings) is for
+# people, and the -v lines go to stderr as ssh prints them, whole.
+RECORDS = frozenset(
+    {
+        "allocated",
+        "connection",
+        "connection_closed",
+        "connection_failed",
+        "connection_refused",
+    }
+)
+
+# nbtunnel's own commands, with their usage ("did you mean" for a typo).
+_COMMANDS = {"demo": "nbtunnel demo [--serve] [--size MIB]", "help": "nbtunnel --help"}
+
+
+def _is_demo(words: Sequence[str]) -> bool:
+    """Whether ``nbtunnel demo WORDS`` is the demo, not a host called demo.
+
+    ssh has no long options: a word of the demo's own (``--size -1``) makes
+    it the demo, whatever follows, for the demo to say what is wrong; else
+    ssh flags (``demo -L 8000:localhost:80``) make "demo" a host.
+    """
+    if any(word.split("=", 1)[0] in DEMO_OPTIONS for word in words):
+        return True
+    return not any(_is_ssh_flag(word) for word in words)
+
+
 def _is_ssh_flag(word: str) -> bool:
     return word.startswith("-") and not word.startswith("--") and word != "-h"
 
@@ -49,20 +82,21 @@ def run(argv: Sequence[str], out: TextIO = sys.stdout, err: TextIO = sys.stderr)
     if argv[0] == "--version":
         out.write(f"nbtunnel {__version__}\n")
         return 0
-    if help.asks_version(argv):
-        err.write(help.version() + "\n")  # on stderr, as ssh -V
-        return 0
-    if argv[0] == "demo" and not any(_is_ssh_flag(a) for a in argv[1:]):
-        # ssh has no long options, so "demo" followed by ssh flags is a host
-        # called demo: `nbtunnel demo -L 8000:localhost:80` still works.
+    if argv[0] == "demo" and _is_demo(argv[1:]):
         from .demo import run as demo
 
         return demo(argv[1:], out, err)
+    if help.asks_help(argv):  # anywhere among the flags, as -V
+        out.write(help.cli(output.width()))
+        return 0
+    if help.asks_version(argv):
+        err.write(help.version() + "\n")  # on stderr, as ssh -V
+        return 0
 
     done = threading.Event()
     failed: list[str] = []
-    # A line for each event, whole where the width is unknown (a log file,
-    # a script reading "Allocated port"), wrapped to a terminal's.
+    # What a person reads fits the terminal, or UNKNOWN_WIDTH where there is
+    # none (a pipe, a log file); only RECORDS stay whole there.
     columns = output.columns()
     width = columns or output.UNKNOWN_WIDTH
     lines = output.Lines(out, on_gone=done.set)
@@ -81,7 +115,8 @@ def run(argv: Sequence[str], out: TextIO = sys.stdout, err: TextIO = sys.stderr)
             return  # the forwarding lines below say it better
         line = display.event_line(message)
         if line:
-            lines.write(*fit.wrap(line, columns, "", "    "))
+            whole = columns is None and message.get("event") in RECORDS
+            lines.write(*fit.wrap(line, None if whole else width, "", "    "))
         if message.get("event") == "state" and message.get("state") == "failed":
             failed.append(str(message.get("error")))
             done.set()
@@ -100,7 +135,7 @@ def run(argv: Sequence[str], out: TextIO = sys.stdout, err: TextIO = sys.stderr)
         except SpecError as exc:
             # Failed as an ssh line: "--hepl" or "dmeo" may mean ours.
             typo = mistyped_long_flag(argv, ("--help", "--version", "--no-reconnect"))
-            typo = typo or mistyped_command(argv, ("demo", "help"), "nbtunnel")
+            typo = typo or mistyped_command(argv, _COMMANDS, "nbtunnel")
             err.write(f"nbtunnel: {typo or exc}\n")
             return 2
         except TunnelError as exc:
@@ -115,7 +150,7 @@ def run(argv: Sequence[str], out: TextIO = sys.stdout, err: TextIO = sys.stderr)
             snap = tunnel.snapshot()
             for f in snap.forwards:
                 line = f"forwarding {display.forward_line(f, tunnel.destination)}"
-                lines.write(*fit.wrap(line, columns, "", "    "))
+                lines.write(*fit.wrap(line, width, "", "    "))
             lines.write(*display.share_lines([snap], width), "press Ctrl-C to stop")
             while not done.wait(3600):
                 pass

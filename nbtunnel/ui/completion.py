@@ -23,6 +23,7 @@ from IPython.core.completer import (
     SimpleCompletion,
     context_matcher,
 )
+from IPython.core.prefilter import is_shadowed
 
 from ..client import manager as managers
 from ..errors import TunnelError
@@ -37,9 +38,14 @@ FLAGS = (*ACCEPTED_FORMS, *SWITCHES, NAME)
 # Flags whose value names a host: its aliases complete there too.
 _HOST_VALUES = ("-J",)
 _HOST_OPTIONS = ("ProxyJump", "HostName")
-# The line from the magic's name on: "%tunnel ...", "t = %tunnel ...", and
-# "tunnel ..." (automagic).
-_MAGIC = re.compile(r"(?:^|.*[\s=])%tunnel(?=\s)|^\s*tunnel(?=\s)")
+# The line from the magic's name on: "%tunnel ...", "t = %tunnel ...".
+_MAGIC = re.compile(r"(?:^|.*[\s=])%tunnel(?=\s)")
+# "tunnel ...", which automagic runs as %tunnel: IPython's prefilter calls
+# it only when "tunnel" is the line's whole first name ("tunnel.x" is not)
+# and what follows is no assignment (its AssignmentChecker: "=" or ","); a
+# blank must follow too, and no Python operator ("tunnel == 1", "tunnel[0]",
+# "tunnel -= 1"): words a %tunnel line never starts with.
+_AUTOMAGIC = re.compile(r"\s*tunnel\s+(?![\s=,!()<>+*/%^&|.\[\]:]|-=)")
 _RUNNING = ("up", "starting", "reconnecting")
 
 
@@ -123,10 +129,11 @@ def _starting(prefix: str, words: Iterable[str]) -> list[str]:
     return [word for word in dict.fromkeys(words) if word.startswith(prefix)]
 
 
-def split(line: str) -> tuple[list[str], str] | None:
+def split(line: str, automagic: bool = True) -> tuple[list[str], str] | None:
     """The words of a ``%tunnel`` line before the cursor, and the one under
-    it (``""`` after a blank); None when the line is not ``%tunnel``'s."""
-    found = _MAGIC.match(line)
+    it (``""`` after a blank); None when the line is not ``%tunnel``'s.
+    ``automagic``: whether IPython would run ``tunnel ...`` as the magic."""
+    found = _MAGIC.match(line) or (_AUTOMAGIC.match(line) if automagic else None)
     if found is None:
         return None
     rest = line[found.end() :]
@@ -147,10 +154,10 @@ def _words(text: str) -> list[str]:
     return text.split()  # a quote open and an escape at the end: a guess
 
 
-def matches(line: str, token: str, known: Known) -> list[str]:
+def matches(line: str, token: str, known: Known, automagic: bool = True) -> list[str]:
     """What IPython puts in place of ``token``, the end of ``line`` after its
     last delimiter (``=``, ``@``, ``:``, ``,``, a blank...)."""
-    parts = split(line)
+    parts = split(line, automagic)
     if parts is None:
         return []
     words, current = parts
@@ -206,13 +213,14 @@ def register(ip: Any) -> None:
     completer = ip.Completer
 
     def tunnel_matcher(context: CompletionContext) -> dict[str, Any]:
-        parts = split(context.text_until_cursor)
+        automagic = _automagic(ip, context.full_text)
+        parts = split(context.text_until_cursor, automagic)
         if parts is None:
             return {"completions": []}
         if parts[0][-1:] in (["-i"], ["-F"]):  # a path: IPython's own completion
             paths: dict[str, Any] = completer.file_matcher(context)
             return {**paths, "suppress": True}
-        found = matches(context.text_until_cursor, context.token, LIVE)
+        found = matches(context.text_until_cursor, context.token, LIVE, automagic)
         return {
             "completions": [SimpleCompletion(text) for text in found],
             "suppress": True,  # Python's names and keywords mean nothing here
@@ -222,6 +230,15 @@ def register(ip: Any) -> None:
     # Marks it as API v2 (a plain function would be called with the token).
     matcher = context_matcher(identifier=IDENTIFIER)(tunnel_matcher)
     completer.custom_matchers.append(matcher)
+
+
+def _automagic(ip: Any, cell: str) -> bool:
+    """Whether IPython would run this cell's ``tunnel ...`` as ``%tunnel``:
+    automagic is on, the cell is one line (only those are prefiltered), and
+    no Python name ``tunnel`` shadows the magic (IPython's own check)."""
+    if not getattr(ip, "automagic", False) or "\n" in cell.strip("\n"):
+        return False
+    return not is_shadowed("tunnel", ip)  # type: ignore[no-untyped-call]  # IPython's, untyped
 
 
 def unregister(ip: Any) -> None:

@@ -27,10 +27,11 @@ from ..client.handles import Forward, Tunnel
 from ..client.manager import Manager
 from ..engine.protocol import Message
 from ..errors import TunnelError
+from ..platform.processes import stop_signals
 from ..testing import EmbeddedServer, PrivateService
 from ..testing.clients import Response, get
 from ..testing.services import payload_sha256
-from . import output
+from . import demo_options, output
 
 USAGE = """\
 usage: nbtunnel demo [--serve] [--size MIB]
@@ -43,8 +44,6 @@ written), moves data through each, and exits 0 when every check passed.
               forwards by hand
   --size MIB  how much to fetch through -L, checked by sha256 (default 64)
 """
-
-DEFAULT_MIB = 64
 
 
 class DemoFailed(Exception):
@@ -75,11 +74,7 @@ def _stopped_by_signals() -> Iterator[None]:
             stopping.append(signum)
             raise _Signalled(signum)
 
-    previous = []
-    for name in ("SIGTERM", "SIGHUP"):  # Windows has no SIGHUP
-        signum = getattr(signal, name, None)
-        if signum is not None:
-            previous.append((signum, signal.signal(signum, stop)))
+    previous = [(signum, signal.signal(signum, stop)) for signum in stop_signals()]
     try:
         yield
     finally:
@@ -260,24 +255,15 @@ def _serve(
 
 def run(argv: Sequence[str], out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     """Run the demo; returns the exit status."""
-    args = list(argv)
-    serve = "--serve" in args
-    mib = DEFAULT_MIB
-    if "--size" in args:
-        i = args.index("--size")
-        value = args[i + 1] if i + 1 < len(args) else ""
-        if not value.isdigit() or not 1 <= int(value) <= 4096:
-            err.write(
-                f"nbtunnel demo: --size takes MiB from 1 to 4096, not {value!r}\n"
-            )
-            return 2
-        mib = int(value)
-        del args[i : i + 2]
-    unknown = [a for a in args if a != "--serve"]
-    if unknown:
-        asked = unknown[0] in ("-h", "--help")
-        (out if asked else err).write(USAGE)
-        return 0 if asked else 2
+    try:
+        options = demo_options.parse(argv)
+    except demo_options.DemoArgumentError as exc:
+        err.write(f"nbtunnel demo: {exc}\n")
+        return 2
+    if options.help:
+        out.write(USAGE)
+        return 0
+    serve, mib = options.serve, options.mib
     with _stopped_by_signals():
         try:
             return _demo(_Say(out, output.width()), err, serve, mib)

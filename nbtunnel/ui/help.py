@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from importlib import metadata
 
 from .._version import __version__
@@ -150,10 +150,28 @@ def version() -> str:
     return ", ".join(parts)
 
 
-def asks_version(words: Sequence[str]) -> bool:
+def asks_version(words: Sequence[str], with_value: Iterable[str] = ()) -> bool:
     """Whether ``-V`` is among the flags of ``words``, read as ssh's getopt
-    reads them: a flag's value (``-l -V``) is not a flag."""
+    reads them: a flag's value (``-l -V``) is not a flag; nor is the value
+    of a long flag of ``with_value`` (the magic's ``--name``)."""
+    return _among_flags(words, "V", (), with_value)
+
+
+def asks_help(words: Sequence[str], with_value: Iterable[str] = ()) -> bool:
+    """Whether ``--help``, or ``-h`` alone or in a bundle (``-vh``), is among
+    the flags of ``words``, read as :func:`asks_version` reads ``-V``: as
+    ``-V`` anywhere prints the version, help asked anywhere is shown (ssh,
+    with no ``-h`` of its own, prints its usage for it)."""
+    return _among_flags(words, "h", ("--help",), with_value)
+
+
+def _among_flags(
+    words: Sequence[str], letter: str, long: Sequence[str], with_value: Iterable[str]
+) -> bool:
+    """Whether the one-letter flag ``letter`` or a long flag of ``long`` is
+    among the flags of ``words``, before any ``--``."""
     taking_value = {flag[1] for flag in ACCEPTED_FORMS}
+    valued = frozenset(with_value)
     skip = False
     for word in words:
         if skip:
@@ -161,12 +179,17 @@ def asks_version(words: Sequence[str]) -> bool:
             continue
         if word == "--":
             return False  # what follows is not a flag
+        if word in long:
+            return True
+        if word in valued:
+            skip = True
+            continue
         if not word.startswith("-") or word.startswith("--"):
             continue
-        for position, letter in enumerate(word[1:], start=1):
-            if letter == "V":
+        for position, found in enumerate(word[1:], start=1):
+            if found == letter:
                 return True
-            if letter in taking_value:
+            if found in taking_value:
                 skip = position == len(word) - 1  # the value is the next word
                 break
     return False

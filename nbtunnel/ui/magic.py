@@ -64,7 +64,13 @@ USAGE = help.magic(_LINES, _EXAMPLES)
 _SYNOPSIS = (flags.USAGE, flags.usage("%tunnel"))
 
 _CANCEL = ("-KL", "-KR", "-KD")
-_COMMANDS = ("list", "stop", "panel", "help")
+# The commands, each with its usage (a word they do not take says it).
+_COMMANDS = {
+    "list": "%tunnel [list]",
+    "stop": "%tunnel stop NAME|all",
+    "panel": "%tunnel panel",
+    "help": "%tunnel help",
+}
 _LONG_FLAGS = ("--name", "--help", "--no-reconnect")
 
 
@@ -160,15 +166,16 @@ def run(
     if words[0] in _CANCEL:
         _cancel(words, manager)
         return None
-    if words[0] in ("help", "-h", "--help"):
+    # -h and -V anywhere among the flags, as the command takes them.
+    if words[0] == "help" or help.asks_help(words, with_value=("--name",)):
         print(USAGE)
         return None
-    if words[0] == "--version" or help.asks_version(words):  # as the command
+    if words[0] == "--version" or help.asks_version(words, with_value=("--name",)):
         print(help.version())
         return None
     if words[0] == "panel":
         if len(words) != 1:
-            raise SpecError("usage: %tunnel panel", text=" ".join(words))
+            raise SpecError(f"usage: {_COMMANDS['panel']}", text=" ".join(words))
         from .panel.widget import Panel  # ipywidgets only when a panel is asked for
 
         return Panel(manager)
@@ -196,7 +203,7 @@ def _name(words: list[str]) -> tuple[str | None, list[str]]:
 
 def _stop(args: list[str], manager: Manager) -> None:
     if len(args) != 1:
-        raise SpecError("usage: %tunnel stop NAME|all", text=" ".join(args))
+        raise SpecError(f"usage: {_COMMANDS['stop']}", text=" ".join(args))
     if args[0] == "all":
         manager.stop_all()
         return
@@ -220,9 +227,10 @@ def _known(manager: Manager, asked: str) -> str:
 def _cancel(words: list[str], manager: Manager) -> None:
     flag, args = words[0], words[1:]
     if len(args) != 1:
-        raise SpecError(
-            f"usage: %tunnel {flag} [bind_address:]port", text=" ".join(args)
-        )
+        # -L and -R forwards may listen on a unix socket: named by its path.
+        path = "" if flag == "-KD" else " (or its socket's path)"
+        usage = f"usage: %tunnel {flag} [bind_address:]port{path}"
+        raise SpecError(usage, text=" ".join(args))
     forward = manager.cancel(flag, args[0])
     print(display.cancelled_line(forward.snapshot(), forward.tunnel.name))
 

@@ -54,6 +54,23 @@ def _cli(*args: str, stdin: int | None = None) -> Iterator[subprocess.Popen[str]
             proc.communicate()
 
 
+def _until(proc: subprocess.Popen[str], text: str) -> str:
+    """What the command printed up to the line holding ``text``: piped, a
+    line a person reads wraps at 100 columns (its rest indented)."""
+    assert proc.stdout is not None
+    seen = ""
+    while text not in seen:
+        line = proc.stdout.readline()
+        assert line, seen
+        seen += line
+    return seen
+
+
+def _words(text: str) -> str:
+    """``text`` with its wrapped lines joined again."""
+    return " ".join(text.split())
+
+
 def _interrupt(proc: subprocess.Popen[str]) -> tuple[str, str]:
     """Ctrl-C, and what it printed until it exited."""
     proc.send_signal(signal.SIGINT)
@@ -70,12 +87,12 @@ def test_serves_until_sigint_then_exits_0_with_the_port_closed(sshd, targets) ->
     ]
     with _cli(*args) as proc:
         assert proc.stdout is not None
-        first = proc.stdout.readline()
-        match = re.search(r"this machine 127\.0\.0\.1:(\d+)", first)
+        first = _until(proc, "press Ctrl-C to stop")
+        match = re.match(r"forwarding -L this machine 127\.0\.0\.1:(\d+)", first)
         assert match, first
         port = int(match.group(1))
-        assert "the server connects to" in first
-        assert proc.stdout.readline().strip() == "press Ctrl-C to stop"
+        assert "the server connects to" in _words(first)
+        assert first.endswith("\npress Ctrl-C to stop\n"), first
         assert clients.echo_roundtrip("127.0.0.1", port, b"cli", 10) == b"cli"
         assert "connection" in proc.stdout.readline()
         out, err = _interrupt(proc)
@@ -123,17 +140,14 @@ def test_remote_forward_prints_the_allocated_port_as_ssh_does(sshd, here) -> Non
         )
         assert match, first
         port = int(match.group(1))
-        line = proc.stdout.readline()
-        assert f"-R the server 127.0.0.1:{port} → this machine connects to" in line
+        rest = _until(proc, "press Ctrl-C")
+        said = f"forwarding -R the server 127.0.0.1:{port} → this machine connects to"
+        assert _words(rest).startswith(said), rest
         # The URL to give people, and why only the server reaches it.
-        share = proc.stdout.readline()
         host = sshd.destination.rpartition("@")[2]
+        share = rest[rest.index("\nshare ") + 1 :]
         assert share.startswith(f"share http://{host}:{port}/"), share
-        advice = ""  # wrapped to the width, up to the last line before the wait
-        while "press Ctrl-C" not in (line := proc.stdout.readline()):
-            assert line, advice
-            advice += line
-        assert "GatewayPorts" in advice
+        assert "GatewayPorts" in share
         got = clients.on_server(sshd, "echo", "127.0.0.1", port, 1000)
         assert got == {"ok": True}
         _out, err = _interrupt(proc)
@@ -162,10 +176,8 @@ def test_asks_about_an_unknown_host_on_a_terminal(
                 assert chunk, seen
                 seen += chunk
             os.write(main, b"yes\n")
-            assert proc.stdout is not None
-            first = proc.stdout.readline()
-            assert "forwarding -L this machine" in first, first
-            assert proc.stdout.readline().strip() == "press Ctrl-C to stop"
+            first = _until(proc, "press Ctrl-C to stop")
+            assert first.startswith("forwarding -L this machine"), first
             _interrupt(proc)
     finally:
         os.close(main)
@@ -190,13 +202,13 @@ def test_says_when_the_connection_drops_and_comes_back(fresh_sshd, targets) -> N
         *server.args(), "-L", f"0:{targets.host}:{targets.echo}", server.destination
     ) as proc:
         assert proc.stdout is not None
-        port = int(re.findall(r"127\.0\.0\.1:(\d+)", proc.stdout.readline())[0])
-        assert proc.stdout.readline().strip() == "press Ctrl-C to stop"
+        port = int(re.findall(r"127\.0\.0\.1:(\d+)", _until(proc, "press Ctrl-C"))[0])
         server.restart()
-        lines = [proc.stdout.readline() for _ in range(3)]
-        assert "reconnecting: the SSH connection to" in lines[0], lines
-        assert re.match(r"reconnected after [0-9.]+ s \(1 try\)", lines[1]), lines
-        assert "up" in lines[2], lines
+        back = _until(proc, "reconnected after")
+        assert back.startswith("tunnel "), back
+        assert "reconnecting: the SSH connection to" in _words(back), back
+        assert re.search(r"^reconnected after [0-9.]+ s \(1 try\)$", back, re.M), back
+        assert proc.stdout.readline().endswith(" up\n")
         assert (
             clients.echo_roundtrip("127.0.0.1", port, b"cli again", 10) == b"cli again"
         )

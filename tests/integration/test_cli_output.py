@@ -114,6 +114,26 @@ def test_dash_v_prints_the_version_on_stderr_as_ssh_does() -> None:
     assert status == 0 and out == f"nbtunnel {__version__}\n"
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["-L", "1:a:2", "h", "--help"],  # after the host, as -V
+        ["-vh"],  # in a bundle: ssh prints its usage for -h
+        ["-v", "-h", "-L", "1:a:2", "h"],
+    ],
+)
+def test_help_asked_anywhere_among_the_flags_shows_it(args: list[str]) -> None:
+    _, expected, _ = _ran("--help")
+    status, out, err = _ran(*args)
+    assert (status, out, err) == (0, expected, "")
+
+
+def test_help_after_dashdash_is_no_flag() -> None:
+    status, out, err = _ran("-L", "1:a:2", "h", "--", "--help")
+    assert status == 2 and out == ""
+    assert err == "nbtunnel: nbtunnel runs no remote command: '--help'\n"
+
+
 def _quiet(err: str) -> None:
     assert "Traceback" not in err and "Exception" not in err, err
     assert "BrokenPipeError" not in err and "Broken pipe" not in err, err
@@ -186,12 +206,69 @@ def test_a_remote_forward_and_its_hint_fit_the_width(
     hint = seen[seen.index("share http://") :]
     assert "GatewayPorts clientspecified" in " ".join(hint.split())
     if columns is None:
-        # The width unknown: the hint within 100 columns, each event line whole.
-        assert _longest(hint) <= 100
+        # The width unknown: every line within 100 columns.
+        assert _longest(seen) <= 100, seen
         assert len(hint.splitlines()) > 2, hint
-        assert re.search(r"^forwarding -R the server .* \[up\]$", seen, re.M), seen
+        assert re.search(r"^forwarding -R the server .*$", seen, re.M), seen
     else:
         assert _longest(seen) <= columns, seen  # the event lines wrapped too
+
+
+# A -R target nobody looks up until a connection comes: a long name makes
+# ssh's "Allocated port" line longer than 100 columns.
+LONG_TARGET = "a-dashboard-with-a-rather-long-name.analytics.internal.example.com"
+
+
+def test_piped_every_line_a_person_reads_is_within_100_columns(
+    sshd, targets, here
+) -> None:
+    args = [
+        *sshd.args(),
+        "-o",
+        "ServerAliveInterval=30",
+        "-L",
+        f"127.0.0.1:0:{targets.host}:{targets.echo}",
+        "-R",
+        f"127.0.0.1:0:{LONG_TARGET}:8050",
+        "-R",
+        f"127.0.0.1:0:127.0.0.1:{here.echo}",
+        sshd.destination,
+    ]
+    with _running(*args) as proc:
+        assert proc.stdout is not None
+        seen = ""
+        while "press Ctrl-C to stop" not in seen:
+            line = proc.stdout.readline()
+            assert line, seen
+            seen += line
+        local = int(
+            re.findall(r"^forwarding -L this machine 127\.0\.0\.1:(\d+)", seen, re.M)[0]
+        )
+        with socket.create_connection(("127.0.0.1", local), timeout=10) as sock:
+            sock.sendall(b"ping")
+            assert sock.recv(4) == b"ping"
+        while "\nclosed " not in seen:  # the connection's records, once closed
+            line = proc.stdout.readline()
+            assert line, seen
+            seen += line
+    lines = seen.splitlines()
+    # The lines scripts read (cli.RECORDS) stay whole, one event a line.
+    records = [
+        line
+        for line in lines
+        if line.startswith(("Allocated port ", "connection ", "closed "))
+    ]
+    allocated = [line for line in records if LONG_TARGET in line]
+    assert len(allocated) == 1 and len(allocated[0]) > 100, seen
+    assert re.fullmatch(
+        rf"Allocated port \d+ for remote forward to {LONG_TARGET}:8050", allocated[0]
+    )
+    assert any(line.startswith("closed ") for line in records), seen
+    # Every other line (forwarding lines, the hint) within 100 columns.
+    people = [line for line in lines if line not in records]
+    assert sum(line.startswith("forwarding ") for line in people) == 3, seen
+    assert max(len(line) for line in people) <= 100, seen
+    assert any(len(line) > 90 for line in people), seen  # wrapped, not short
 
 
 def test_the_demo_fits_a_narrow_terminal(tmp_path: Path) -> None:

@@ -170,27 +170,41 @@ def test_serve_stays_up_until_ctrl_c(tmp_path: Path) -> None:
     assert clients.port_is_closed("127.0.0.1", port)
 
 
+SIZE = "--size takes a whole number of MiB, from 1 to 4096: got"
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--size", "0"], "--size takes MiB from 1 to 4096, not '0'"),
-        (["--size"], "--size takes MiB from 1 to 4096, not ''"),
-        (["--size", "lots"], "not 'lots'"),
-        (["--bogus"], "usage: nbtunnel demo"),
+        (["--size", "0"], f"{SIZE} '0'"),
+        (["--size"], "--size needs a value: --size MIB"),
+        (["--size", "lots"], f"{SIZE} 'lots'"),
+        (["--size=4097"], f"{SIZE} '4097'"),
+        # The demo's own word makes it the demo, though -1 looks like ssh's.
+        (["--size", "-1"], f"{SIZE} '-1'"),
+        # A superscript two: a digit to str.isdigit, not to int().
+        (["--size", "\u00b2"], f"{SIZE} '\u00b2'"),
+        (["--serve", "-v"], "unknown option '-v'; see nbtunnel demo --help"),
+        (["--sreve"], "unknown option '--sreve'; did you mean --serve?"),
+        (["--bogus"], "unknown option '--bogus'; see nbtunnel demo --help"),
+        (["--serve", "extra"], "unknown argument 'extra'; see nbtunnel demo --help"),
     ],
 )
-def test_bad_arguments_exit_2_naming_them(
+def test_bad_arguments_exit_2_with_one_line_naming_them(
     tmp_path: Path, args: list[str], message: str
 ) -> None:
     with _demo(tmp_path, *args) as demo:
         out, err = demo.communicate(timeout=30)
     assert demo.returncode == 2
-    assert message in err
+    assert err == f"nbtunnel demo: {message}\n"
     assert out == ""
 
 
-def test_help_exits_0(tmp_path: Path) -> None:
-    with _demo(tmp_path, "--help") as demo:
+@pytest.mark.parametrize(
+    "args", [["--help"], ["--serve", "-h"], ["--size", "1", "--help"]]
+)
+def test_help_exits_0(tmp_path: Path, args: list[str]) -> None:
+    with _demo(tmp_path, *args) as demo:
         out, _ = demo.communicate(timeout=30)
     assert demo.returncode == 0
     assert out.startswith("usage: nbtunnel demo")

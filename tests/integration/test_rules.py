@@ -136,6 +136,36 @@ def test_cancel_names_what_it_did_not_find(sshd: SshServer, targets) -> None:
         manager.close()
 
 
+def test_cancel_names_a_unix_socket_forward_by_its_path(
+    sshd: SshServer, targets, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Through the magic's own words (ui.magic.run), as %tunnel -KL PATH.
+    from nbtunnel.ui.magic import run
+
+    path = tmp_path / "db.sock"
+    manager = Manager(engine="inline")
+    try:
+        line = sshd.line("-L", f"{path}:{targets.host}:{targets.echo}", "-L", "0:a:1")
+        tunnel = manager.open(line)
+        assert clients.echo_roundtrip_unix(path, b"before", 10) == b"before"
+        # What -KL reads is ssh's -KL, and its errors say -KL, not -D.
+        with pytest.raises(SpecError, match="bad -KL 'abc': port 'abc' is not"):
+            run(["-KL", "abc"], manager)
+        with pytest.raises(SpecError, match="no -L forward listens on /tmp/other"):
+            run(["-KL", "/tmp/other.sock"], manager)
+        run(["-KL", str(path)], manager)
+        said = capsys.readouterr().out
+        assert said == (
+            f"cancelled -L {path}:{targets.host}:{targets.echo} on tunnel "
+            f"{tunnel.name} (it listened on this machine {path})\n"
+        )
+        assert tunnel.forwards[0].state == "stopped"
+        assert tunnel.forwards[1].state == "up"  # the other forward serves on
+        assert not path.exists()
+    finally:
+        manager.close()
+
+
 def test_the_cli_refuses_a_held_port_the_same_way(
     fresh_sshd: SshServer, targets
 ) -> None:

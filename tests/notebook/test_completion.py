@@ -77,6 +77,14 @@ def test_the_magic_completes_its_own_words(
         assert not PYTHON & set(_complete(kernel, code)["matches"]), code
     # In a cell of several lines, on the line with the cursor.
     assert _matches(kernel, "x = 1\n%tunnel -o Compression=", "") == ["yes", "no"]
+    # "tunnel ..." where IPython's automagic runs it, Python's names elsewhere.
+    assert _matches(kernel, "tunnel -", "-") == [*FLAGS, *CANCEL]
+    assignment = _matches(kernel, "tunnel = b", "b")
+    assert "bytes" in assignment and "-L" not in assignment
+    assert "-L" not in _complete(kernel, "tunnel.")["matches"]
+    _ok(kernel, "tunnel = 1")  # a name of the user's now shadows the magic
+    assert "-L" not in _complete(kernel, "tunnel -")["matches"]
+    _ok(kernel, "del tunnel")
 
     # The live tunnels: their names after stop, their ports after -K.
     _ok(

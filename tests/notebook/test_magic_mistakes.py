@@ -29,6 +29,14 @@ def test_mistakes_get_what_was_meant(kernel: Kernel, sshd, targets) -> None:
         "did you mean StrictHostKeyChecking?"
     )
     assert _said(kernel, "--nmae db -L 0:a:1 h").endswith("did you mean --name?")
+    # A command given a word it does not take: its usage, never itself.
+    assert _said(kernel, "list x") == (
+        "%tunnel list does not take 'x'; usage: %tunnel [list]"
+    )
+    assert _said(kernel, "-o ConnectionAttempts=3 -L 0:a:1 h") == (
+        "-o 'ConnectionAttempts': an ssh option nbtunnel does not support (yet); "
+        "the supported ones: nbtunnel --help (%tunnel? in a notebook)"
+    )
 
     line = sshd.line("-L", f"0:{targets.host}:{targets.echo}")
     assert kernel.run(f"t = %tunnel --name db {line}").ok

@@ -5,13 +5,17 @@ what the ssh config and the live tunnels add (given here as plain lists)."""
 from __future__ import annotations
 
 import string
+from collections.abc import Iterator
 
 import pytest
+from IPython.core.completer import provisionalcompleter
+from IPython.core.interactiveshell import InteractiveShell
 from nbtunnel import SpecError
 from nbtunnel.grammar.flags import ACCEPTED_FORMS, CHOICES, SUPPORTED_OPTIONS, SWITCHES
 from nbtunnel.grammar.spec import TunnelSpec, parse
 from nbtunnel.ui import completion
 from nbtunnel.ui.completion import FLAGS, candidates, matches, split
+from traitlets.config import Config
 
 LINE = ["-L", "0:db:5432", "host"]
 
@@ -155,10 +159,29 @@ def test_the_config_file_of_the_line_is_read() -> None:
         ("%tunnel", None),  # the magic's name itself is IPython's to complete
         ("x = tunnel -", None),
         ("print(1)", None),
+        # Python that starts with the name: never automagic in IPython.
+        ("tunnel = ", None),
+        ("tunnel  = b", None),
+        ("tunnel, other = ", None),
+        ("tunnel.x", None),
+        ("tunnel.x ", None),
+        ("tunnel == 1", None),
+        ("tunnel -= 1", None),
+        ("tunnel[0] ", None),
+        ("tunnel (1) ", None),
+        ("tunnel ", ([], "")),
+        ("tunnel -L", ([], "-L")),
+        ("  tunnel  -L 0:a:1 ", (["-L", "0:a:1"], "")),
     ],
 )
 def test_split(line: str, expected: tuple[list[str], str] | None) -> None:
     assert split(line) == expected
+
+
+@pytest.mark.parametrize("line", ["tunnel -L", "tunnel stop ", "tunnel "])
+def test_without_automagic_tunnel_is_a_python_name(line: str) -> None:
+    assert split(line, automagic=False) is None
+    assert split("%" + line, automagic=False) is not None
 
 
 @pytest.mark.parametrize(
@@ -181,9 +204,51 @@ def test_split(line: str, expected: tuple[list[str], str] | None) -> None:
         # A token that is not the word's end: nothing rather than nonsense.
         ("%tunnel -o a\\ b", "b", []),
         ("import o", "o", []),
+        ("tunnel = b", "b", []),
+        ("tunnel -", "-", [*FLAGS, "-KL", "-KR", "-KD"]),
     ],
 )
 def test_matches_replace_ipythons_token(
     line: str, token: str, expected: list[str]
 ) -> None:
     assert matches(line, token, KNOWN) == expected
+
+
+@pytest.fixture
+def shell() -> Iterator[InteractiveShell]:
+    """IPython's own shell and completer, in this process, with ours added
+    (its history in memory: nothing written under ~/.ipython)."""
+    config = Config()
+    config.HistoryManager.hist_file = ":memory:"
+    ip = InteractiveShell.instance(config=config)
+    ip.register_magic_function(lambda line: line, "line", "tunnel")
+    completion.register(ip)
+    yield ip
+    completion.unregister(ip)
+    InteractiveShell.clear_instance()
+
+
+def _texts(ip: InteractiveShell, code: str) -> list[str]:
+    with provisionalcompleter():
+        return [c.text for c in ip.Completer.completions(code, len(code))]
+
+
+def test_the_shell_completes_tunnel_only_where_ipython_runs_the_magic(
+    shell: InteractiveShell,
+) -> None:
+    assert "-L" in _texts(shell, "tunnel -")
+    # An assignment: Python's names, none of ours.
+    python = _texts(shell, "tunnel = b")
+    assert "bytes" in python and "-L" not in python
+    assert "-L" not in _texts(shell, "tunnel = ")
+    # Two lines: IPython prefilters (runs automagic on) one-line cells only.
+    assert "-L" not in _texts(shell, "x = 1\ntunnel -")
+    assert "-L" in _texts(shell, "x = 1\n%tunnel -")
+    # A Python name "tunnel" shadows the magic, as IPython's is_shadowed says.
+    shell.user_ns["tunnel"] = 1
+    assert "-L" not in _texts(shell, "tunnel -")
+    assert "-L" in _texts(shell, "%tunnel -")
+    del shell.user_ns["tunnel"]
+    shell.automagic = False
+    assert "-L" not in _texts(shell, "tunnel -")
+    assert "-L" in _texts(shell, "%tunnel -")

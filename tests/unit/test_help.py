@@ -123,3 +123,31 @@ def test_asks_version_reads_the_flags_as_getopt_does(
     words: list[str], asked: bool
 ) -> None:
     assert help.asks_version(words) is asked
+
+
+@pytest.mark.parametrize(
+    ("words", "asked"),
+    [
+        (["--help"], True),
+        (["-h"], True),
+        (["-vh", "host"], True),  # in a bundle
+        (["-L", "1:a:2", "h", "--help"], True),  # after the host
+        (["-L", "1:a:2", "-h", "h"], True),
+        (["-l", "--help", "host"], False),  # the value of -l
+        (["-lh", "host"], False),  # -l's value "h"
+        (["-L", "-h", "host"], False),  # -L's value
+        (["host", "--", "--help"], False),  # after --, not a flag
+        (["--helpme"], False),
+        (["host"], False),
+    ],
+)
+def test_asks_help_reads_the_flags_as_asks_version_does(
+    words: list[str], asked: bool
+) -> None:
+    assert help.asks_help(words) is asked
+
+
+def test_a_long_flag_with_a_value_hides_it() -> None:
+    assert help.asks_help(["--name", "--help", "h"]) is True
+    assert help.asks_help(["--name", "--help", "h"], with_value=["--name"]) is False
+    assert help.asks_version(["--name", "-V", "h"], with_value=["--name"]) is False

@@ -23,6 +23,20 @@ LONG_NAME = f"{LONG}.example.com"
         (LONG_NAME, "a label is longer than 63 characters"),
         ("a" * 64, "a label is longer than 63 characters"),
         ("ä" * 70, "a label is longer than 63 characters"),
+        ("ä" * 60, "a label is longer than 63 characters"),  # 66 as punycode
+        ("ä" * 55, None),  # 61 as punycode
+        # Only characters IDNA drops: an empty label, not a long one.
+        (
+            "\u200b",
+            "a label ('\\u200b') is empty once the characters DNS ignores are dropped",
+        ),
+        (
+            "db.\u00ad\u200b.example.com",
+            "a label ('\\xad\\u200b') is empty once the characters DNS ignores "
+            "are dropped",
+        ),
+        ("a\u200b.example.com", None),  # "a" once dropped
+        ("\u0627a", "the label '\u0627a' is no valid international name"),
         ("db..internal", "a label (between dots) is empty"),
         (".example.com", "a label (between dots) is empty"),
         (".".join(["a" * 60] * 5), "it is longer than 253 characters"),
@@ -38,7 +52,9 @@ def test_host_name_problem(host: str, problem: str | None) -> None:
     assert host_name_problem(host) == problem
 
 
-@pytest.mark.parametrize("host", [LONG_NAME, "db..internal", ".example.com"])
+@pytest.mark.parametrize(
+    "host", [LONG_NAME, "db..internal", ".example.com", "\u200b", "\u0627a"]
+)
 def test_the_problems_are_those_pythons_resolver_refuses(host: str) -> None:
     # What the check says in words is what getaddrinfo would raise on.
     with pytest.raises(UnicodeError):

@@ -245,12 +245,33 @@ SYSTEM_MODULES = {
 }
 
 
+# The signals every system has (C's own, which Windows has too): any other
+# (SIGHUP, SIGPIPE...) is asked of nbtunnel.platform, which probes for it.
+EVERYWHERE_SIGNALS = {"SIGABRT", "SIGFPE", "SIGILL", "SIGINT", "SIGSEGV", "SIGTERM"}
+
+
 def _branches_on_the_platform(tree: ast.Module) -> list[str]:
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
             if (node.value.id, node.attr) in PLATFORM_NAMES:
                 found.append(f"{node.value.id}.{node.attr}")
+            elif (
+                node.value.id == "signal"
+                and node.attr.startswith("SIG")
+                and not node.attr.startswith("SIG_")
+                and node.attr not in EVERYWHERE_SIGNALS
+            ):
+                found.append(f"signal.{node.attr}")
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in ("getattr", "hasattr")
+            and node.args
+            and isinstance(node.args[0], ast.Name)
+            and node.args[0].id == "signal"
+        ):
+            found.append(f"{node.func.id}(signal, ...)")  # a probe for a signal
         elif isinstance(node, ast.ImportFrom) and not node.level:
             module = node.module or ""
             found += [
@@ -288,6 +309,19 @@ def test_the_platform_check_sees_a_branch() -> None:
         "import termios",
         "from os import name",
         "sys.platform",
+    ]
+
+
+def test_the_platform_check_sees_a_signal_some_systems_lack() -> None:
+    code = (
+        "import signal\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "hup = getattr(signal, 'SIGHUP', None)\n"
+        "signal.signal(signal.SIGPIPE, signal.SIG_DFL)\n"
+    )
+    assert _branches_on_the_platform(ast.parse(code)) == [
+        "getattr(signal, ...)",
+        "signal.SIGPIPE",
     ]
 
 

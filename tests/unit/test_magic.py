@@ -27,13 +27,16 @@ def manager() -> Iterator[Manager]:
         (["stop", "nosuch"], "no tunnel named 'nosuch' is open (none is open)"),
         (["-KL"], "usage: %tunnel -KL [bind_address:]port"),
         (["-KD", "1080"], "no -D forward listens on 1080"),
-        (["-KR", "x:y:z"], "-D spec"),
+        (["-KR", "x:y:z"], "bad -KR 'x:y:z'"),
+        (["-KL", "abc"], "bad -KL 'abc': port 'abc' is not a number"),
+        (["-KD"], "usage: %tunnel -KD [bind_address:]port"),
         (["-L", "9000:db", "user@host"], "'9000:db'"),
         (["user@host"], "no forward"),
         # A mistyped command; a bare word is a host, so only once the line
         # failed as an ssh line, and only a line without a flag.
         (["stp", "db"], "unknown command 'stp'; did you mean %tunnel stop?"),
         (["lsit"], "unknown command 'lsit'; did you mean %tunnel list?"),
+        (["list", "x"], "%tunnel list does not take 'x'; usage: %tunnel [list]"),
         (["stp", "-L", "0:a:1", "h"], "nbtunnel runs no remote command: 'h'"),
         (["--nmae", "db", "-L", "0:a:1", "h"], "'--nmae'; did you mean --name?"),
     ],
@@ -51,6 +54,38 @@ def test_list_and_help(manager: Manager, capsys: pytest.CaptureFixture[str]) -> 
     assert isinstance(run(["list"], manager), TunnelTable)
     assert run(["help"], manager) is None
     assert capsys.readouterr().out.strip() == USAGE.strip()
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        ["--help"],
+        ["-h"],
+        ["-L", "0:a:1", "h", "--help"],  # after the host, as -V
+        ["-vh", "-L", "0:a:1", "h"],  # in a bundle
+        ["--name", "db", "-L", "0:a:1", "-h", "h"],
+    ],
+)
+def test_help_asked_anywhere_among_the_flags_shows_it(
+    manager: Manager, capsys: pytest.CaptureFixture[str], words: list[str]
+) -> None:
+    assert run(words, manager) is None
+    assert capsys.readouterr().out.strip() == USAGE.strip()
+    assert manager.tunnels() == []
+
+
+@pytest.mark.parametrize(
+    ("words", "message"),
+    [
+        (["--name", "--help", "-L", "0:a:1"], "no destination"),  # a name
+        (["-L", "0:a:1", "h", "--", "--help"], "nbtunnel runs no remote command"),
+    ],
+)
+def test_help_is_no_value_and_nothing_after_dashdash(
+    manager: Manager, words: list[str], message: str
+) -> None:
+    with pytest.raises(SpecError, match=message):
+        run(words, manager)
 
 
 def test_errors_become_one_line_usage_errors() -> None:

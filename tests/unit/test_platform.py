@@ -199,6 +199,17 @@ def test_windows_exclusive_option_replaces_reuseaddr(
         assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR) == 0
 
 
+def test_the_signals_that_ask_to_stop_are_probed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    expected = [signal.SIGTERM]
+    if hasattr(signal, "SIGHUP"):
+        expected.append(signal.SIGHUP)
+    assert processes.stop_signals() == expected
+    monkeypatch.delattr(signal, "SIGHUP", raising=False)  # as on Windows
+    assert processes.stop_signals() == [signal.SIGTERM]
+
+
 def test_unix_sockets_probe(monkeypatch: pytest.MonkeyPatch) -> None:
     with socket.socket() as tcp:
         assert not sockets.is_unix(tcp)

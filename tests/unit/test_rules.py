@@ -141,8 +141,77 @@ def test_cancel_finds_the_forward_on_that_port() -> None:
         rules.to_cancel(live, "-KR", "9000")
     with pytest.raises(SpecError, match="not -KX"):
         rules.to_cancel(live, "-KX", "9000")
-    with pytest.raises(SpecError, match="-D spec"):
+    with pytest.raises(SpecError, match="bad -KL 'x:y:z'"):
         rules.to_cancel(live, "-KL", "x:y:z")
+
+
+KL_USE = "use -KL [bind_address:]port or the path of its unix socket"
+
+
+@pytest.mark.parametrize(
+    ("flag", "listen", "message"),
+    [
+        (
+            "-KL",
+            "abc",
+            f"bad -KL 'abc': port 'abc' is not a number from 1 to 65535; {KL_USE}",
+        ),
+        (
+            "-KL",
+            "127.0.0.1:x",
+            f"bad -KL '127.0.0.1:x': port 'x' is not a number from 1 to 65535; {KL_USE}",
+        ),
+        (
+            "-L",
+            "9000:db:5432",
+            "bad -KL '9000:db:5432': a cancel names where the forward listens, "
+            f"not its target; {KL_USE}",
+        ),
+        ("-KL", "", f"bad -KL '': it is empty; {KL_USE}"),
+        ("-KL", "[::1", "bad -KL '[::1': '[::1' opens '[' without a matching ']'"),
+        (
+            "-KR",
+            "0x50",
+            "bad -KR '0x50': port '0x50' is not a number from 1 to 65535; "
+            "use -KR [bind_address:]port or the path of its unix socket",
+        ),
+        (
+            "-KD",
+            "/tmp/x.sock",
+            "bad -KD '/tmp/x.sock': a -D forward listens on a port, not a socket; "
+            "use -KD [bind_address:]port",
+        ),
+        ("-KL", "/tmp/none.sock", "no -L forward listens on /tmp/none.sock"),
+    ],
+)
+def test_a_cancel_is_read_as_ssh_reads_k_naming_it(
+    flag: str, listen: str, message: str
+) -> None:
+    # Never "-D spec": what was typed was -KL (or -L, to Manager.cancel).
+    live = [_tunnel("-L 9000:db:5432 u@h", "db", listen_port=9000)]
+    with pytest.raises(SpecError) as info:
+        rules.to_cancel(live, flag, listen)
+    assert str(info.value).startswith(message)
+    assert "-D spec" not in str(info.value) and "\n" not in str(info.value)
+
+
+def test_cancel_finds_a_unix_socket_forward_by_its_path() -> None:
+    handle, snap = _tunnel(
+        "-L /tmp/db.sock:db:5432 -R /srv/web.sock:localhost:80 -L 9000:x:1 u@h",
+        "db",
+    )
+    local, remote, port = snap.forwards
+    forwards = (
+        replace(local, listen_path="/tmp/db.sock"),
+        replace(remote, listen_path="/srv/web.sock"),
+        replace(port, listen_port=9000),
+    )
+    live = [(handle, replace(snap, forwards=forwards))]
+    assert rules.to_cancel(live, "-KL", "/tmp/db.sock") == (handle, 0)
+    assert rules.to_cancel(live, "-KR", "/srv/web.sock") == (handle, 1)
+    assert rules.to_cancel(live, "-KL", "9000") == (handle, 2)
+    with pytest.raises(SpecError, match=r"no -R forward listens on /tmp/db\.sock"):
+        rules.to_cancel(live, "-KR", "/tmp/db.sock")
 
 
 def test_labels_are_the_host_made_unique_or_the_name_given() -> None:

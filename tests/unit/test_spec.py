@@ -644,10 +644,10 @@ def test_a_flag_without_its_argument(flag: str) -> None:
 
 def test_an_unknown_option_key_says_where_the_keys_are_listed() -> None:
     # Nothing close to guess: where the list is, not the 36 names.
-    error = _raises("-o Tunnel=yes host")
+    error = _raises("-o Tunel=yes host")
     assert str(error) == (
-        "-o 'Tunnel': nbtunnel has no such option; "
-        "nbtunnel --help (%tunnel? in a notebook) lists the ones it has"
+        "-o 'Tunel': no such option (ssh has Tunnel, which nbtunnel does not "
+        "support yet); the supported ones: nbtunnel --help (%tunnel? in a notebook)"
     )
     assert sum(key in str(error) for key in SUPPORTED_OPTIONS) == 0
 

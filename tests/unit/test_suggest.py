@@ -7,6 +7,11 @@ import pytest
 from nbtunnel.errors import SpecError
 from nbtunnel.grammar.flags import SUPPORTED_OPTIONS
 from nbtunnel.grammar.spec import parse
+from nbtunnel.grammar.ssh_keywords import (
+    GSSAPI_PATCH_KEYWORDS,
+    SSH_CONFIG_KEYWORDS,
+    is_ssh_keyword,
+)
 from nbtunnel.grammar.suggest import (
     closest,
     did_you_mean,
@@ -59,13 +64,41 @@ def test_case_counts_where_asked() -> None:
     ],
 )
 def test_mistyped_command(words: list[str], found: str | None) -> None:
-    error = mistyped_command(words, ("list", "stop", "panel", "help"), "%tunnel")
+    error = mistyped_command(words, USAGES, "%tunnel")
     if found is None:
         assert error is None
         return
     assert error is not None
     assert str(error) == f"unknown command '{words[0]}'; {found}"
     assert error.text == words[0]
+
+
+USAGES = {
+    "list": "%tunnel [list]",
+    "stop": "%tunnel stop NAME|all",
+    "panel": "%tunnel panel",
+    "help": "%tunnel help",
+}
+
+
+@pytest.mark.parametrize(
+    ("words", "said"),
+    [
+        (["list", "x"], "%tunnel list does not take 'x'; usage: %tunnel [list]"),
+        (
+            ["panel", "a", "b"],
+            "%tunnel panel does not take 'a b'; usage: %tunnel panel",
+        ),
+        (["stop"], "usage: %tunnel stop NAME|all"),
+    ],
+)
+def test_a_command_with_words_it_does_not_take_gets_its_usage(
+    words: list[str], said: str
+) -> None:
+    # Never "unknown command 'list'; did you mean %tunnel list?".
+    error = mistyped_command(words, USAGES, "%tunnel")
+    assert error is not None and str(error) == said
+    assert "did you mean" not in str(error)
 
 
 @pytest.mark.parametrize(
@@ -108,9 +141,70 @@ def test_a_mistyped_option_key_gets_the_one_it_is_close_to() -> None:
 
 
 def test_an_option_key_close_to_none_points_at_the_list_instead() -> None:
-    message = _error("-o ForwardAgent=yes host")
-    assert "nbtunnel --help" in message and "\n" not in message
+    message = _error("-o NoSuchThing=yes host")
+    assert message == (
+        "-o 'NoSuchThing': nbtunnel has no such option; "
+        "the supported ones: nbtunnel --help (%tunnel? in a notebook)"
+    )
     assert not any(key in message for key in SUPPORTED_OPTIONS)
+
+
+UNSUPPORTED = sorted(
+    {k.lower() for k in (*SSH_CONFIG_KEYWORDS, *GSSAPI_PATCH_KEYWORDS)}
+    - {k.lower() for k in SUPPORTED_OPTIONS}
+)
+
+
+@pytest.mark.parametrize("key", UNSUPPORTED)
+def test_a_real_ssh_option_is_unsupported_never_another_guessed(key: str) -> None:
+    # ConnectionAttempts is not ReconnectAttempts, ForwardX11 not LocalForward.
+    message = _error(f"-o {key}=yes host")
+    assert message == (
+        f"-o '{key}': an ssh option nbtunnel does not support (yet); "
+        "the supported ones: nbtunnel --help (%tunnel? in a notebook)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "spelled"),
+    [
+        ("ConnectionAttempts", "ConnectionAttempts"),
+        ("FORWARDX11", "ForwardX11"),
+        ("ClearAllForwardings", "ClearAllForwardings"),
+        ("gssapikeyexchange", "GSSAPIKeyExchange"),
+    ],
+)
+def test_the_table_holds_ssh_keywords_in_any_case(key: str, spelled: str) -> None:
+    assert is_ssh_keyword(key)
+    assert spelled in (*SSH_CONFIG_KEYWORDS, *GSSAPI_PATCH_KEYWORDS)
+
+
+def test_every_supported_ssh_name_is_an_ssh_keyword() -> None:
+    # nbtunnel's own options are the ones ssh lacks; the others are ssh's.
+    own = {
+        "Reconnect",
+        "ReconnectMaxDelay",
+        "ReconnectAttempts",
+        "FastPath",
+        "OwnerOnly",
+    }
+    for key in SUPPORTED_OPTIONS:
+        assert is_ssh_keyword(key) == (key not in own), key
+    assert len(SSH_CONFIG_KEYWORDS) == len(set(SSH_CONFIG_KEYWORDS)) == 104
+
+
+def test_an_ssh_keyword_saying_pass_is_no_secret() -> None:
+    # ProxyUseFdpass says "pass" but holds none; the value may be echoed.
+    assert "does not support" in _error("-o ProxyUseFdpass=yes host")
+    assert "never put secrets" in _error("-o Passphrase=x host")
+
+
+def test_a_typo_of_an_unsupported_ssh_option_names_it_not_a_supported_one() -> None:
+    assert _error("-o ConnectionAtempts=3 host") == (
+        "-o 'ConnectionAtempts': no such option (ssh has ConnectionAttempts, "
+        "which nbtunnel does not support yet); the supported ones: "
+        "nbtunnel --help (%tunnel? in a notebook)"
+    )
 
 
 @pytest.mark.parametrize(
