@@ -142,13 +142,19 @@ class EngineSide:
         )
         return TunnelSnapshot.from_dict(result)
 
-    def add(self, tunnel_id: int, forwards: Sequence[ForwardSpec]) -> TunnelSnapshot:
-        """Start more forwards on a tunnel; its snapshot with them."""
+    def add(
+        self, tunnel_id: int, forwards: Sequence[ForwardSpec], verbose: int = 0
+    ) -> TunnelSnapshot:
+        """Start more forwards on a tunnel; its snapshot with them (their
+        steps sent as log events at ``verbose``, as :meth:`open`'s)."""
         client = self.running()
         if client is None:
             raise EngineError("the nbtunnel engine is not running")
         result = client.request(
-            "add", tunnel=tunnel_id, forwards=[[f.flag, f.text] for f in forwards]
+            "add",
+            tunnel=tunnel_id,
+            forwards=[[f.flag, f.text] for f in forwards],
+            verbose=verbose,
         )
         return TunnelSnapshot.from_dict(result)
 

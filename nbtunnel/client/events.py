@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from ..engine.client import EventHandler
@@ -114,15 +114,23 @@ class Events:
         tunnel: Any,
         how: str,
         show: Callable[[str], None] | None,
-    ) -> None:
+        adding: Sequence[object] = (),
+    ) -> contextlib.AbstractContextManager[None]:
         """Say at -v that a line connects nothing: ``tunnel`` (a handle) is
-        open already, or the line ``joined`` it and its SSH connection."""
+        open already, or the line ``joined`` it and its SSH connection (and
+        is ``adding`` forwards to it).  Returns what watches the tunnel for
+        ``show``, for a block that adds them."""
         if not verbosity:
-            return
+            return contextlib.nullcontext()
         said = (
             f"tunnel '{tunnel.name}' is open already (the same line)"
             if how == "open already"
             else f"the line joins tunnel '{tunnel.name}' and its live SSH connection"
+        )
+        said += (
+            ", nothing to connect: its forwards are added to it"
+            if adding
+            else ": nothing to connect"
         )
         with self.watch(tunnel.name, show):
             self(
@@ -133,9 +141,10 @@ class Events:
                     "verbosity": 1,
                     "level": logging.INFO,
                     "logger": "nbtunnel.verbose",
-                    "message": f"{said}: nothing to connect",
+                    "message": said,
                 }
             )
+        return self.watch(tunnel.name, show)
 
     def _show(self, message: Message) -> None:
         with self._lock:

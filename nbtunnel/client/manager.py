@@ -41,8 +41,7 @@ class Manager:
         self._engine = EngineSide(self.mode, self._events, self._forget_all, self._died)
         self._one_at_a_time = _OneAtATime()
         self._naming: set[str] = set()  # labels of opens under way
-        # One restart or remove at a time: two panels clicking the same
-        # toggle must not start the forward twice.
+        # One restart or remove at a time: two panels clicking one toggle.
         self._reshaping = threading.Lock()
         self._closed = False
 
@@ -96,11 +95,11 @@ class Manager:
             joined = rules.joined(live, spec, name)
             if joined is not None:
                 tunnel, snap = joined
-                self._events.note(spec.verbose, tunnel, "joined", show)
                 missing = rules.missing(snap, spec.forwards)
-                if missing:
-                    rules.check_ports(missing, tunnel.spec, live)
-                    self._add(tunnel, missing)
+                with self._events.note(spec.verbose, tunnel, "joined", show, missing):
+                    if missing:  # their steps at the line's -v, shown as an open's
+                        rules.check_ports(missing, tunnel.spec, live)
+                        self._add(tunnel, missing, spec.verbose)
                 return tunnel
             forwards = spec.forwards + forwards_from_config(spec)
             if not forwards:
@@ -151,11 +150,12 @@ class Manager:
             return self._add(tunnel, forwards)
 
     def _add(
-        self, tunnel: Tunnel, forwards: Sequence[ForwardSpec]
+        self, tunnel: Tunnel, forwards: Sequence[ForwardSpec], verbose: int = 0
     ) -> tuple[Forward, ...]:
         if tunnel.record.stopped or self._engine.running() is None:
             raise ForwardError(f"tunnel {tunnel.name} is not running")
-        return tunnel.record.adopt(tunnel, self._engine.add(tunnel.id, forwards))
+        snapshot = self._engine.add(tunnel.id, forwards, verbose)
+        return tunnel.record.adopt(tunnel, snapshot)
 
     def _live(self) -> rules.Live:
         """Every tunnel with a handle (not stopped), with one snapshot of each."""

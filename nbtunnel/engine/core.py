@@ -179,11 +179,15 @@ class Engine:
     def _op_add(self, request: Message) -> Message:
         tunnel = self._live(request)
         specs = tuple(parse_forward(flag, text) for flag, text in request["forwards"])
-        tunnel.add(specs)
+        # The forwards of a line with -v (one that joins a tunnel) say their
+        # steps at that line's verbosity, or the tunnel's if it says more.
+        verbosity = int(request.get("verbose") or 0)
+        trace = tunnel.trace
+        if verbosity > trace.verbosity:
+            trace = tunnel_trace(self._emit, tunnel.id, tunnel.name, verbosity)
+        tunnel.add(specs, trace)
         snapshot = tunnel.snapshot()
-        forwards_up(
-            tunnel.trace, snapshot.forwards[len(snapshot.forwards) - len(specs) :]
-        )
+        forwards_up(trace, snapshot.forwards[len(snapshot.forwards) - len(specs) :])
         return snapshot.to_dict()
 
     def _op_stop_forward(self, request: Message) -> None:

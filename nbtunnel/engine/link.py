@@ -7,19 +7,31 @@ for the new SSH connection (briefly) instead of finding a dead one.
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from ..errors import ConnectError, TunnelError
-from ..ssh.connection import Connection, RemoteListener
+from ..ssh.connection import Connection
 from ..ssh.opens import Done, Opening, Threaded
+from ..ssh.remote import RemoteListener
 from ..ssh.trace import QUIET, Trace
 
 # How long a connection made during an outage waits for the SSH connection
 # to come back before it is closed: long enough for a restarted server, short
 # enough that a client's own timeout is not what ends it.
 OUTAGE_WAIT = 10.0
+
+
+class _State:
+    """The connection a tunnel's link has now, shared by its views."""
+
+    def __init__(self) -> None:
+        self.changed = threading.Condition()
+        self.connection: Connection | None = None
+        self.why = "it is not connected yet"
+        self.closed = False
 
 
 class Link:
@@ -32,40 +44,44 @@ class Link:
         self._outage_wait = outage_wait
         # The tunnel's -v: what its forwards ask of the server, and the answers.
         self._trace = trace
-        self._changed = threading.Condition()
-        self._connection: Connection | None = None
-        self._why = "it is not connected yet"
-        self._closed = False
+        self._state = _State()
+
+    def seen_by(self, trace: Trace) -> Link:
+        """The same link (the same connection, outages and close), its steps
+        said in ``trace``: for forwards a later line added, with its -v."""
+        view = copy.copy(self)
+        view._trace = trace
+        return view
 
     def up(self, connection: Connection) -> None:
-        with self._changed:
-            self._connection = connection
-            self._changed.notify_all()
+        with self._state.changed:
+            self._state.connection = connection
+            self._state.changed.notify_all()
 
     def down(self, why: str) -> None:
-        with self._changed:
-            self._connection = None
-            self._why = why
+        with self._state.changed:
+            self._state.connection = None
+            self._state.why = why
 
     def close(self, why: str) -> None:
         """No connection from now on; whoever waits gives up at once."""
-        with self._changed:
-            self._connection = None
-            self._why = why
-            self._closed = True
-            self._changed.notify_all()
+        with self._state.changed:
+            self._state.connection = None
+            self._state.why = why
+            self._state.closed = True
+            self._state.changed.notify_all()
 
     def _current(self, wait: float) -> Connection:
-        with self._changed:
-            self._changed.wait_for(
-                lambda: self._connection is not None or self._closed, wait
+        with self._state.changed:
+            self._state.changed.wait_for(
+                lambda: self._state.connection is not None or self._state.closed, wait
             )
-            if self._connection is None:
+            if self._state.connection is None:
                 raise ConnectError(
-                    f"the SSH connection to {self._target} is down ({self._why})"
-                    + ("" if self._closed else "; nbtunnel is reconnecting")
+                    f"the SSH connection to {self._target} is down ({self._state.why})"
+                    + ("" if self._state.closed else "; nbtunnel is reconnecting")
                 )
-            return self._connection
+            return self._state.connection
 
     # -- what forwards ask of a connection ----------------------------------
 
@@ -149,12 +165,12 @@ class Link:
 
     def _now(self) -> Connection | None:
         """The connection, None during an outage; raises once closed for good."""
-        with self._changed:
-            if self._connection is None and self._closed:
+        with self._state.changed:
+            if self._state.connection is None and self._state.closed:
                 raise ConnectError(
-                    f"the SSH connection to {self._target} is down ({self._why})"
+                    f"the SSH connection to {self._target} is down ({self._state.why})"
                 )
-            return self._connection
+            return self._state.connection
 
     def listen_remote(
         self,
@@ -190,6 +206,6 @@ class Link:
     def cancel_remote(self, address: str, port: int | None) -> None:
         # During an outage there is nothing to cancel: the server closed
         # the listener with the old connection.
-        connection = self._connection
+        connection = self._state.connection
         if connection is not None:
             connection.cancel_remote(address, port)

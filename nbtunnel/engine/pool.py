@@ -2,7 +2,8 @@
 
 A second tunnel to the same place with the same settings rides the live
 connection instead of logging in again; the connection closes when the
-last tunnel using it lets go.
+last tunnel using it lets go.  Each user's trace hears paramiko's log of
+the connection (with -vvv) while it holds its share, and only then.
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ class Pool:
                 if live is not None and live.is_active:
                     self._users[live] += 1
                     trace(1, "Sharing the live SSH connection to %s", settings.target)
+                    live.hear(trace)
                     return live
             connection = Connection(settings, prompt, warn=warn, trace=trace)
             if attempt is not None:
@@ -99,8 +101,10 @@ class Pool:
         finally:
             gate.release()
 
-    def release(self, connection: Connection) -> None:
-        """One user less; the last one closes the connection."""
+    def release(self, connection: Connection, trace: Trace = QUIET) -> None:
+        """One user less (the one with ``trace``, which it acquired with);
+        the last one closes the connection."""
+        connection.unhear(trace)
         with self._lock:
             left = self._users.get(connection, 1) - 1
             if left > 0:

@@ -69,7 +69,7 @@ class Reconnector:
         thread.start()
 
     def _run(self, dead: Connection) -> None:
-        self._pool.release(dead)  # the tunnel's share of it
+        self._pool.release(dead, self._trace)  # the tunnel's share of it
         target = self._settings.target
         failures = 0
         delay = backoff(0, self._settings.reconnect_max_delay)

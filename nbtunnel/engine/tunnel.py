@@ -118,12 +118,17 @@ class RunningTunnel:
         self._link.up(connection)
         self._unwatch = connection.on_lost(lambda: self._lost(connection))
 
-    def _make(self, index: int, spec: ForwardSpec) -> RunningForward:
+    def _make(
+        self, index: int, spec: ForwardSpec, link: Link | None = None
+    ) -> RunningForward:
         retry = self._reconnector.retry_wait  # a -R refused after a reconnect
-        return make_forward(index, spec, self._link, self.settings, self._event, retry)
+        link = link or self._link
+        return make_forward(index, spec, link, self.settings, self._event, retry)
 
-    def add(self, specs: tuple[ForwardSpec, ...]) -> None:
-        """Start more forwards on the live connection, all or none of them."""
+    def add(self, specs: tuple[ForwardSpec, ...], trace: Trace | None = None) -> None:
+        """Start more forwards on the live connection, all or none of them;
+        their steps said in ``trace`` (the -v of the line that adds them)."""
+        link = self._link if trace is None else self._link.seen_by(trace)
         # Under the stop lock: a stop() meanwhile would miss the new forwards.
         with self._stop_lock:
             if self._stopped or self.state != "up":
@@ -133,7 +138,8 @@ class RunningTunnel:
             started: list[RunningForward] = []
             try:
                 for spec in specs:
-                    forward = self._make(len(self._forwards) + len(started), spec)
+                    index = len(self._forwards) + len(started)
+                    forward = self._make(index, spec, link)
                     forward.start()
                     started.append(forward)
             except BaseException:
@@ -189,7 +195,7 @@ class RunningTunnel:
     def _restore(self, connection: Connection, tries: int) -> None:
         with self._stop_lock:
             if self._stopped:
-                self._pool.release(connection)
+                self._pool.release(connection, self.trace)
                 return
             self._attach(connection)
         for forward in list(self._forwards):
@@ -254,7 +260,7 @@ class RunningTunnel:
             # still waiting on it (a channel open can take 30 s), so the
             # joins below are quick; on a shared one, each forward cancels
             # what it holds (a -R on the server) and the rest carries on.
-            self._pool.release(connection)
+            self._pool.release(connection, self.trace)
         for forward in self._forwards:
             forward.stop()
 

@@ -21,6 +21,7 @@ from ..settings.resolve import ConnectSettings, Prompt
 from . import negotiated
 from .agent import Agent
 from .keys import Keyring, Offer, times
+from .printable import escaped, escaped_lines
 from .trace import QUIET, Trace
 
 METHODS = ("publickey", "keyboard-interactive", "password")
@@ -31,6 +32,18 @@ ANSWER_TIME = 600.0
 
 class _Failed(Exception):
     """A method has nothing more to try."""
+
+
+def _shown(*texts: str) -> str:
+    """The server's words for a person (keyboard-interactive's questions):
+    their lines escaped, the blank ones left out."""
+    return "\n".join(x for t in texts for x in escaped_lines(t) if x.strip())
+
+
+def _names(methods: Sequence[str] | None) -> list[str]:
+    """The methods a server says it allows: its words, escaped for the
+    messages that quote them."""
+    return [escaped(m) for m in methods or ()]
 
 
 class _Notes(list[str]):
@@ -79,7 +92,7 @@ class Login:
         try:
             allowed = self._call(lambda: transport.auth_none(s.user))
         except paramiko.BadAuthenticationType as exc:
-            allowed = list(exc.allowed_types)
+            allowed = _names(exc.allowed_types)
         except paramiko.AuthenticationException:
             allowed = list(METHODS)
         negotiated.banner(transport, trace)
@@ -125,9 +138,9 @@ class Login:
         except (paramiko.SSHException, EOFError, OSError) as exc:
             raise ConnectError(
                 f"the connection to {self.settings.target} broke while logging in: "
-                f"{exc}"
+                f"{escaped(str(exc) or type(exc).__name__)}"
             ) from None
-        return list(result) if result else []
+        return _names(result)
 
     def _refused(self, allowed: Sequence[str], steps: list[str]) -> AuthenticationError:
         s = self.settings
@@ -190,11 +203,11 @@ class Login:
                     )
                 )
             except paramiko.BadAuthenticationType as exc:
+                allowed = _names(exc.allowed_types)
                 self._notes.append(
-                    f"publickey is not allowed now (allowed: "
-                    f"{', '.join(exc.allowed_types)})"
+                    f"publickey is not allowed now (allowed: {', '.join(allowed)})"
                 )
-                return list(exc.allowed_types)
+                return allowed
             except paramiko.AuthenticationException:
                 trace(1, "Server refused key: %s", offer.source)
                 continue
@@ -226,20 +239,21 @@ class Login:
             # while logging in; an exception here would kill the connection,
             # so a declined question answers "" and ends the method after.
             nonlocal declined
-            header = "\n".join(t for t in (title, instructions) if t.strip())
+            header = _shown(title, instructions)
             answers = []
             for n, (text, echo) in enumerate(questions):
                 if declined:
                     answers.append("")
                     continue
-                shown = f"{header}\n{text}" if header and n == 0 else text
-                reply = prompt(shown, not echo)
+                reply = prompt(
+                    _shown(header, text) if n == 0 else _shown(text), not echo
+                )
                 if reply is None:
                     declined = True
                 answers.append(reply or "")
             if not questions and header:
                 # Information only (an expiry warning, say): shown, not asked.
-                self._notes.append(header)
+                self._notes.append(header.replace("\n", " "))  # one line
             self._trace(1, "keyboard-interactive: %d question(s)", len(questions))
             return answers
 
@@ -253,7 +267,7 @@ class Login:
                     lambda: transport.auth_interactive(self.settings.user, answer)
                 )
             except paramiko.BadAuthenticationType as exc:
-                return list(exc.allowed_types)
+                return _names(exc.allowed_types)
             except paramiko.AuthenticationException:
                 self._trace(1, "keyboard-interactive: refused")
                 if declined:
@@ -288,7 +302,7 @@ class Login:
                     )
                 )
             except paramiko.BadAuthenticationType as exc:
-                return list(exc.allowed_types)
+                return _names(exc.allowed_types)
             except paramiko.AuthenticationException:
                 self._trace(1, "password: refused")
                 continue

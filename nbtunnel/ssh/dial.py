@@ -24,6 +24,7 @@ from ..grammar.hostnames import host_name_problem, invalid_host
 from ..settings.resolve import ConnectSettings
 from . import negotiated
 from .keepalive import tcp_keepalive
+from .printable import escaped
 from .proxy_command import ProxyCommand
 from .trace import QUIET, Trace
 
@@ -227,10 +228,12 @@ def negotiate(
     settings: ConnectSettings,
     host_key_types: Callable[[tuple[str, ...]], tuple[str, ...]],
     trace: Trace = QUIET,
+    start: Callable[[threading.Event], None] | None = None,
 ) -> None:
     """Choose the ciphers (``Ciphers``, or GCM first) and the host key types
     (``host_key_types`` orders paramiko's), and run the SSH handshake (its
-    log routed already, ``paramiko_log.route``)."""
+    log routed already, ``paramiko_log.Route``).  ``start(done)`` starts the
+    transport's thread (``start_client``), or raises if it must not."""
     s = settings
     timeout = connect_timeout(s)
     options = transport.get_security_options()
@@ -261,7 +264,10 @@ def negotiate(
     if trace.wants(2):
         negotiated.offered(transport, trace)
     done = threading.Event()
-    transport.start_client(event=done)
+    if start is None:
+        transport.start_client(event=done)
+    else:
+        start(done)
     began = time.monotonic()
     settled = _settled(transport, done, banner)
     if transport.remote_version:
@@ -283,7 +289,9 @@ def negotiate(
         negotiated.agreed(transport, trace)
         return
     exc = transport.get_exception()
-    text = (str(exc) or type(exc).__name__) if exc else "negotiation failed"
+    # paramiko quotes what the server sent ('Indecipherable protocol
+    # version "..."'): escaped, as it ends on a terminal.
+    text = escaped(str(exc) or type(exc).__name__) if exc else "negotiation failed"
     if "banner" in text.lower() or "protocol version" in text.lower():
         # A web server, say: lines that are not "SSH-2.0-...", then EOF.
         raise ConnectError(

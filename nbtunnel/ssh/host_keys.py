@@ -22,6 +22,7 @@ from ..settings import known_hosts
 from ..settings.certificates import CERT_HOST, parse_certificate
 from ..settings.resolve import ConnectSettings, Prompt
 from .keys import blob_fingerprint, fingerprint, key_label
+from .printable import escaped
 from .trace import QUIET, Trace
 
 logger = logging.getLogger("nbtunnel.ssh")
@@ -177,7 +178,7 @@ class HostKeyCheck:
         try:
             cert = parse_certificate(blob)
         except ValueError as exc:
-            return f"it cannot be read ({exc})"
+            return f"it cannot be read ({escaped(str(exc))})"
         authorities = {e.blob for e in self._known_hosts().authorities(s.host, s.port)}
         if cert.signature_key not in authorities:
             return "no @cert-authority line for this host names its signer"
@@ -186,7 +187,8 @@ class HostKeyCheck:
         if cert.principals and s.host.lower() not in (
             p.lower() for p in cert.principals
         ):
-            return f"it names {', '.join(cert.principals)}, not {s.host}"
+            names = ", ".join(escaped(p) for p in cert.principals)  # the server's
+            return f"it names {names}, not {s.host}"
         if not cert.valid_at(time.time()):
             return "it is expired or not yet valid"
         try:
@@ -195,7 +197,7 @@ class HostKeyCheck:
             if ca.verify_ssh_sig(cert.signed_data, paramiko.Message(cert.signature)):
                 return ""
         except (paramiko.SSHException, ValueError) as exc:
-            return f"its signature cannot be checked ({exc})"
+            return f"its signature cannot be checked ({escaped(str(exc))})"
         return "its signature does not verify"
 
     def _ask(self, name: str, key: paramiko.PKey) -> None:

@@ -20,6 +20,7 @@ import paramiko
 from .._paramiko import probe
 from .._paramiko.transport import Transport
 from ..platform import sockets
+from .printable import escaped
 
 
 class Watchdog:
@@ -87,7 +88,7 @@ class Watchdog:
             self._lost_reason = (
                 "the server closed the connection"
                 if exc is None or isinstance(exc, EOFError)
-                else str(exc) or type(exc).__name__
+                else escaped(str(exc) or type(exc).__name__)
             )
         with self._lost_lock:
             callbacks, self._on_lost = self._on_lost, []

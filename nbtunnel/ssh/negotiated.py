@@ -11,6 +11,7 @@ from __future__ import annotations
 import paramiko
 
 from .._paramiko.transport import Transport
+from .printable import escaped_lines
 from .trace import Trace
 
 # The SSH identification line: "SSH-protoversion-softwareversion comments".
@@ -81,5 +82,6 @@ def banner(transport: paramiko.Transport, trace: Trace) -> None:
         return
     text = transport.get_banner()
     if text:
-        for line in text.decode("utf-8", "replace").splitlines():
+        # Each of its lines a line of ours, escaped: the server wrote it.
+        for line in escaped_lines(text):
             trace(1, "banner: %s", line)

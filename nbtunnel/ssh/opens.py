@@ -19,6 +19,7 @@ from .._paramiko.opening import Opening, Threaded
 from .._paramiko.transport import DIRECT, Transport
 from ..errors import ConnectError, ForwardError
 from ..grammar.hostnames import host_name_problem
+from .printable import escaped
 
 __all__ = [
     "Done",
@@ -50,7 +51,9 @@ def open_error(target: str, where: str, timeout: float, exc: BaseException) -> A
     would not start) is returned as it is.
     """
     if isinstance(exc, paramiko.ChannelException):
-        reason = exc.text or _OPEN_FAILURES.get(exc.code, f"code {exc.code}")
+        # The server's own reason ("Connection refused"): its words, escaped.
+        detail = escaped(exc.text or "")
+        reason = detail or _OPEN_FAILURES.get(exc.code, f"code {exc.code}")
         hint = ""
         if exc.code == 1:
             hint = (
@@ -60,7 +63,7 @@ def open_error(target: str, where: str, timeout: float, exc: BaseException) -> A
         return ForwardError(
             f"the server could not connect to {where} as the target: {reason}{hint}",
             code=exc.code,
-            detail=exc.text,
+            detail=detail,
         )
     if isinstance(exc, paramiko.SSHException) and "timeout" in str(exc).lower():
         return ForwardError(
@@ -68,7 +71,7 @@ def open_error(target: str, where: str, timeout: float, exc: BaseException) -> A
         )
     if isinstance(exc, (paramiko.SSHException, EOFError, OSError)):
         # paramiko raises a bare EOFError() on a connection that went away.
-        why = str(exc) or type(exc).__name__
+        why = escaped(str(exc) or type(exc).__name__)
         return ConnectError(f"the SSH connection to {target} was lost: {why}")
     return exc
 

@@ -17,6 +17,7 @@ import threading
 
 from ..errors import ConnectError
 from ..platform import processes
+from .printable import escaped
 
 # How long a proxy gets to leave after its socket is closed, before SIGTERM
 # and then SIGKILL: most (ssh -W, nc) leave on EOF at once.
@@ -68,7 +69,8 @@ class ProxyCommand:
         assert process is not None and process.stderr is not None
         with process.stderr:
             for line in process.stderr:
-                text = line.decode(errors="replace").strip()
+                # What it relays may be a server's words: escaped.
+                text = escaped(line.strip())
                 if text:
                     self._stderr.append(text)
 

@@ -9,19 +9,26 @@ login, the forwards) tell it what they did, each line at a level:
    and key tried and its answer, each forward asked for and the answer;
 2. ``-vv``: the ssh_config lines that applied, the files and lists read,
    each jump host's steps, each channel opened;
-3. ``-vvv``: paramiko's own debug log of the tunnel's connections
-   (``paramiko_log.route``).
+3. ``-vvv``: paramiko's own debug log of the connection the tunnel is on,
+   made by it or shared (``paramiko_log.Route``).
 
 A line above the tunnel's verbosity costs one comparison and goes nowhere,
 so a tunnel without ``-v`` says nothing, whatever the others ask for.  The
 lines go to the sink the engine gives (an event of that tunnel); a sink
 that fails never fails the step that spoke.
+
+Many lines quote the server (its version and banner, the methods it allows,
+paramiko's record of what it sent), and they end on a terminal: each line
+is split at its line breaks and escaped (``printable``) on its way out, as
+OpenSSH's log does to every line it prints.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+
+from .printable import escaped_lines
 
 # Gets (level, text, source): source "verbose" for nbtunnel's own lines,
 # "paramiko" for paramiko's.
@@ -55,7 +62,8 @@ class Trace:
     def _say(self, level: int, text: str, source: str) -> None:
         assert self._sink is not None
         with contextlib.suppress(Exception):
-            self._sink(level, self._prefix + text, source)
+            for line in escaped_lines(text) or [""]:
+                self._sink(level, self._prefix + line, source)
 
     def child(self, prefix: str) -> Trace:
         """The same tunnel's trace, each line starting with ``prefix``."""

@@ -13,7 +13,7 @@ from nbtunnel.forward.dynamic import negotiate, reason_for
 from nbtunnel.forward.remote import bind_address
 from nbtunnel.forward.socks import Request, SocksError
 from nbtunnel.grammar.forwards import parse_forward
-from nbtunnel.ssh.connection import RemoteListener, _refusal
+from nbtunnel.ssh.remote import RemoteListener, _refusal
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from pathlib import Path
 import paramiko
 import pytest
 from nbtunnel.client.events import Events, verbose_line
-from nbtunnel.ssh.paramiko_log import CHANNEL, route
+from nbtunnel.ssh.paramiko_log import CHANNEL, Route, lent
 from nbtunnel.ssh.trace import QUIET, Trace
 
 from .test_sshconfig import _look
@@ -115,27 +115,29 @@ def test_vvv_gives_each_connection_a_paramiko_channel_of_its_own(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     trace, said = _trace(3)
+    before = lent()
     a, b = socket.socketpair()
     try:
         transport = paramiko.Transport(a)
-        give_back = route(transport, trace)
-        channel = transport.get_log_channel()
-        assert channel.startswith(CHANNEL + ".v")
-        transport.logger.error("Exception (client): Error reading SSH protocol banner")
-        assert said == [
-            (3, "Exception (client): Error reading SSH protocol banner", "paramiko")
-        ]
-        give_back()
+        with Route(transport, trace):
+            channel = transport.get_log_channel()
+            assert channel.startswith(CHANNEL + ".v")
+            assert lent() == before + 1
+            transport.logger.error(
+                "Exception (client): Error reading SSH protocol banner"
+            )
+            assert said == [
+                (3, "Exception (client): Error reading SSH protocol banner", "paramiko")
+            ]
         # Given back: no longer the trace's, never Python's fallback on stderr.
+        assert lent() == before
         transport.logger.error("late")
         assert len(said) == 1
         assert capfd.readouterr().err == ""
         other = paramiko.Transport(b)
-        route(other, _trace(3)[0])
-        assert other.get_log_channel() == channel  # lent out again
-        # Without -vvv: the shared channel, as before.
-        route(other)
-        assert other.get_log_channel() == CHANNEL
+        with Route(other, _trace(3)[0]):
+            assert other.get_log_channel() == channel  # lent out again
+        assert lent() == before
     finally:
         a.close()
         b.close()
