@@ -9,9 +9,11 @@ as one red line without a traceback (a subclass would not do: ipython#14024),
 
 from __future__ import annotations
 
+import contextvars
 import getpass
 import shlex
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -109,12 +111,17 @@ class TunnelMagics(Magics):
 
 def _cell_lines() -> Callable[[str], None]:
     """Writes a -v line into this cell's output.  Called from the engine's
-    thread while the cell waits for its open: the stream of the cell's own
-    thread, which the kernel sends as this cell's output."""
+    event thread while the cell waits for its open.  ipykernel files what a
+    thread writes under the parent message its context holds, and a thread
+    started before the cell holds none (ipykernel 6 then sent the lines to
+    no cell at all): each line is written in a copy of the cell's context."""
     stream = sys.stdout
+    cell = contextvars.copy_context()
+    one_at_a_time = threading.Lock()  # a context is entered by one thread at once
 
     def show(line: str) -> None:
-        stream.write(line + "\n")
+        with one_at_a_time:
+            cell.run(stream.write, line + "\n")
 
     return show
 
