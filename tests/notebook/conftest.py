@@ -31,12 +31,22 @@ class Ran:
     @property
     def text(self) -> str:
         """Streams, results and errors as a person would read them (no colours)."""
-        parts = []
+        parts: list[str] = []
+        stream = None  # the stream the last part came from
         for msg in self.outputs:
             content = msg["content"]
             if msg["msg_type"] == "stream":
-                parts.append(content["text"])
-            elif msg["msg_type"] in ("execute_result", "display_data"):
+                # The kernel may send one print in two messages (its text,
+                # then the newline, when a flush falls between): a notebook
+                # shows them as one text, and so does this.
+                if stream == content["name"]:
+                    parts[-1] += content["text"]
+                else:
+                    parts.append(content["text"])
+                stream = content["name"]
+                continue
+            stream = None
+            if msg["msg_type"] in ("execute_result", "display_data"):
                 parts.append(content["data"].get("text/plain", ""))
             elif msg["msg_type"] == "error":
                 parts.append("\n".join(content["traceback"]))
