@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         SpecError,
         TunnelError,
         UrlError,
+        WorkerError,
     )
     from .grammar.destinations import Destination
     from .grammar.forwards import ForwardSpec
@@ -54,6 +55,7 @@ _LAZY = {
             "SpecError",
             "TunnelError",
             "UrlError",
+            "WorkerError",
         ),
         "errors",
     ),
@@ -141,6 +143,7 @@ __all__ = [
     "TunnelError",
     "TunnelSpec",
     "UrlError",
+    "WorkerError",
     "__version__",
     "default_manager",
     "open",

@@ -10,6 +10,7 @@
     ├── ForwardError                     a forward could not be set up, or one
     │                                    connection through it failed
     ├── EngineError                      the engine process died or spoke nonsense
+    ├── WorkerError                      a cluster's worker could not open a shared tunnel
     └── MissingDependencyError(ImportError)  an optional part without its package
 
 Each message is a sentence a person can act on.  paramiko's exceptions never
@@ -74,6 +75,13 @@ class UrlError(ForwardError, ValueError):
 
 class EngineError(TunnelError):
     """The engine process that runs the forwards failed or went away."""
+
+
+class WorkerError(TunnelError):
+    """A Dask worker could not open its copy of a shared tunnel
+    (``nbtunnel.dask``); the message names the worker and says why, as the
+    same line would say it here.  One argument, so that it crosses Dask's
+    pickles whole."""
 
 
 class MissingDependencyError(TunnelError, ImportError):

@@ -136,6 +136,9 @@ class TunnelSnapshot:
     forwards: tuple[ForwardSnapshot, ...]
     started_at: float = 0.0
     name: str = ""
+    # The caller's side only: how its copies on a cluster's workers are
+    # (nbtunnel.dask), one line; None when it is not shared.
+    workers: str | None = None
 
     @property
     def label(self) -> str:

@@ -145,7 +145,13 @@ def text_table(
         for url, which in _opens(tunnels, route)
         for line in fit.wrap(f"open {url}  ({which})", width, "", "    ")
     ]
-    return "\n".join(lines + opens + share_lines(tunnels, width))
+    workers = [
+        line
+        for t in tunnels
+        if t.workers
+        for line in fit.wrap(f"tunnel {t.label}: {t.workers}", width, "", "    ")
+    ]
+    return "\n".join(lines + opens + share_lines(tunnels, width) + workers)
 
 
 def _block(row: tuple[str, ...], width: int) -> list[str]:
@@ -197,6 +203,12 @@ def html_table(tunnels: list[TunnelSnapshot], route: Route = DIRECT) -> str:
             for url, which in _opens(tunnels, route)
         )
         + share_html(tunnels)
+        + "".join(
+            f"<div class='nbtunnel-workers'>tunnel {html.escape(t.label)}:"
+            f" {html.escape(t.workers)}</div>"
+            for t in tunnels
+            if t.workers
+        )
     )
 
 

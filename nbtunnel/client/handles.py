@@ -4,12 +4,12 @@ The engine keeps every tunnel's state; a handle reads it through its
 manager, one round trip per read (``snapshot()`` gets all of it at once).
 What only the caller's side knows of a tunnel (its handles, which forward
 replaced which, which were removed, its last snapshot once stopped) is its
-:class:`TunnelRecord`, which the handles read and only the manager changes.
+:class:`~nbtunnel.client.record.TunnelRecord`, which the handles read and
+only the manager changes.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -17,10 +17,13 @@ from dataclasses import replace
 from types import TracebackType
 from typing import Any, Protocol
 
+from ..errors import MissingDependencyError
 from ..grammar.forwards import ForwardSpec, parse_forward
 from ..grammar.spec import TunnelSpec
 from ..status import ForwardSnapshot, ForwardStats, State, TunnelSnapshot
 from . import browser, display, urls
+from .record import TunnelRecord
+from .sharing import WorkerShare
 
 
 class Owner(Protocol):
@@ -37,83 +40,18 @@ class Owner(Protocol):
     def remove_forward(self, forward: Forward) -> None: ...
 
 
-class TunnelRecord:
-    """What the caller's side knows of one tunnel, beside what the engine keeps.
-
-    Shared by the tunnel's handles (which read it) and its manager (which
-    alone changes it).
-    """
-
-    def __init__(self, snapshot: TunnelSnapshot) -> None:
-        self._lock = threading.Lock()
-        self.last = snapshot  # the latest snapshot; the final one once stopped
-        self.stopped = False
-        self.handles: list[Forward] = []  # every handle, in the engine's order
-        # What people see (Tunnel.forwards, tables, panels): a restarted
-        # forward's new handle in the old one's place, removed ones left out.
-        # The engine keeps every forward it ever ran, at its index.
-        self.shown: list[Forward] = []
-        self.replaced: dict[Forward, Forward] = {}
-        self.removed: set[Forward] = set()
-        # A restarted forward's spec as first asked for (with its port 0).
-        self.asked: dict[Forward, ForwardSpec] = {}
-
-    def adopt(self, tunnel: Tunnel, snapshot: TunnelSnapshot) -> tuple[Forward, ...]:
-        """Handles for forwards the engine added since (they only ever grow)."""
-        self.note(snapshot)
-        with self._lock:
-            known = len(self.handles)
-            new = tuple(Forward(tunnel, f) for f in snapshot.forwards[known:])
-            self.handles += new
-            self.shown += new
-            return new
-
-    def put_in_place(self, old: Forward, new: Forward, asked: ForwardSpec) -> None:
-        """``new`` restarted ``old`` (asked for as ``asked``): shown in its place."""
-        with self._lock:
-            self.shown.remove(new)
-            self.shown[self.shown.index(old)] = new
-            self.replaced[old] = new
-            self.asked[new] = asked
-
-    def leave_out(self, forward: Forward) -> bool:
-        """``forward`` was removed; returns whether none is left to show."""
-        with self._lock:
-            self.removed.add(forward)
-            self.shown.remove(forward)
-            return not self.shown
-
-    def visible(self, snapshot: TunnelSnapshot) -> TunnelSnapshot:
-        """The snapshot as tables show it: the forwards of Tunnel.forwards, in order."""
-        by_index = {f.index: f for f in snapshot.forwards}
-        with self._lock:
-            shown = [by_index[h.index] for h in self.shown if h.index in by_index]
-            known = len(self.handles)
-        # Forwards of an add still in flight, whose handles come with its reply.
-        shown += [f for f in snapshot.forwards if f.index >= known]
-        return replace(snapshot, forwards=tuple(shown))
-
-    def ended(self, state: State, error: str | None) -> TunnelSnapshot:
-        """The last snapshot, every forward of it ``state`` for ``error``."""
-        last = self.last
-        forwards = tuple(replace(f, state=state, error=error) for f in last.forwards)
-        return replace(last, state=state, error=error, forwards=forwards)
-
-    def note(self, snapshot: TunnelSnapshot) -> None:
-        """The latest snapshot, unless the tunnel stopped (its last stays)."""
-        with self._lock:
-            if not self.stopped:
-                self.last = snapshot
-
-    def end(self, final: TunnelSnapshot) -> None:
-        with self._lock:
-            self.last, self.stopped = final, True
-
-    def fail(self, why: str) -> None:
-        """Its engine died (``why`` says how): failed, unless it had ended."""
-        with self._lock:
-            if not self.stopped:
-                self.last, self.stopped = self.ended("failed", why), True
+def _dask() -> Any:
+    # distributed is optional and slow to import: only when a tunnel is shared.
+    try:
+        from . import dask
+    except ImportError as exc:
+        if exc.name is None or not exc.name.startswith(("distributed", "dask")):
+            raise
+        raise MissingDependencyError(
+            "sharing a tunnel with Dask workers needs distributed:"
+            " pip install 'nbtunnel[dask]'"
+        ) from None
+    return dask
 
 
 def engine_died(tunnels: Iterable[Tunnel], why: str) -> None:
@@ -357,6 +295,26 @@ class Tunnel:
         """Close its forwards and its SSH connection. Safe to call more than once."""
         self.manager.stop(self)
 
+    # -- on a cluster's workers (nbtunnel.dask) ---------------------------
+
+    def share_with(
+        self, client: Any, *, name: str | None = None
+    ) -> dict[str, str | None]:
+        """Open its -L and -D forwards on every worker of the Dask ``client``,
+        on its ports, now and on workers that join later; returns each
+        worker's error (None where it is up).  See :mod:`nbtunnel.dask`."""
+        errors: dict[str, str | None] = _dask().share(self, client, name)
+        return errors
+
+    def unshare(self, client: Any, *, name: str | None = None) -> None:
+        """Close its copies on the workers (``unregister_worker_plugin``)."""
+        _dask().unshare(self, client, name)
+
+    @property
+    def workers(self) -> list[WorkerShare]:
+        """What each worker it is shared with last said of its copy."""
+        return self.record.workers.all()
+
     def __enter__(self) -> Tunnel:
         return self
 
@@ -376,6 +334,8 @@ class Tunnel:
         ]
         if snap.error:
             lines.append(f"  error: {snap.error}")
+        if snap.workers:
+            lines.append(f"  workers: {snap.workers}")
         return "\n".join(lines) + ">"
 
     def _repr_html_(self) -> str:

@@ -1,7 +1,8 @@
 """Every difference between operating systems, in one place: socket options,
 wake-ups, exclusive binds, keepalive timers, the engine's lifetime, new
 process sessions, the ProxyCommand shell, the agent's transport, the
-system's ssh paths, and the limits on descriptors and threads (``limits``).
+system's ssh paths, the limits on descriptors and threads (``limits``), and
+which loopback a process shares with which (``place``).
 No other module branches on the platform.
 
 Each helper probes the capability it needs (an attribute of ``socket``, a

@@ -18,7 +18,7 @@ GATE = "_paramiko"  # the one place that may touch paramiko's private names
 
 # Top to bottom: a module may import from its own folder or the layers below.
 LAYERS = [
-    {"ui", "__main__"},  # the faces: magic, CLI, demo, panel
+    {"ui", "__main__", "dask"},  # the faces: magic, CLI, demo, panel, Dask
     {"client"},  # the caller's handles, the rules, display, URLs
     # testing: the embedded demo SSH server, a peer built from the same parts.
     {"engine", "testing"},

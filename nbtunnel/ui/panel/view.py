@@ -136,6 +136,8 @@ def row(
         )
     if forward.note:
         second.append(f"<span class='nbt-note'>{html.escape(forward.note)}</span>")
+    if tunnel.workers:  # shared with a cluster's workers (nbtunnel.dask)
+        second.append(f"<span class='nbt-note'>{html.escape(tunnel.workers)}</span>")
     what = (
         f"<div><b>{html.escape(forward.flag)}</b> {html.escape(display.listen_text(forward))}"
         f" → {html.escape(display.target_text(forward))}</div>"

@@ -1,0 +1,228 @@
+"""One tunnel's forwards on every worker of a Dask cluster (``distributed``).
+
+A task runs on a worker, another machine, where the kernel's 127.0.0.1
+means nothing.  :class:`TunnelPlugin` is a worker plugin: Dask runs its
+``setup`` on every worker, those there now and those that join later, and
+each opens the tunnel's -L and -D forwards on the same port numbers as the
+kernel's, so the URL the kernel made works in every task.
+
+What travels is the line alone (host, user, options, forwards: what
+``%tunnel`` shows).  Each worker logs in with what its own machine and user
+have (keys, agent, ssh config, known_hosts), as that user's ssh would, and
+never asks (BatchMode).  No key, passphrase or password ever rides a Dask
+message: the scheduler and every worker read those (and, without TLS,
+anyone on the network between them).
+
+This module imports ``distributed``; nothing else of nbtunnel imports it
+but :meth:`Tunnel.share_with`, when called.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import socket
+import weakref
+from typing import Any
+
+from distributed import WorkerPlugin
+
+from ..errors import TunnelError, WorkerError
+from ..grammar.spec import parse
+from ..platform import place
+from .handles import Tunnel
+from .manager import Manager
+from .sharing import Workers, WorkerShare, line_for_workers, worker_line
+
+TOPIC = "nbtunnel"  # the topic of the workers' reports (Worker.log_event)
+_LOOPBACK = {
+    None: "127.0.0.1",
+    "": "127.0.0.1",
+    "*": "127.0.0.1",
+    "localhost": "127.0.0.1",
+}
+
+
+class TunnelPlugin(WorkerPlugin):
+    """``client.register_plugin(TunnelPlugin(t))``: ``t``'s -L and -D forwards
+    on every worker, on ``t``'s ports.
+
+    ``tunnel_or_line`` is a tunnel open here (its ports, port 0 resolved)
+    or a line whose every forward names its port.  A worker on this very
+    loopback (a ``LocalCluster``) uses the forward already listening there.
+    """
+
+    def __init__(
+        self, tunnel_or_line: Tunnel | str, *, name: str | None = None
+    ) -> None:
+        if isinstance(tunnel_or_line, Tunnel):
+            tunnel = tunnel_or_line
+            self.line = worker_line(tunnel.spec, tunnel.snapshot().forwards)
+            label = tunnel.name
+        elif isinstance(tunnel_or_line, str):
+            spec = parse(tunnel_or_line)
+            self.line = line_for_workers(spec)
+            label = spec.destination.host
+        else:
+            raise TypeError(
+                "TunnelPlugin takes a Tunnel (from nbtunnel.open or %tunnel) or a"
+                f" line, not {type(tunnel_or_line).__name__}"
+            )
+        self.label = label
+        self.name = name or f"nbtunnel-{label}"
+        self.place = place.here()
+        # On a worker: how its setup went, and what runs its copy.
+        self.outcome: WorkerShare | None = None
+        self._manager: Manager | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # What Dask sends: the line and where the kernel is, nothing live.
+        return {**self.__dict__, "outcome": None, "_manager": None}
+
+    async def setup(self, worker: Any) -> None:
+        # In a thread: logging in takes a while, and the worker's event loop
+        # must keep answering the scheduler meanwhile.  Returns once the
+        # forwards listen, so the first task can use them.
+        self.outcome = await asyncio.to_thread(self._open, worker.address)
+        _report(worker, self.name, self.outcome)
+        if self.outcome.state == "failed":
+            raise WorkerError(self.outcome.error)
+
+    async def teardown(self, worker: Any) -> None:
+        # Said first: a closing worker's messages stop soon.
+        _report(worker, self.name, WorkerShare(worker.address, "ended"))
+        manager, self._manager = self._manager, None
+        if manager is not None:
+            await asyncio.to_thread(manager.close)
+
+    def _open(self, address: str) -> WorkerShare:
+        listens = [(f.listen_host, f.listen_port) for f in parse(self.line).forwards]
+        if self.place == place.here() and all(_listening(*at) for at in listens):
+            # The kernel's own forward, on this very loopback.
+            return WorkerShare(address, "up", reused=True)
+        manager = Manager()
+        try:
+            tunnel = manager.open(self.line, name=self.label)
+            for forward in tunnel.snapshot().forwards:
+                if forward.state == "failed":
+                    raise WorkerError(f"{forward.spec}: {forward.error}")
+        except TunnelError as exc:
+            manager.close()
+            return WorkerShare(address, "failed", f"worker {address}: {exc}")
+        self._manager = manager
+        return WorkerShare(address, "up")
+
+
+def _listening(host: str | None, port: int | None) -> bool:
+    try:
+        with socket.create_connection((_LOOPBACK.get(host, host), port or 0), 2):
+            return True
+    except OSError:
+        return False
+
+
+def _report(worker: Any, name: str, share: WorkerShare) -> None:
+    message = {
+        "plugin": name,
+        "worker": share.worker,
+        "state": share.state,
+        "error": share.error,
+        "reused": share.reused,
+    }
+    # A closing worker's stream may be gone: then so is the worker.
+    with contextlib.suppress(OSError, RuntimeError):
+        worker.log_event(TOPIC, message)
+
+
+# Per client: the plugin names it shares and the Workers record of each.
+_followed: weakref.WeakKeyDictionary[Any, dict[str, Workers]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def share(
+    tunnel: Tunnel, client: Any, name: str | None = None
+) -> dict[str, str | None]:
+    """:meth:`Tunnel.share_with`: register, then ask every worker how it went."""
+    plugin = TunnelPlugin(tunnel, name=name)
+    workers = tunnel.record.workers
+    _follow(client, plugin.name, workers)
+    register = getattr(client, "register_plugin", None) or client.register_worker_plugin
+    # Recent distributed raise the first failure, older ones return each
+    # worker's: either way, each worker's own outcome is asked next.
+    with contextlib.suppress(WorkerError):
+        register(plugin, name=plugin.name)
+    outcomes: dict[str, dict[str, Any] | None] = client.run(_outcome, plugin.name)
+    found: dict[str, str | None] = {}
+    for address, outcome in outcomes.items():
+        if outcome is None:  # joined since: it reports when its setup ends
+            continue
+        said = WorkerShare(**outcome)
+        workers.note(said)
+        found[address] = said.error
+    return found
+
+
+def _outcome(name: str, dask_worker: Any = None) -> dict[str, Any] | None:
+    plugin = dask_worker.plugins.get(name) if dask_worker is not None else None
+    outcome = getattr(plugin, "outcome", None)
+    if not isinstance(outcome, WorkerShare):
+        return None
+    return {
+        "worker": outcome.worker,
+        "state": outcome.state,
+        "error": outcome.error,
+        "reused": outcome.reused,
+    }
+
+
+def _follow(client: Any, name: str, workers: Workers) -> None:
+    """Keep ``workers`` up to date from the workers' reports on ``client``."""
+    names = _followed.get(client)
+    if names is None:
+        names = _followed[client] = {}
+
+        def on_report(event: tuple[float, dict[str, Any]]) -> None:
+            message = event[1]
+            record = names.get(message.get("plugin", ""))
+            if record is not None:
+                record.note(
+                    WorkerShare(
+                        message["worker"],
+                        message["state"],
+                        message.get("error"),
+                        bool(message.get("reused")),
+                    )
+                )
+
+        client.subscribe_topic(TOPIC, on_report)
+        _follow_removals(client, names)
+    names[name] = workers
+
+
+def _follow_removals(client: Any, names: dict[str, Workers]) -> None:
+    """A worker that closes or dies cannot say so itself (the scheduler
+    drops a closing worker's messages): the scheduler's own word on the
+    "all" topic does, for every tunnel shared on ``client``."""
+    # A handler of the user's for the topic is kept and called too.
+    previous = getattr(client, "_event_handlers", {}).get("all")
+
+    async def on_cluster(event: tuple[float, Any]) -> None:
+        message = event[1]
+        if isinstance(message, dict) and message.get("action") == "remove-worker":
+            for record in list(names.values()):
+                record.note(WorkerShare(str(message.get("worker")), "ended"))
+        if previous is not None:
+            result = previous(event)
+            if inspect.isawaitable(result):
+                await result
+
+    client.subscribe_topic("all", on_cluster)
+
+
+def unshare(tunnel: Tunnel, client: Any, name: str | None = None) -> None:
+    """Close ``tunnel``'s copies on every worker of ``client``."""
+    plugin_name = name or f"nbtunnel-{tunnel.name}"
+    client.unregister_worker_plugin(plugin_name)
+    tunnel.record.workers.forget()

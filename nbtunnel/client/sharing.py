@@ -1,0 +1,138 @@
+"""A tunnel shared with a cluster's workers: the line each worker opens, and
+what this side knows of each worker's copy.
+
+``nbtunnel.dask`` sends the line (never a key or a secret) to every worker,
+which opens it with its own machine's keys, agent and ssh config, on the same
+port numbers as this tunnel, so that the URL the kernel made works in every
+task.  Each worker reports how it went; :class:`Workers` keeps the latest
+word of each, which the tables and the panel show under the tunnel.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from ..errors import SpecError
+from ..grammar.forwards import ForwardSpec, parse_forward
+from ..grammar.spec import TunnelSpec
+from ..status import ForwardSnapshot
+
+WorkerState = Literal["up", "failed", "ended"]
+
+
+def worker_line(spec: TunnelSpec, forwards: Sequence[ForwardSnapshot]) -> str:
+    """The line a worker opens to serve what ``forwards`` serve here.
+
+    Each -L and -D on the port it got here (port 0 resolved), so one URL
+    works everywhere; never a question (BatchMode: a worker has nobody to
+    ask); without -v (a worker has no cell to show it in).  A -R cannot be
+    shared: every worker would ask the server for the same port.
+    """
+    shared = []
+    for forward in forwards:
+        if forward.state in ("stopped", "failed"):
+            continue
+        shared.append(_worker_forward(forward))
+    if not shared:
+        raise SpecError(
+            f"'{spec.text}' has no forward running to share: start one first",
+            text=spec.text,
+        )
+    return _batch(replace(spec, forwards=tuple(shared), verbose=0)).text
+
+
+def line_for_workers(spec: TunnelSpec) -> str:
+    """A line given as text (no tunnel here): every forward needs its port
+    written out, since workers cannot agree on a port 0."""
+    for forward in spec.forwards:
+        _check_shareable(str(forward), forward)
+        if forward.listen_port == 0:
+            raise SpecError(
+                f"'{forward}': a worker needs the port written out (not 0), the"
+                " same on every worker; or share a tunnel open here:"
+                " TunnelPlugin(tunnel) uses its ports",
+                text=str(forward),
+            )
+    if not spec.forwards:
+        raise SpecError(f"'{spec.text}' has no forward: add -L or -D", text=spec.text)
+    return _batch(replace(spec, verbose=0)).text
+
+
+def _worker_forward(forward: ForwardSnapshot) -> ForwardSpec:
+    asked = parse_forward(*forward.spec.split(" ", 1))
+    _check_shareable(forward.spec, asked)
+    return replace(asked, listen_port=forward.listen_port)
+
+
+def _check_shareable(text: str, forward: ForwardSpec) -> None:
+    if forward.kind == "remote":
+        raise SpecError(
+            f"'{text}' cannot be shared with workers: each would ask the server"
+            " for the same port; share a tunnel of -L and -D forwards",
+            text=text,
+        )
+    if forward.listen_path is not None:
+        raise SpecError(
+            f"'{text}' listens on a unix socket, which a task on another machine"
+            " cannot name the same way: share a -L on a TCP port",
+            text=text,
+        )
+
+
+def _batch(spec: TunnelSpec) -> TunnelSpec:
+    if spec.option("BatchMode") is not None:
+        return spec  # the first one given wins, as in ssh: theirs
+    return replace(spec, options=(*spec.options, ("BatchMode", "yes")))
+
+
+@dataclass(frozen=True)
+class WorkerShare:
+    """What one worker last said of its copy of a shared tunnel."""
+
+    worker: str  # its address, as the scheduler names it
+    state: WorkerState
+    error: str | None = None
+    reused: bool = False  # it uses this machine's own forward (same place)
+
+
+class Workers:
+    """The workers a tunnel is shared with, by address; their latest word.
+
+    Changed from Dask's threads (a worker joining, failing, leaving), read
+    by the tables' and the panel's.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_address: dict[str, WorkerShare] = {}
+
+    def note(self, share: WorkerShare) -> None:
+        with self._lock:
+            if share.state == "ended":
+                self._by_address.pop(share.worker, None)
+            else:
+                self._by_address[share.worker] = share
+
+    def forget(self) -> None:
+        """The tunnel is no longer shared (unregistered)."""
+        with self._lock:
+            self._by_address.clear()
+
+    def all(self) -> list[WorkerShare]:
+        with self._lock:
+            return sorted(self._by_address.values(), key=lambda s: s.worker)
+
+    def summary(self) -> str | None:
+        """One line for the tables and the panel, or None when not shared."""
+        shares = self.all()
+        if not shares:
+            return None
+        up = sum(1 for s in shares if s.state == "up")
+        count = f"{up}" if up == len(shares) else f"{up} of {len(shares)}"
+        noun = "worker" if len(shares) == 1 else "workers"
+        # Each error names its worker already ("worker tcp://…: …").
+        failed = [s.error or s.worker for s in shares if s.state == "failed"]
+        return "; ".join([f"up on {count} Dask {noun}", *failed])
