@@ -80,6 +80,8 @@ _LAZY = {
 
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
+    if name == "dask":  # the submodule: nbtunnel.dask.TunnelPlugin, as written
+        return importlib.import_module(".dask", __name__)
     if module is None:
         raise AttributeError(f"module 'nbtunnel' has no attribute {name!r}")
     value = getattr(importlib.import_module(f".{module}", __name__), name)

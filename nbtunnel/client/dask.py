@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import inspect
 import socket
 import weakref
@@ -53,13 +54,20 @@ class TunnelPlugin(WorkerPlugin):
     loopback (a ``LocalCluster``) uses the forward already listening there.
     """
 
+    # The same line registered again (a cell run twice) is left as it is:
+    # no worker closes and reopens its forwards.
+    idempotent = True
+
     def __init__(
         self, tunnel_or_line: Tunnel | str, *, name: str | None = None
     ) -> None:
+        # Where the kernel's forwards listen (None for a line: none do).
+        self.place: str | None = None
         if isinstance(tunnel_or_line, Tunnel):
             tunnel = tunnel_or_line
             self.line = worker_line(tunnel.spec, tunnel.snapshot().forwards)
             label = tunnel.name
+            self.place = place.here()
         elif isinstance(tunnel_or_line, str):
             spec = parse(tunnel_or_line)
             self.line = line_for_workers(spec)
@@ -70,21 +78,28 @@ class TunnelPlugin(WorkerPlugin):
                 f" line, not {type(tunnel_or_line).__name__}"
             )
         self.label = label
-        self.name = name or f"nbtunnel-{label}"
-        self.place = place.here()
+        # One per line and kernel: two kernels' tunnels of one name (both
+        # "db") on one scheduler do not replace each other's.
+        digest = hashlib.sha256(f"{self.line}\0{self.place}".encode()).hexdigest()
+        self.name = name or f"nbtunnel-{label}-{digest[:8]}"
         # On a worker: how its setup went, and what runs its copy.
         self.outcome: WorkerShare | None = None
         self._manager: Manager | None = None
+        self._opening: asyncio.Future[WorkerShare] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         # What Dask sends: the line and where the kernel is, nothing live.
-        return {**self.__dict__, "outcome": None, "_manager": None}
+        live = {"outcome": None, "_manager": None, "_opening": None}
+        return {**self.__dict__, **live}
 
     async def setup(self, worker: Any) -> None:
         # In a thread: logging in takes a while, and the worker's event loop
         # must keep answering the scheduler meanwhile.  Returns once the
         # forwards listen, so the first task can use them.
-        self.outcome = await asyncio.to_thread(self._open, worker.address)
+        self._opening = asyncio.ensure_future(
+            asyncio.to_thread(self._open, worker.address)
+        )
+        self.outcome = await self._opening
         _report(worker, self.name, self.outcome)
         if self.outcome.state == "failed":
             raise WorkerError(self.outcome.error)
@@ -92,24 +107,39 @@ class TunnelPlugin(WorkerPlugin):
     async def teardown(self, worker: Any) -> None:
         # Said first: a closing worker's messages stop soon.
         _report(worker, self.name, WorkerShare(worker.address, "ended"))
+        # Dask may tear down while setup still logs in (an unregister, the
+        # worker closing): what that open makes is closed too, once made.
+        if self._opening is not None:
+            await asyncio.wait([self._opening])
         manager, self._manager = self._manager, None
         if manager is not None:
             await asyncio.to_thread(manager.close)
 
     def _open(self, address: str) -> WorkerShare:
+        try:
+            return self._open_here(address)
+        except Exception as exc:  # noqa: BLE001  # the worker's failure, in one line
+            why = (
+                exc if isinstance(exc, TunnelError) else f"{type(exc).__name__}: {exc}"
+            )
+            return WorkerShare(address, "failed", f"worker {address}: {why}")
+
+    def _open_here(self, address: str) -> WorkerShare:
         listens = [(f.listen_host, f.listen_port) for f in parse(self.line).forwards]
         if self.place == place.here() and all(_listening(*at) for at in listens):
             # The kernel's own forward, on this very loopback.
             return WorkerShare(address, "up", reused=True)
         manager = Manager()
         try:
-            tunnel = manager.open(self.line, name=self.label)
+            # The line's forwards only: the worker's ssh config may name
+            # others (LocalForward), which the kernel did not share.
+            tunnel = manager.open(self.line, name=self.label, config_forwards=False)
             for forward in tunnel.snapshot().forwards:
                 if forward.state == "failed":
                     raise WorkerError(f"{forward.spec}: {forward.error}")
-        except TunnelError as exc:
+        except BaseException:
             manager.close()
-            return WorkerShare(address, "failed", f"worker {address}: {exc}")
+            raise
         self._manager = manager
         return WorkerShare(address, "up")
 
@@ -147,16 +177,18 @@ def share(
     """:meth:`Tunnel.share_with`: register, then ask every worker how it went."""
     plugin = TunnelPlugin(tunnel, name=name)
     workers = tunnel.record.workers
+    workers.plugin = plugin.name
     _follow(client, plugin.name, workers)
     register = getattr(client, "register_plugin", None) or client.register_worker_plugin
     # Recent distributed raise the first failure, older ones return each
     # worker's: either way, each worker's own outcome is asked next.
     with contextlib.suppress(WorkerError):
         register(plugin, name=plugin.name)
-    outcomes: dict[str, dict[str, Any] | None] = client.run(_outcome, plugin.name)
+    # A worker that leaves meanwhile answers with an error: left out.
+    outcomes = client.run(_outcome, plugin.name, on_error="return")
     found: dict[str, str | None] = {}
     for address, outcome in outcomes.items():
-        if outcome is None:  # joined since: it reports when its setup ends
+        if not isinstance(outcome, dict):  # joined since: it reports when set up
             continue
         said = WorkerShare(**outcome)
         workers.note(said)
@@ -222,7 +254,13 @@ def _follow_removals(client: Any, names: dict[str, Workers]) -> None:
 
 
 def unshare(tunnel: Tunnel, client: Any, name: str | None = None) -> None:
-    """Close ``tunnel``'s copies on every worker of ``client``."""
-    plugin_name = name or f"nbtunnel-{tunnel.name}"
-    client.unregister_worker_plugin(plugin_name)
-    tunnel.record.workers.forget()
+    """Close ``tunnel``'s copies on every worker of ``client`` (none: nothing)."""
+    workers = tunnel.record.workers
+    plugin = name or workers.plugin
+    if plugin is None:
+        return
+    _followed.get(client, {}).pop(plugin, None)  # its late reports: not shown
+    # Unregistered already (by name, by hand): nothing is left to close.
+    with contextlib.suppress(ValueError):
+        client.unregister_worker_plugin(plugin)
+    workers.forget()

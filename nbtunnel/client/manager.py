@@ -73,6 +73,7 @@ class Manager:
         name: str | None = None,
         prompt: Prompt | None = None,
         show: Callable[[str], None] | None = None,
+        config_forwards: bool = True,
     ) -> Tunnel:
         """Open the forwards of one ``ssh`` command line over one SSH connection.
 
@@ -82,7 +83,8 @@ class Manager:
         ``name`` labels it (default: the host, made unique).  ``prompt(text,
         secret)`` asks a person what ssh would ask (without it an unknown
         host is refused, an encrypted key skipped).  ``show(line)`` gets a
-        -v line's steps while it opens, from another thread.
+        -v line's steps while it opens, from another thread.  The config's
+        LocalForward & co. join the line's unless ``config_forwards`` is False.
         """
         name, prompt = arguments.name(name), arguments.prompt(prompt)
         spec = parse(line)
@@ -101,7 +103,8 @@ class Manager:
                         rules.check_ports(missing, tunnel.spec, live)
                         self._add(tunnel, missing, spec.verbose)
                 return tunnel
-            forwards = spec.forwards + forwards_from_config(spec)
+            forwards = spec.forwards
+            forwards += forwards_from_config(spec) if config_forwards else ()
             if not forwards:
                 raise _no_forwards(spec)
             rules.check_ports(forwards, spec, live)
@@ -176,12 +179,9 @@ class Manager:
             return list(self._tunnels.values())
 
     def snapshots(self) -> list[TunnelSnapshot]:
-        """A snapshot of every live tunnel, in one request.
-
-        Each lists its forwards as :attr:`Tunnel.forwards` does (restarted
-        ones once, removed ones not); ``ForwardSnapshot.index`` is
-        :attr:`Forward.index`.
-        """
+        """A snapshot of every live tunnel, in one request, each listing its
+        forwards as :attr:`Tunnel.forwards` does (restarted ones once, removed
+        ones not); ``ForwardSnapshot.index`` is :attr:`Forward.index`."""
         handles = {t.id: t for t in self.tunnels()}
         found = self._engine.snapshots()
         if found is None:  # no engine: a dead one's tunnels, failed, saying how

@@ -28,18 +28,24 @@ def worker_line(spec: TunnelSpec, forwards: Sequence[ForwardSnapshot]) -> str:
 
     Each -L and -D on the port it got here (port 0 resolved), so one URL
     works everywhere; never a question (BatchMode: a worker has nobody to
-    ask); without -v (a worker has no cell to show it in).  A -R cannot be
-    shared: every worker would ask the server for the same port.
+    ask); without -v (a worker has no cell to show it in).  A -R is left
+    out (every worker would ask the server for the same port), as is a -L
+    on a unix socket; a tunnel of nothing else is refused, saying why.
     """
-    shared = []
+    shared, why = [], ""
     for forward in forwards:
         if forward.state in ("stopped", "failed"):
             continue
-        shared.append(_worker_forward(forward))
+        asked = parse_forward(*forward.spec.split(" ", 1))
+        try:
+            _check_shareable(forward.spec, asked)
+        except SpecError as exc:
+            why = why or f": {exc}"
+            continue
+        shared.append(replace(asked, listen_port=forward.listen_port))
     if not shared:
         raise SpecError(
-            f"'{spec.text}' has no forward running to share: start one first",
-            text=spec.text,
+            f"'{spec.text}' has no forward running to share{why}", text=spec.text
         )
     return _batch(replace(spec, forwards=tuple(shared), verbose=0)).text
 
@@ -59,12 +65,6 @@ def line_for_workers(spec: TunnelSpec) -> str:
     if not spec.forwards:
         raise SpecError(f"'{spec.text}' has no forward: add -L or -D", text=spec.text)
     return _batch(replace(spec, verbose=0)).text
-
-
-def _worker_forward(forward: ForwardSnapshot) -> ForwardSpec:
-    asked = parse_forward(*forward.spec.split(" ", 1))
-    _check_shareable(forward.spec, asked)
-    return replace(asked, listen_port=forward.listen_port)
 
 
 def _check_shareable(text: str, forward: ForwardSpec) -> None:
@@ -108,6 +108,7 @@ class Workers:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._by_address: dict[str, WorkerShare] = {}
+        self.plugin: str | None = None  # the plugin's name while shared
 
     def note(self, share: WorkerShare) -> None:
         with self._lock:
@@ -120,6 +121,7 @@ class Workers:
         """The tunnel is no longer shared (unregistered)."""
         with self._lock:
             self._by_address.clear()
+            self.plugin = None
 
     def all(self) -> list[WorkerShare]:
         with self._lock:

@@ -14,6 +14,9 @@ import os
 import socket
 
 NAMESPACE = "/proc/self/ns/net"
+# The machine's namespace has the same number on every Linux machine: the
+# boot's id tells two machines of one host name apart.
+BOOT_ID = "/proc/sys/kernel/random/boot_id"
 
 
 def here() -> str:
@@ -23,4 +26,9 @@ def here() -> str:
         ns = os.stat(NAMESPACE)
     except OSError:  # no network namespaces here: one loopback per machine
         return place
+    try:
+        with open(BOOT_ID) as f:
+            place += f" boot {f.read().strip()}"
+    except OSError:
+        pass
     return f"{place} netns {ns.st_dev}:{ns.st_ino}"

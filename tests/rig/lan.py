@@ -63,7 +63,6 @@ class Lan:
     server_host: str  # the sshd's address, as lines name it
     hub: Netns = field(default_factory=Netns)
     machines: list[Machine] = field(default_factory=list)
-    _legs: int = 0
 
     def _addr(self, last: int) -> str:
         return f"10.177.{self.hub.slot}.{last}"
@@ -118,9 +117,9 @@ class Lan:
 
     def _leg(self, where: str | None, address: str) -> None:
         """A veth from the bridge to ``where`` (None: this machine), at ``address``."""
-        self._legs += 1
-        inside = f"nbt{self.hub.owner}b{self._legs}"  # the hub's end
-        outside = f"nbt{self.hub.owner}l{self._legs}"
+        number = next(ns._counter)  # unique in this run, as the namespaces' numbers
+        inside = f"nbt{self.hub.owner}b{number}"  # the hub's end
+        outside = f"nbt{self.hub.owner}l{number}"
         if len(outside) > 15:  # IFNAMSIZ - 1
             raise ValueError(f"interface name {outside!r} is too long")
         if where is None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import subprocess
 import sys
 
@@ -70,6 +71,13 @@ def test_what_workers_cannot_share_is_refused_naming_it(
     assert f"'{flag} {spec}'" in str(caught.value)
     with pytest.raises(SpecError, match=says):
         sharing.line_for_workers(parse(f"{flag} {spec} u@h"))
+
+
+def test_a_remote_forward_beside_others_is_left_out() -> None:
+    remote = forward_snapshot("-R 8080:localhost:80", listen_port=8080)
+    spec = parse("-R 8080:localhost:80 -L 0:db:5432 u@h")
+    line = sharing.worker_line(spec, (remote, _forwards()[0]))
+    assert line == "-o BatchMode=yes -L 40001:db:5432 u@h"
 
 
 def test_a_line_needs_its_ports_written_out() -> None:
@@ -188,9 +196,13 @@ def test_what_dask_sends_is_the_line_and_the_place_nothing_live() -> None:
         "line": "-i '~/.ssh/id' -o BatchMode=yes -L 5433:db:5432 u@h",
         "label": "h",
         "name": "db",
-        "place": place.here(),
+        "place": None,  # a line: no forward of the kernel's to use
         "outcome": None,
         "_manager": None,
+        "_opening": None,
     }
+    named = dask.TunnelPlugin("-L 5433:db:5432 u@h")
+    assert re.fullmatch(r"nbtunnel-h-[0-9a-f]{8}", named.name)
+    assert dask.TunnelPlugin("-L 5434:db:5432 u@h").name != named.name
     with pytest.raises(TypeError, match=r"takes a Tunnel .* or a line, not int"):
         dask.TunnelPlugin(5433)  # type: ignore[arg-type]
