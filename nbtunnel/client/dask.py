@@ -21,9 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import inspect
+import logging
 import socket
+import time
 import weakref
 from typing import Any
 
@@ -36,6 +39,7 @@ from .handles import Tunnel
 from .manager import Manager
 from .sharing import Workers, WorkerShare, line_for_workers, worker_line
 
+logger = logging.getLogger("nbtunnel")
 TOPIC = "nbtunnel"  # the topic of the workers' reports (Worker.log_event)
 _LOOPBACK = {
     None: "127.0.0.1",
@@ -178,6 +182,7 @@ def share(
     plugin = TunnelPlugin(tunnel, name=name)
     workers = tunnel.record.workers
     workers.plugin = plugin.name
+    workers.closer = functools.partial(_unshare_quietly, tunnel, client)
     _follow(client, plugin.name, workers)
     register = getattr(client, "register_plugin", None) or client.register_worker_plugin
     # Recent distributed raise the first failure, older ones return each
@@ -185,13 +190,14 @@ def share(
     with contextlib.suppress(WorkerError):
         register(plugin, name=plugin.name)
     # A worker that leaves meanwhile answers with an error: left out.
+    asked_at = time.monotonic()
     outcomes = client.run(_outcome, plugin.name, on_error="return")
     found: dict[str, str | None] = {}
     for address, outcome in outcomes.items():
         if not isinstance(outcome, dict):  # joined since: it reports when set up
             continue
         said = WorkerShare(**outcome)
-        workers.note(said)
+        workers.note(said, asked_at)
         found[address] = said.error
     return found
 
@@ -264,3 +270,18 @@ def unshare(tunnel: Tunnel, client: Any, name: str | None = None) -> None:
     with contextlib.suppress(ValueError):
         client.unregister_worker_plugin(plugin)
     workers.forget()
+
+
+def _unshare_quietly(tunnel: Tunnel, client: Any) -> None:
+    """The tunnel stopped: its copies go too, if the cluster is still there
+    to be told (a client closed or a scheduler gone has nothing to say)."""
+    if getattr(client, "status", None) != "running":
+        tunnel.record.workers.forget()
+        return
+    try:
+        unshare(tunnel, client)
+    except Exception as exc:  # noqa: BLE001  # the cluster's trouble, not the stop's
+        logger.warning(
+            "tunnel %s: its Dask workers were not told: %s", tunnel.name, exc
+        )
+        tunnel.record.workers.forget()

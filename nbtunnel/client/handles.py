@@ -292,8 +292,10 @@ class Tunnel:
         return self.manager.snapshot(self).stats
 
     def stop(self) -> None:
-        """Close its forwards and its SSH connection. Safe to call more than once."""
+        """Close its forwards and its SSH connection, and its copies on a
+        cluster's workers (:meth:`share_with`). Safe to call more than once."""
         self.manager.stop(self)
+        self.record.workers.close()
 
     # -- on a cluster's workers (nbtunnel.dask) ---------------------------
 

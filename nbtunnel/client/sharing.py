@@ -11,7 +11,8 @@ word of each, which the tables and the panel show under the tunnel.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -21,6 +22,7 @@ from ..grammar.spec import TunnelSpec
 from ..status import ForwardSnapshot
 
 WorkerState = Literal["up", "failed", "ended"]
+SHOWN_ERRORS = 3  # workers' errors in the one line under a tunnel
 
 
 def worker_line(spec: TunnelSpec, forwards: Sequence[ForwardSnapshot]) -> str:
@@ -28,7 +30,8 @@ def worker_line(spec: TunnelSpec, forwards: Sequence[ForwardSnapshot]) -> str:
 
     Each -L and -D on the port it got here (port 0 resolved), so one URL
     works everywhere; never a question (BatchMode: a worker has nobody to
-    ask); without -v (a worker has no cell to show it in).  A -R is left
+    ask); ReusePort, so that several workers of one machine listen on it;
+    without -v (a worker has no cell to show it in).  A -R is left
     out (every worker would ask the server for the same port), as is a -L
     on a unix socket; a tunnel of nothing else is refused, saying why.
     """
@@ -83,9 +86,14 @@ def _check_shareable(text: str, forward: ForwardSpec) -> None:
 
 
 def _batch(spec: TunnelSpec) -> TunnelSpec:
-    if spec.option("BatchMode") is not None:
-        return spec  # the first one given wins, as in ssh: theirs
-    return replace(spec, options=(*spec.options, ("BatchMode", "yes")))
+    """Never a question; and the ports shared by this user's workers on one
+    machine (dask worker --nworkers 4), each listening in its own right."""
+    added = [
+        (key, "yes")
+        for key in ("BatchMode", "ReusePort")
+        if spec.option(key) is None  # the first one given wins, as in ssh
+    ]
+    return replace(spec, options=(*spec.options, *added))
 
 
 @dataclass(frozen=True)
@@ -108,20 +116,34 @@ class Workers:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._by_address: dict[str, WorkerShare] = {}
+        # When each worker was last said to have gone (time.monotonic()).
+        self._gone: dict[str, float] = {}
         self.plugin: str | None = None  # the plugin's name while shared
+        # Unregisters it (set by nbtunnel.dask): the tunnel stopping does.
+        self.closer: Callable[[], None] | None = None
 
-    def note(self, share: WorkerShare) -> None:
+    def note(self, share: WorkerShare, asked_at: float | None = None) -> None:
+        """A worker's word; ``asked_at`` when it answers a question asked then
+        (a worker said to have gone since is not brought back by it)."""
         with self._lock:
             if share.state == "ended":
                 self._by_address.pop(share.worker, None)
-            else:
+                self._gone[share.worker] = time.monotonic()
+            elif asked_at is None or self._gone.get(share.worker, 0.0) < asked_at:
                 self._by_address[share.worker] = share
 
     def forget(self) -> None:
         """The tunnel is no longer shared (unregistered)."""
         with self._lock:
             self._by_address.clear()
-            self.plugin = None
+            self.plugin = self.closer = None
+
+    def close(self) -> None:
+        """Its tunnel stopped: no worker keeps a copy (nbtunnel.dask)."""
+        with self._lock:
+            closer, self.closer = self.closer, None
+        if closer is not None:
+            closer()
 
     def all(self) -> list[WorkerShare]:
         with self._lock:
@@ -137,4 +159,7 @@ class Workers:
         noun = "worker" if len(shares) == 1 else "workers"
         # Each error names its worker already ("worker tcp://…: …").
         failed = [s.error or s.worker for s in shares if s.state == "failed"]
+        if len(failed) > SHOWN_ERRORS:  # a hundred workers, one line still
+            more = len(failed) - SHOWN_ERRORS
+            failed = [*failed[:SHOWN_ERRORS], f"{more} more failed (Tunnel.workers)"]
         return "; ".join([f"up on {count} Dask {noun}", *failed])

@@ -295,5 +295,6 @@ def make_forward(
         gateway_ports=settings.gateway_ports,
         family=settings.address_family,
         owner_only=settings.owner_only,
+        reuse_port=settings.reuse_port,
         emit=emit,
     )

@@ -82,13 +82,19 @@ def _bind_error(address: str, port: int, exc: OSError) -> ForwardError:
     return ForwardError(message)
 
 
-def _listen_tcp(family: int, address: str, port: int) -> socket.socket:
+def _listen_tcp(
+    family: int, address: str, port: int, shared: bool = False
+) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         # A port that served a connection sits in TIME_WAIT for a minute:
         # re-running the same cell after a restart must still bind it, and
-        # no other program may bind it while we listen.
-        sockets.exclusive_address(sock)
+        # no other program may bind it while we listen (but, with
+        # ReusePort, this user's other processes that ask the same).
+        if shared:
+            sockets.shared_port(sock)
+        else:
+            sockets.exclusive_address(sock)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind((address, port))
@@ -147,7 +153,9 @@ class Listener:
         path: str | None = None,
         gateway_ports: bool = False,
         family: Family = "any",
+        shared: bool = False,
     ) -> None:
+        self._shared = shared  # ReusePort: this user's others may listen too
         self._host = host
         self._port = port
         self._path = path
@@ -206,7 +214,7 @@ class Listener:
             )
         for i, (family, address) in enumerate(pairs):
             try:
-                sock = _listen_tcp(family, address, port)
+                sock = _listen_tcp(family, address, port, self._shared)
             except OSError as exc:
                 # The loopback/wildcard pair includes IPv6, which a machine
                 # may lack; that is no reason to fail when IPv4 bound.

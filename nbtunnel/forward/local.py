@@ -140,6 +140,7 @@ class ListeningForward(RunningForward):
         gateway_ports: bool = False,
         family: Family = "any",
         owner_only: Mode = "auto",
+        reuse_port: bool = False,
         emit: EventSink | None = None,
     ) -> None:
         if spec.kind != self.KIND:
@@ -154,6 +155,7 @@ class ListeningForward(RunningForward):
             path=spec.listen_path,
             gateway_ports=gateway_ports,
             family=family,
+            shared=reuse_port,
         )
         self._admission = Admission(f"{spec.flag}{index}")
 

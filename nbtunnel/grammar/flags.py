@@ -132,6 +132,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "Reconnect": _YES_NO,
     "FastPath": _YES_NO,
     "OwnerOnly": ("yes", "no", "auto"),
+    "ReusePort": _YES_NO,
 }
 
 COUNTS = (
@@ -180,6 +181,7 @@ SUPPORTED_OPTIONS: tuple[str, ...] = (
     "ReconnectAttempts",
     "FastPath",
     "OwnerOnly",
+    "ReusePort",
 )
 
 _CANONICAL = {key.lower(): key for key in SUPPORTED_OPTIONS}

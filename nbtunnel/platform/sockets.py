@@ -70,6 +70,21 @@ def exclusive_address(sock: socket.socket) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 
 
+def shared_port(sock: socket.socket) -> bool:
+    """Before ``bind()``: other sockets of this user that ask the same may
+    listen on the port too, the system spreading connections among them
+    (several Dask workers on one machine serve one port).  Linux and the
+    BSDs admit only sockets of the same user to such a group.  Without
+    ``SO_REUSEPORT`` (Windows) the port stays this socket's alone: returns
+    whether it is shared."""
+    exclusive_address(sock)
+    option = getattr(socket, "SO_REUSEPORT", None)
+    if option is None:
+        return False
+    sock.setsockopt(socket.SOL_SOCKET, option, 1)
+    return True
+
+
 def keepalive(sock: socket.socket, *, idle: int, interval: int, count: int) -> None:
     """TCP keepalive probes after ``idle`` s of silence, every ``interval`` s,
     ``count`` of them, as far as the system lets a program set them.

@@ -88,8 +88,10 @@ class ConnectSettings:
     # nbtunnel's FastPath: its speed-ups over paramiko (batched AES-GCM
     # packets, the relay's splice); "no" leaves every packet to paramiko.
     fast_path: bool = True
-    # nbtunnel's OwnerOnly for -L/-D: "auto", "yes" or "no" (forward/owner.py).
+    # nbtunnel's OwnerOnly for -L/-D: "auto", "yes" or "no" (forward/owner.py),
+    # and ReusePort: this user's other processes may listen on its ports too.
     owner_only: Literal["auto", "yes", "no"] = "auto"
+    reuse_port: bool = False
     # The ssh_config files read and the lines that applied, for -vv; where
     # the settings came from, not what they are (so, not compared).
     config_notes: tuple[str, ...] = field(default=(), compare=False)
@@ -97,22 +99,18 @@ class ConnectSettings:
     @property
     def known_hosts_name(self) -> str:
         """The name this server has in ``known_hosts`` (``[host]:port``)."""
-        if self.port == DEFAULT_PORT:
-            return self.host
-        return f"[{self.host}]:{self.port}"
+        return self.host if self.port == DEFAULT_PORT else f"[{self.host}]:{self.port}"
 
     @property
     def target(self) -> str:
         """``user@host:port`` for messages."""
         return f"{self.user}@{bracketed(self.host)}:{self.port}"
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data for the engine protocol."""
+    def to_dict(self) -> dict[str, Any]:  # plain data for the engine protocol
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ConnectSettings:
-        """Inverse of :meth:`to_dict`."""
+    def from_dict(cls, data: dict[str, Any]) -> ConnectSettings:  # to_dict's inverse
         data = dict(data)
         for key in _TUPLES:
             data[key] = tuple(data.get(key, ()))
@@ -290,6 +288,7 @@ def resolve(
         reconnect=(option("Reconnect") or "yes").lower() != "no",
         fast_path=(option("FastPath") or "yes").lower() != "no",
         owner_only=_OWNER_ONLY.get((option("OwnerOnly") or "").lower(), "auto"),
+        reuse_port=_yes(option("ReusePort")),
         reconnect_max_delay=number("ReconnectMaxDelay", max_delay)
         if max_delay
         else DEFAULT_RECONNECT_MAX_DELAY,

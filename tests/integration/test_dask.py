@@ -180,6 +180,45 @@ def test_a_worker_that_joins_later_serves_a_task_pinned_to_it_and_its_forward_en
         t.unshare(client)
 
 
+def test_two_workers_on_one_machine_each_listen_on_the_port(
+    process_manager: Manager, sshd, postgres: pg.Postgres, client, cluster
+) -> None:
+    # dask worker --nworkers 2, dask-jobqueue's processes=2: one loopback.
+    first = cluster.workers["w2"]
+    sibling = cluster.add_worker("w2b", beside=first)
+    try:
+        client.wait_for_workers(3, timeout=60)
+        with process_manager.open(_pg_line(sshd, postgres)) as t:
+            errors = t.share_with(client)
+            assert errors == dict.fromkeys(errors)  # up everywhere
+            assert errors.keys() >= {first.address, sibling.address}
+            url = t.forwards[0].url(TEMPLATE)
+            for worker in (first, sibling):
+                task = client.submit(
+                    read_orders,
+                    url,
+                    workers=[worker.address],
+                    allow_other_workers=False,
+                    pure=False,
+                )
+                assert task.result(timeout=60) == ROWS
+            # One of them leaves: the other's forward serves on.
+            cluster.stop_worker("w2b")
+            for _ in range(5):
+                task = client.submit(
+                    read_orders,
+                    url,
+                    workers=[first.address],
+                    allow_other_workers=False,
+                    pure=False,
+                )
+                assert task.result(timeout=60) == ROWS
+            t.unshare(client)
+    finally:
+        if "w2b" in cluster.workers:
+            cluster.stop_worker("w2b")
+
+
 def _engine_pid(name: str, dask_worker: Any = None) -> int | None:
     plugin = dask_worker.plugins[name]
     manager = plugin._manager
@@ -222,6 +261,21 @@ def test_a_worker_killed_outright_takes_its_forward_along(
         _eventually(lambda: doomed.address not in {s.worker for s in t.workers})
         assert [s.state for s in t.workers] == ["up", "up"]
         t.unshare(client)
+
+
+def test_stopping_the_tunnel_closes_its_copies_on_the_workers(
+    process_manager: Manager, sshd, postgres: pg.Postgres, client, cluster
+) -> None:
+    t = process_manager.open(_pg_line(sshd, postgres))
+    port = t.forwards[0].listen_port
+    t.share_with(client)
+    name = t.record.workers.plugin
+    assert name in client.run_on_scheduler(_plugins)
+    assert all(client.run(listens, port).values())
+    t.stop()  # as %tunnel stop, or the kernel shutting down
+    assert name not in client.run_on_scheduler(_plugins)
+    _eventually(lambda: not any(client.run(listens, port).values()))
+    assert t.workers == []
 
 
 @pytest.fixture

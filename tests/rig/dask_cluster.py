@@ -33,10 +33,11 @@ class Worker:
     machine: Machine
     proc: subprocess.Popen[bytes]
     home: Path
+    port: int = WORKER_PORT
 
     @property
     def address(self) -> str:
-        return f"tcp://{self.machine.address}:{WORKER_PORT}"
+        return f"tcp://{self.machine.address}:{self.port}"
 
 
 @dataclass
@@ -59,19 +60,21 @@ class DaskCluster:
         self.address = json.loads(info.read_text())["address"]
         return self
 
-    def add_worker(self, name: str) -> Worker:
-        """Start a worker on a new machine; returns once the process runs
-        (the client's wait_for_workers says when the scheduler has it)."""
-        machine = self.lan.machine()
+    def add_worker(self, name: str, beside: Worker | None = None) -> Worker:
+        """Start a worker on a new machine (or on ``beside``'s, as
+        ``--nworkers 2`` would); returns once the process runs (the
+        client's wait_for_workers says when the scheduler has it)."""
+        machine = self.lan.machine() if beside is None else beside.machine
+        port = WORKER_PORT + sum(w.machine is machine for w in self.workers.values())
         home = self.workdir / f"home-{name}"
         home.mkdir()
         env = {**os.environ, "HOME": str(home), "PYTHONPATH": str(REPO_ROOT)}
         argv = [sys.executable, "-m", "distributed.cli.dask_worker", self.address]
-        argv += ["--host", machine.address, "--worker-port", str(WORKER_PORT)]
+        argv += ["--host", machine.address, "--worker-port", str(port)]
         argv += ["--name", name, "--nthreads", "2", "--no-nanny", "--no-dashboard"]
         argv += ["--local-directory", str(home / "dask")]
         proc = self._spawn(machine.exec_argv(argv), name, env)
-        worker = self.workers[name] = Worker(name, machine, proc, home)
+        worker = self.workers[name] = Worker(name, machine, proc, home, port)
         return worker
 
     def stop_worker(self, name: str, grace: float = 20.0) -> Worker:

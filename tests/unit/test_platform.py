@@ -152,10 +152,13 @@ def test_the_waker_is_a_socket_so_windows_select_takes_it() -> None:
         waker.close()
 
 
-def _listening(port: int = 0) -> socket.socket:
+def _listening(port: int = 0, *, shared: bool = False) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
-        sockets.exclusive_address(sock)
+        if shared:
+            sockets.shared_port(sock)
+        else:
+            sockets.exclusive_address(sock)
         sock.bind(("127.0.0.1", port))
         sock.listen()
     except OSError:
@@ -169,6 +172,41 @@ def test_an_exclusive_bind_refuses_a_second_socket_on_the_port() -> None:
         port = first.getsockname()[1]
         with pytest.raises(OSError) as taken:
             _listening(port)
+        assert taken.value.errno == errno.EADDRINUSE
+
+
+def test_a_shared_port_takes_sockets_that_ask_the_same_and_no_other() -> None:
+    if not hasattr(socket, "SO_REUSEPORT"):
+        pytest.skip("no SO_REUSEPORT here: test_no_shared_port_without_the_option")
+    with _listening(shared=True) as first:
+        port = first.getsockname()[1]
+        with _listening(port, shared=True) as second:
+            # Both serve: the system spreads connections between them.
+            served = set()
+            for _ in range(64):
+                with socket.create_connection(("127.0.0.1", port)):
+                    pass
+            for listener in (first, second):
+                listener.setblocking(False)
+                try:
+                    while True:
+                        listener.accept()[0].close()
+                        served.add(id(listener))
+                except BlockingIOError:
+                    pass
+            assert served == {id(first), id(second)}
+            with pytest.raises(OSError) as taken:
+                _listening(port)  # one that did not ask: refused
+            assert taken.value.errno == errno.EADDRINUSE
+
+
+def test_no_shared_port_without_the_option(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(socket, "SO_REUSEPORT", raising=False)  # as on Windows
+    with socket.socket() as sock:
+        assert sockets.shared_port(sock) is False
+    with _listening(shared=True) as first:
+        with pytest.raises(OSError) as taken:
+            _listening(first.getsockname()[1], shared=True)
         assert taken.value.errno == errno.EADDRINUSE
 
 

@@ -9,6 +9,7 @@ import pickle
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 from nbtunnel import SpecError, parse
@@ -33,7 +34,7 @@ def _forwards() -> tuple:
 def test_workers_open_the_tunnels_ports_never_asking_and_without_v() -> None:
     line = sharing.worker_line(parse(LINE), _forwards())
     assert line == (
-        "-i '~/.ssh/id' -J login -o ServerAliveInterval=30 -o BatchMode=yes"
+        "-i '~/.ssh/id' -J login -o ServerAliveInterval=30 -o BatchMode=yes -o ReusePort=yes"
         " -L 40001:db:5432 -D 40002 u@h"
     )
     # The same ssh line: the worker's ~ is the worker's home.
@@ -44,7 +45,7 @@ def test_a_bind_address_stays_and_a_batchmode_given_is_kept() -> None:
     spec = parse("-o BatchMode=no -L 127.0.0.1:0:db:5432 u@h")
     fwd = forward_snapshot("-L 127.0.0.1:0:db:5432", listen_port=40001)
     line = sharing.worker_line(spec, (fwd,))
-    assert line == "-o BatchMode=no -L 127.0.0.1:40001:db:5432 u@h"
+    assert line == "-o BatchMode=no -o ReusePort=yes -L 127.0.0.1:40001:db:5432 u@h"
 
 
 def test_stopped_forwards_are_left_out_and_none_running_is_refused() -> None:
@@ -77,14 +78,14 @@ def test_a_remote_forward_beside_others_is_left_out() -> None:
     remote = forward_snapshot("-R 8080:localhost:80", listen_port=8080)
     spec = parse("-R 8080:localhost:80 -L 0:db:5432 u@h")
     line = sharing.worker_line(spec, (remote, _forwards()[0]))
-    assert line == "-o BatchMode=yes -L 40001:db:5432 u@h"
+    assert line == "-o BatchMode=yes -o ReusePort=yes -L 40001:db:5432 u@h"
 
 
 def test_a_line_needs_its_ports_written_out() -> None:
     with pytest.raises(SpecError, match=r"'-L 0:db:5432': a worker needs the port"):
         sharing.line_for_workers(parse("-L 0:db:5432 u@h"))
     assert sharing.line_for_workers(parse("-vv -L 5433:db:5432 u@h")) == (
-        "-o BatchMode=yes -L 5433:db:5432 u@h"
+        "-o BatchMode=yes -o ReusePort=yes -L 5433:db:5432 u@h"
     )
 
 
@@ -105,8 +106,36 @@ def test_the_workers_record_keeps_each_workers_latest_word() -> None:
     ]
     workers.note(WorkerShare("tcp://10.0.0.2:9000", "ended"))
     assert workers.summary() == f"up on 1 of 2 Dask workers; {why}"
+    for n in range(5):
+        workers.note(WorkerShare(f"tcp://10.0.1.{n}:9000", "failed", f"e{n}"))
+    assert workers.summary() == (
+        f"up on 1 of 7 Dask workers; {why}; e0; e1; 3 more failed (Tunnel.workers)"
+    )
+    for n in range(5):
+        workers.note(WorkerShare(f"tcp://10.0.1.{n}:9000", "ended"))
     workers.forget()
     assert workers.all() == [] and workers.summary() is None
+
+
+def test_an_answer_asked_before_a_worker_left_does_not_bring_it_back() -> None:
+    workers = Workers()
+    asked_at = time.monotonic()
+    workers.note(WorkerShare("tcp://w:1", "ended"))  # the scheduler's word
+    workers.note(WorkerShare("tcp://w:1", "up"), asked_at)  # the older answer
+    assert workers.all() == []
+    workers.note(WorkerShare("tcp://w:1", "up"))  # it came back and said so
+    assert [s.state for s in workers.all()] == ["up"]
+    later = time.monotonic()
+    workers.note(WorkerShare("tcp://w:2", "up"), later)
+    assert len(workers.all()) == 2
+
+
+def test_a_stopped_tunnel_tells_its_workers_once() -> None:
+    workers, told = Workers(), []
+    workers.plugin, workers.closer = "p", lambda: told.append(1)
+    workers.close()
+    workers.close()
+    assert told == [1]
 
 
 def _shared() -> TunnelSnapshot:
@@ -193,7 +222,7 @@ def test_what_dask_sends_is_the_line_and_the_place_nothing_live() -> None:
     plugin.outcome = WorkerShare("tcp://w:1", "up")
     sent = pickle.loads(pickle.dumps(plugin))
     assert vars(sent) == {
-        "line": "-i '~/.ssh/id' -o BatchMode=yes -L 5433:db:5432 u@h",
+        "line": "-i '~/.ssh/id' -o BatchMode=yes -o ReusePort=yes -L 5433:db:5432 u@h",
         "label": "h",
         "name": "db",
         "place": None,  # a line: no forward of the kernel's to use

@@ -187,6 +187,7 @@ def test_every_supported_ssh_name_is_an_ssh_keyword() -> None:
         "ReconnectAttempts",
         "FastPath",
         "OwnerOnly",
+        "ReusePort",
     }
     for key in SUPPORTED_OPTIONS:
         assert is_ssh_keyword(key) == (key not in own), key
