@@ -25,28 +25,23 @@ import functools
 import hashlib
 import inspect
 import logging
-import socket
+import threading
 import time
 import weakref
 from typing import Any
 
 from distributed import WorkerPlugin
 
-from ..errors import TunnelError, WorkerError
+from ..errors import WorkerError
 from ..grammar.spec import parse
 from ..platform import place
 from .handles import Tunnel
-from .manager import Manager
 from .sharing import Workers, WorkerShare, line_for_workers, worker_line
+from .worker_copy import WorkerCopy
 
 logger = logging.getLogger("nbtunnel")
+UNSHARE_WAIT = 5.0  # seconds a stopping tunnel waits for the scheduler
 TOPIC = "nbtunnel"  # the topic of the workers' reports (Worker.log_event)
-_LOOPBACK = {
-    None: "127.0.0.1",
-    "": "127.0.0.1",
-    "*": "127.0.0.1",
-    "localhost": "127.0.0.1",
-}
 
 
 class TunnelPlugin(WorkerPlugin):
@@ -88,22 +83,19 @@ class TunnelPlugin(WorkerPlugin):
         self.name = name or f"nbtunnel-{label}-{digest[:8]}"
         # On a worker: how its setup went, and what runs its copy.
         self.outcome: WorkerShare | None = None
-        self._manager: Manager | None = None
-        self._opening: asyncio.Future[WorkerShare] | None = None
+        self._copy: WorkerCopy | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         # What Dask sends: the line and where the kernel is, nothing live.
-        live = {"outcome": None, "_manager": None, "_opening": None}
-        return {**self.__dict__, **live}
+        return {**self.__dict__, "outcome": None, "_copy": None}
 
     async def setup(self, worker: Any) -> None:
         # In a thread: logging in takes a while, and the worker's event loop
         # must keep answering the scheduler meanwhile.  Returns once the
         # forwards listen, so the first task can use them.
-        self._opening = asyncio.ensure_future(
-            asyncio.to_thread(self._open, worker.address)
-        )
-        self.outcome = await self._opening
+        copy = WorkerCopy(self.line, self.label, self.name, self.place)
+        self._copy = copy
+        self.outcome = await asyncio.to_thread(copy.open, worker.address)
         _report(worker, self.name, self.outcome)
         if self.outcome.state == "failed":
             raise WorkerError(self.outcome.error)
@@ -111,49 +103,9 @@ class TunnelPlugin(WorkerPlugin):
     async def teardown(self, worker: Any) -> None:
         # Said first: a closing worker's messages stop soon.
         _report(worker, self.name, WorkerShare(worker.address, "ended"))
-        # Dask may tear down while setup still logs in (an unregister, the
-        # worker closing): what that open makes is closed too, once made.
-        if self._opening is not None:
-            await asyncio.wait([self._opening])
-        manager, self._manager = self._manager, None
-        if manager is not None:
-            await asyncio.to_thread(manager.close)
-
-    def _open(self, address: str) -> WorkerShare:
-        try:
-            return self._open_here(address)
-        except Exception as exc:  # noqa: BLE001  # the worker's failure, in one line
-            why = (
-                exc if isinstance(exc, TunnelError) else f"{type(exc).__name__}: {exc}"
-            )
-            return WorkerShare(address, "failed", f"worker {address}: {why}")
-
-    def _open_here(self, address: str) -> WorkerShare:
-        listens = [(f.listen_host, f.listen_port) for f in parse(self.line).forwards]
-        if self.place == place.here() and all(_listening(*at) for at in listens):
-            # The kernel's own forward, on this very loopback.
-            return WorkerShare(address, "up", reused=True)
-        manager = Manager()
-        try:
-            # The line's forwards only: the worker's ssh config may name
-            # others (LocalForward), which the kernel did not share.
-            tunnel = manager.open(self.line, name=self.label, config_forwards=False)
-            for forward in tunnel.snapshot().forwards:
-                if forward.state == "failed":
-                    raise WorkerError(f"{forward.spec}: {forward.error}")
-        except BaseException:
-            manager.close()
-            raise
-        self._manager = manager
-        return WorkerShare(address, "up")
-
-
-def _listening(host: str | None, port: int | None) -> bool:
-    try:
-        with socket.create_connection((_LOOPBACK.get(host, host), port or 0), 2):
-            return True
-    except OSError:
-        return False
+        copy, self._copy = self._copy, None
+        if copy is not None:  # an open still logging in closes what it makes
+            await asyncio.to_thread(copy.close)
 
 
 def _report(worker: Any, name: str, share: WorkerShare) -> None:
@@ -182,7 +134,7 @@ def share(
     plugin = TunnelPlugin(tunnel, name=name)
     workers = tunnel.record.workers
     workers.plugin = plugin.name
-    workers.closer = functools.partial(_unshare_quietly, tunnel, client)
+    workers.closers[id(client)] = functools.partial(_unshare_quietly, tunnel, client)
     _follow(client, plugin.name, workers)
     register = getattr(client, "register_plugin", None) or client.register_worker_plugin
     # Recent distributed raise the first failure, older ones return each
@@ -269,19 +221,35 @@ def unshare(tunnel: Tunnel, client: Any, name: str | None = None) -> None:
     # Unregistered already (by name, by hand): nothing is left to close.
     with contextlib.suppress(ValueError):
         client.unregister_worker_plugin(plugin)
-    workers.forget()
+    workers.closers.pop(id(client), None)
+    if not workers.closers:  # shared with no other cluster
+        workers.forget()
 
 
 def _unshare_quietly(tunnel: Tunnel, client: Any) -> None:
     """The tunnel stopped: its copies go too, if the cluster is still there
-    to be told (a client closed or a scheduler gone has nothing to say)."""
-    if getattr(client, "status", None) != "running":
-        tunnel.record.workers.forget()
-        return
+    to be told (a client closed has nothing to say), within UNSHARE_WAIT: a
+    frozen scheduler must not hold up a stop, nor the kernel's shutdown."""
+    if getattr(client, "status", None) == "running":
+        telling = threading.Thread(
+            target=_unshare_logged, args=(tunnel, client), daemon=True
+        )
+        telling.start()
+        telling.join(UNSHARE_WAIT)
+        if telling.is_alive():
+            logger.warning(
+                "tunnel %s: its Dask scheduler did not answer in %.0f s: its"
+                " workers may keep their copies until it is unregistered",
+                tunnel.name,
+                UNSHARE_WAIT,
+            )
+    tunnel.record.workers.forget()
+
+
+def _unshare_logged(tunnel: Tunnel, client: Any) -> None:
     try:
         unshare(tunnel, client)
     except Exception as exc:  # noqa: BLE001  # the cluster's trouble, not the stop's
         logger.warning(
             "tunnel %s: its Dask workers were not told: %s", tunnel.name, exc
         )
-        tunnel.record.workers.forget()

@@ -30,8 +30,7 @@ def worker_line(spec: TunnelSpec, forwards: Sequence[ForwardSnapshot]) -> str:
 
     Each -L and -D on the port it got here (port 0 resolved), so one URL
     works everywhere; never a question (BatchMode: a worker has nobody to
-    ask); ReusePort, so that several workers of one machine listen on it;
-    without -v (a worker has no cell to show it in).  A -R is left
+    ask); without -v (a worker has no cell to show it in).  A -R is left
     out (every worker would ask the server for the same port), as is a -L
     on a unix socket; a tunnel of nothing else is refused, saying why.
     """
@@ -86,14 +85,9 @@ def _check_shareable(text: str, forward: ForwardSpec) -> None:
 
 
 def _batch(spec: TunnelSpec) -> TunnelSpec:
-    """Never a question; and the ports shared by this user's workers on one
-    machine (dask worker --nworkers 4), each listening in its own right."""
-    added = [
-        (key, "yes")
-        for key in ("BatchMode", "ReusePort")
-        if spec.option(key) is None  # the first one given wins, as in ssh
-    ]
-    return replace(spec, options=(*spec.options, *added))
+    if spec.option("BatchMode") is not None:
+        return spec  # the first one given wins, as in ssh: theirs
+    return replace(spec, options=(*spec.options, ("BatchMode", "yes")))
 
 
 @dataclass(frozen=True)
@@ -119,8 +113,8 @@ class Workers:
         # When each worker was last said to have gone (time.monotonic()).
         self._gone: dict[str, float] = {}
         self.plugin: str | None = None  # the plugin's name while shared
-        # Unregisters it (set by nbtunnel.dask): the tunnel stopping does.
-        self.closer: Callable[[], None] | None = None
+        # Per client (nbtunnel.dask): unregisters it; the tunnel stopping does.
+        self.closers: dict[int, Callable[[], None]] = {}
 
     def note(self, share: WorkerShare, asked_at: float | None = None) -> None:
         """A worker's word; ``asked_at`` when it answers a question asked then
@@ -136,13 +130,15 @@ class Workers:
         """The tunnel is no longer shared (unregistered)."""
         with self._lock:
             self._by_address.clear()
-            self.plugin = self.closer = None
+            self._gone.clear()
+            self.plugin = None
+            self.closers = {}
 
     def close(self) -> None:
         """Its tunnel stopped: no worker keeps a copy (nbtunnel.dask)."""
         with self._lock:
-            closer, self.closer = self.closer, None
-        if closer is not None:
+            closers, self.closers = list(self.closers.values()), {}
+        for closer in closers:
             closer()
 
     def all(self) -> list[WorkerShare]:

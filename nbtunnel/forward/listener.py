@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import ipaddress
 import os
 import socket
 import stat
@@ -58,7 +59,16 @@ def _bind_addresses(
     return pairs
 
 
-def _bind_error(address: str, port: int, exc: OSError) -> ForwardError:
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def _bind_error(
+    address: str, port: int, exc: OSError, shared: bool = False
+) -> ForwardError:
     message = f"cannot listen on {bracketed(address)} port {port}: {exc.strerror}"
     shortage = limits.shortage(exc)
     if shortage is not None:
@@ -66,6 +76,12 @@ def _bind_error(address: str, port: int, exc: OSError) -> ForwardError:
     elif exc.errno == errno.EADDRINUSE and port == 0:
         message += (
             "; this machine has no free port left to give (see ip_local_port_range)"
+        )
+    elif exc.errno == errno.EADDRINUSE and shared:
+        message += (
+            "; ReusePort shares a port only with this user's processes that ask"
+            " the same, on loopback, where the system has SO_REUSEPORT"
+            " (one Dask worker process per machine otherwise)"
         )
     elif exc.errno == errno.EADDRINUSE:
         message += (
@@ -214,7 +230,10 @@ class Listener:
             )
         for i, (family, address) in enumerate(pairs):
             try:
-                sock = _listen_tcp(family, address, port, self._shared)
+                # Shared only on loopback: a wildcard port is one that some
+                # systems (the BSDs) let another user join.
+                shared = self._shared and _is_loopback(address)
+                sock = _listen_tcp(family, address, port, shared)
             except OSError as exc:
                 # The loopback/wildcard pair includes IPv6, which a machine
                 # may lack; that is no reason to fail when IPv4 bound.
@@ -225,7 +244,7 @@ class Listener:
                     raise _SecondFamilyTaken(
                         str(_bind_error(address, port, exc))
                     ) from None
-                raise _bind_error(address, port, exc) from None
+                raise _bind_error(address, port, exc, self._shared) from None
             if port == 0:
                 # The other addresses take the same port, as ssh does, so
                 # "localhost:PORT" means one forward whatever it resolves to.

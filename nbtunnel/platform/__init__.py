@@ -2,7 +2,8 @@
 wake-ups, exclusive binds, keepalive timers, the engine's lifetime, new
 process sessions, the ProxyCommand shell, the agent's transport, the
 system's ssh paths, the limits on descriptors and threads (``limits``), and
-which loopback a process shares with which (``place``).
+which loopback a process shares with which (``place``), and who may share
+a port (``port_claims``).
 No other module branches on the platform.
 
 Each helper probes the capability it needs (an attribute of ``socket``, a

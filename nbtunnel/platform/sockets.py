@@ -73,15 +73,19 @@ def exclusive_address(sock: socket.socket) -> None:
 def shared_port(sock: socket.socket) -> bool:
     """Before ``bind()``: other sockets of this user that ask the same may
     listen on the port too, the system spreading connections among them
-    (several Dask workers on one machine serve one port).  Linux and the
-    BSDs admit only sockets of the same user to such a group.  Without
-    ``SO_REUSEPORT`` (Windows) the port stays this socket's alone: returns
-    whether it is shared."""
+    (several Dask workers on one machine serve one port).  Only on
+    loopback: there Linux, macOS and the BSDs admit only the same user's
+    sockets to such a group (the BSDs do not for a wildcard address).
+    Without ``SO_REUSEPORT`` (Windows), or where setting it fails, the port
+    stays this socket's alone: returns whether it is shared."""
     exclusive_address(sock)
     option = getattr(socket, "SO_REUSEPORT", None)
     if option is None:
         return False
-    sock.setsockopt(socket.SOL_SOCKET, option, 1)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, option, 1)
+    except OSError:  # named but refused (gVisor, old kernels): not shared
+        return False
     return True
 
 

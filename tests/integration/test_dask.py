@@ -204,6 +204,9 @@ def test_two_workers_on_one_machine_each_listen_on_the_port(
                 assert task.result(timeout=60) == ROWS
             # One of them leaves: the other's forward serves on.
             cluster.stop_worker("w2b")
+            _eventually(
+                lambda: sibling.address not in client.scheduler_info()["workers"]
+            )
             for _ in range(5):
                 task = client.submit(
                     read_orders,
@@ -220,8 +223,8 @@ def test_two_workers_on_one_machine_each_listen_on_the_port(
 
 
 def _engine_pid(name: str, dask_worker: Any = None) -> int | None:
-    plugin = dask_worker.plugins[name]
-    manager = plugin._manager
+    copy = dask_worker.plugins[name]._copy
+    manager = copy._manager if copy is not None else None
     return manager.engine_pid if manager is not None else None
 
 
@@ -267,15 +270,42 @@ def test_stopping_the_tunnel_closes_its_copies_on_the_workers(
     process_manager: Manager, sshd, postgres: pg.Postgres, client, cluster
 ) -> None:
     t = process_manager.open(_pg_line(sshd, postgres))
-    port = t.forwards[0].listen_port
-    t.share_with(client)
-    name = t.record.workers.plugin
-    assert name in client.run_on_scheduler(_plugins)
-    assert all(client.run(listens, port).values())
-    t.stop()  # as %tunnel stop, or the kernel shutting down
+    try:
+        port = t.forwards[0].listen_port
+        t.share_with(client)
+        name = t.record.workers.plugin
+        assert name in client.run_on_scheduler(_plugins)
+        assert all(client.run(listens, port).values())
+    finally:
+        t.stop()  # as %tunnel stop, or the kernel shutting down
     assert name not in client.run_on_scheduler(_plugins)
     _eventually(lambda: not any(client.run(listens, port).values()))
     assert t.workers == []
+
+
+def test_a_port_another_tunnels_workers_hold_is_refused_not_shared(
+    sshd, postgres: pg.Postgres, targets, client, cluster
+) -> None:
+    # Two kernels chose one port for two targets: a worker must not split
+    # connections between a database and an echo server.
+    port = 45_123
+    database = nbtunnel.dask.TunnelPlugin(
+        sshd.line("-L", f"{port}:127.0.0.1:{postgres.port}")
+    )
+    echo = nbtunnel.dask.TunnelPlugin(
+        sshd.line("-L", f"{port}:{targets.host}:{targets.echo}")
+    )
+    client.register_plugin(database)
+    with pytest.raises(WorkerError) as refused:
+        client.register_plugin(echo)
+    assert f"port {port} on this machine serves another tunnel's workers" in str(
+        refused.value
+    )
+    assert database.name in str(refused.value)
+    url = f"postgresql+psycopg://analyst:{SECRET}@127.0.0.1:{port}/sales"
+    assert set(map(len, client.run(read_orders, url).values())) == {len(ROWS)}
+    client.unregister_worker_plugin(echo.name)
+    client.unregister_worker_plugin(database.name)
 
 
 @pytest.fixture

@@ -194,7 +194,10 @@ def test_a_shared_port_takes_sockets_that_ask_the_same_and_no_other() -> None:
                         served.add(id(listener))
                 except BlockingIOError:
                     pass
-            assert served == {id(first), id(second)}
+            # Linux spreads them; macOS gives new ones to the newest listener.
+            assert id(second) in served
+            if sys.platform.startswith("linux"):
+                assert served == {id(first), id(second)}
             with pytest.raises(OSError) as taken:
                 _listening(port)  # one that did not ask: refused
             assert taken.value.errno == errno.EADDRINUSE

@@ -34,7 +34,7 @@ def _forwards() -> tuple:
 def test_workers_open_the_tunnels_ports_never_asking_and_without_v() -> None:
     line = sharing.worker_line(parse(LINE), _forwards())
     assert line == (
-        "-i '~/.ssh/id' -J login -o ServerAliveInterval=30 -o BatchMode=yes -o ReusePort=yes"
+        "-i '~/.ssh/id' -J login -o ServerAliveInterval=30 -o BatchMode=yes"
         " -L 40001:db:5432 -D 40002 u@h"
     )
     # The same ssh line: the worker's ~ is the worker's home.
@@ -45,7 +45,7 @@ def test_a_bind_address_stays_and_a_batchmode_given_is_kept() -> None:
     spec = parse("-o BatchMode=no -L 127.0.0.1:0:db:5432 u@h")
     fwd = forward_snapshot("-L 127.0.0.1:0:db:5432", listen_port=40001)
     line = sharing.worker_line(spec, (fwd,))
-    assert line == "-o BatchMode=no -o ReusePort=yes -L 127.0.0.1:40001:db:5432 u@h"
+    assert line == "-o BatchMode=no -L 127.0.0.1:40001:db:5432 u@h"
 
 
 def test_stopped_forwards_are_left_out_and_none_running_is_refused() -> None:
@@ -78,14 +78,14 @@ def test_a_remote_forward_beside_others_is_left_out() -> None:
     remote = forward_snapshot("-R 8080:localhost:80", listen_port=8080)
     spec = parse("-R 8080:localhost:80 -L 0:db:5432 u@h")
     line = sharing.worker_line(spec, (remote, _forwards()[0]))
-    assert line == "-o BatchMode=yes -o ReusePort=yes -L 40001:db:5432 u@h"
+    assert line == "-o BatchMode=yes -L 40001:db:5432 u@h"
 
 
 def test_a_line_needs_its_ports_written_out() -> None:
     with pytest.raises(SpecError, match=r"'-L 0:db:5432': a worker needs the port"):
         sharing.line_for_workers(parse("-L 0:db:5432 u@h"))
     assert sharing.line_for_workers(parse("-vv -L 5433:db:5432 u@h")) == (
-        "-o BatchMode=yes -o ReusePort=yes -L 5433:db:5432 u@h"
+        "-o BatchMode=yes -L 5433:db:5432 u@h"
     )
 
 
@@ -132,10 +132,11 @@ def test_an_answer_asked_before_a_worker_left_does_not_bring_it_back() -> None:
 
 def test_a_stopped_tunnel_tells_its_workers_once() -> None:
     workers, told = Workers(), []
-    workers.plugin, workers.closer = "p", lambda: told.append(1)
+    workers.plugin = "p"
+    workers.closers = {1: lambda: told.append(1), 2: lambda: told.append(2)}
     workers.close()
     workers.close()
-    assert told == [1]
+    assert told == [1, 2]
 
 
 def _shared() -> TunnelSnapshot:
@@ -222,13 +223,12 @@ def test_what_dask_sends_is_the_line_and_the_place_nothing_live() -> None:
     plugin.outcome = WorkerShare("tcp://w:1", "up")
     sent = pickle.loads(pickle.dumps(plugin))
     assert vars(sent) == {
-        "line": "-i '~/.ssh/id' -o BatchMode=yes -o ReusePort=yes -L 5433:db:5432 u@h",
+        "line": "-i '~/.ssh/id' -o BatchMode=yes -L 5433:db:5432 u@h",
         "label": "h",
         "name": "db",
         "place": None,  # a line: no forward of the kernel's to use
         "outcome": None,
-        "_manager": None,
-        "_opening": None,
+        "_copy": None,
     }
     named = dask.TunnelPlugin("-L 5433:db:5432 u@h")
     assert re.fullmatch(r"nbtunnel-h-[0-9a-f]{8}", named.name)
