@@ -8,20 +8,22 @@ teardown, in a thread of the worker).
   process that ends with the worker), only the line's forwards.
 - Several workers of one machine each listen on the port (ReusePort) once
   they have claimed it for this plugin (platform.port_claims): a port that
-  another tunnel's workers hold is refused, never shared with them.
+  another tunnel's workers hold is refused, never shared with them; where
+  nothing can be claimed, nothing is shared.
 - Closing may come while the open still logs in (the worker closing, the
   plugin unregistered): what the open makes is then closed as it is made.
 """
 
 from __future__ import annotations
 
+import errno
 import socket
 import threading
 from dataclasses import replace
 
 from ..errors import TunnelError, WorkerError
-from ..grammar.spec import TunnelSpec, parse
-from ..platform import place, port_claims
+from ..grammar.spec import parse
+from ..platform import place, port_claims, sockets
 from .manager import Manager
 from .sharing import WorkerShare
 
@@ -61,20 +63,21 @@ class WorkerCopy:
         listens = [
             (_at(f.listen_host), f.listen_port or 0) for f in self._spec.forwards
         ]
-        if self._kernel == place.here() and all(_listening(*at) for at in listens):
+        if self._kernel == place.here() and all(_taken(*at) for at in listens):
             return WorkerShare(worker, "up", reused=True)  # the kernel's own forward
-        spec = self._spec
-        if self._claim(listens):
-            spec = _reuse_port(spec)
+        # Shared with this machine's other workers only once claimed for
+        # this plugin; a ReusePort in the line itself is not taken as is.
+        shared = self._claim([port for _, port in listens])
+        options = [o for o in self._spec.options if o[0].lower() != "reuseport"]
+        options.append(("ReusePort", "yes" if shared else "no"))
+        spec = replace(self._spec, options=tuple(options))
         manager = Manager()
         with self._lock:
             closing = self._closing
             if not closing:
                 self._manager = manager  # close() closes it from now on
         if closing:
-            manager.close()
-            self._release()
-            return WorkerShare(worker, "ended")
+            return self._ended(worker, manager)
         # The line's forwards only: the worker's ssh config may name others
         # (LocalForward), which the kernel did not share.
         tunnel = manager.open(spec.text, name=self._label, config_forwards=False)
@@ -82,16 +85,24 @@ class WorkerCopy:
             if forward.state == "failed":
                 raise WorkerError(f"{forward.spec}: {forward.error}")
         with self._lock:
-            if self._closing:  # close() ran meanwhile and closed it
-                return WorkerShare(worker, "ended")
+            closing = self._closing
+        if closing:  # close() ran meanwhile, maybe before the engine started
+            return self._ended(worker, manager)
         return WorkerShare(worker, "up")
 
-    def _claim(self, listens: list[tuple[str, int]]) -> bool:
+    def _ended(self, worker: str, manager: Manager) -> WorkerShare:
+        try:
+            manager.close()
+        finally:
+            self._release()
+        return WorkerShare(worker, "ended")
+
+    def _claim(self, ports: list[int]) -> bool:
         """Claim every port for this plugin; False where ports cannot be
         shared here (then they are not)."""
-        for address, port in listens:
+        for port in ports:
             try:
-                held = port_claims.claim(address, port, self._name)
+                held = port_claims.claim(port, self._name)
             except port_claims.PortTaken as exc:
                 raise WorkerError(
                     f"port {port} on this machine serves another tunnel's workers"
@@ -101,7 +112,12 @@ class WorkerCopy:
             if held is None:
                 self._release()
                 return False
-            self._claims.append(held)
+            with self._lock:
+                self._claims.append(held)
+                closing = self._closing
+            if closing:  # close() ran meanwhile: let go of what it missed
+                self._release()
+                return False
         return True
 
     def close(self) -> None:
@@ -109,12 +125,15 @@ class WorkerCopy:
         with self._lock:
             self._closing = True
             manager, self._manager = self._manager, None
-        if manager is not None:
-            manager.close()
-        self._release()
+        try:
+            if manager is not None:
+                manager.close()
+        finally:
+            self._release()
 
     def _release(self) -> None:
-        claims, self._claims = self._claims, []
+        with self._lock:
+            claims, self._claims = self._claims, []
         for held in claims:
             held.release()
 
@@ -123,15 +142,14 @@ def _at(host: str | None) -> str:
     return _LOOPBACK.get(host, host) or "127.0.0.1"
 
 
-def _reuse_port(spec: TunnelSpec) -> TunnelSpec:
-    if spec.option("ReusePort") is not None:
-        return spec  # the line says; the first one given wins, as in ssh
-    return replace(spec, options=(*spec.options, ("ReusePort", "yes")))
-
-
-def _listening(host: str, port: int) -> bool:
+def _taken(host: str, port: int) -> bool:
+    """Whether something listens on ``host:port`` here, found by binding it
+    as a listener would (a connection would reach the kernel's target)."""
     try:
-        with socket.create_connection((host, port), 2):
-            return True
-    except OSError:
-        return False
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            sockets.exclusive_address(probe)
+            probe.bind((host, port))
+    except OSError as exc:
+        return exc.errno == errno.EADDRINUSE
+    return False

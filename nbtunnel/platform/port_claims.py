@@ -16,21 +16,25 @@ is shared either: the system has no ``SO_REUSEPORT`` there.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
-import re
 import stat
-import tempfile
+import time
 from types import ModuleType
 
 from . import place
+
+# Where the claims directory goes: the first of these that is the user's
+# own, else the last.
+BASES = ("/run/user/{uid}", "/tmp")
 
 
 class PortTaken(Exception):
     """The port is claimed for another owner, named in ``owner``."""
 
-    def __init__(self, address: str, port: int, owner: str) -> None:
-        super().__init__(f"{address} port {port} is claimed by {owner}")
+    def __init__(self, port: int, owner: str) -> None:
+        super().__init__(f"port {port} is claimed by {owner}")
         self.owner = owner
 
 
@@ -55,25 +59,42 @@ def _fcntl() -> ModuleType | None:
 
 
 def directory() -> str | None:
-    """This user's claims directory (made 0700, refused if anyone else's)."""
+    """This user's claims directory (made 0700; None if it cannot be, or if
+    it is anyone else's).  One per user and machine whatever the job: the
+    session's /run/user/UID where there is one, else /tmp itself (not
+    TMPDIR, which batch systems set per job)."""
     uid = getattr(os, "getuid", None)
     if uid is None:
         return None
-    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    bases = [b.format(uid=uid()) for b in BASES]
+    base = next((b for b in bases[:-1] if _mine(b)), bases[-1])
     path = os.path.join(base, f"nbtunnel-{uid()}-ports")
-    with contextlib.suppress(FileExistsError):
-        os.mkdir(path, 0o700)
-    info = os.lstat(path)
-    # In a shared /tmp another user could have made it first, or a link.
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != uid() or info.st_mode & 0o077:
+    try:
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(path, 0o700)
+    except OSError:
         return None
-    return path
+    return path if _mine(path) else None
 
 
-def claim(address: str, port: int, owner: str) -> Claim | None:
-    """Claim ``address:port`` for ``owner``, with any process that claims it
-    for the same owner.  Raises PortTaken if it is held for another; None
-    where nothing can be claimed (then the port must not be shared)."""
+def _mine(path: str) -> bool:
+    """A directory of this user's that nobody else may write into."""
+    try:
+        info = os.lstat(path)  # a link is not followed: refused below
+    except OSError:
+        return False
+    return (
+        stat.S_ISDIR(info.st_mode)
+        and info.st_uid == os.getuid()
+        and not info.st_mode & 0o022
+    )
+
+
+def claim(port: int, owner: str, wait: float = 10.0) -> Claim | None:
+    """Claim ``port`` (on this loopback, any address) for ``owner``, with
+    any process that claims it for the same owner.  Raises PortTaken if it
+    is held for another; None where nothing can be claimed (then the port
+    must not be shared)."""
     fcntl = _fcntl()
     where = directory()
     if fcntl is None or where is None:
@@ -81,23 +102,48 @@ def claim(address: str, port: int, owner: str) -> Claim | None:
     # Per loopback: machines that share a /tmp (network namespaces, a
     # container's mount) have ports of their own.
     loopback = hashlib.sha256(place.here().encode()).hexdigest()[:12]
-    name = f"{loopback}-{re.sub(r'[^0-9A-Za-z.]', '-', address)}-{port}"
-    fd = os.open(os.path.join(where, name), os.O_RDWR | os.O_CREAT, 0o600)
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
     try:
-        try:
-            # Alone: nobody holds it, so the owner written is ours.
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, owner.encode(), 0)
-        except BlockingIOError:
-            pass  # held: by whom is read under a shared lock below
-        # Under an exclusive lock a moment ago, or others' shared ones: the
-        # owner in the file is final while any of us holds it.
-        fcntl.flock(fd, fcntl.LOCK_SH)
+        fd = os.open(os.path.join(where, f"{loopback}-{port}"), flags, 0o600)
+    except OSError:
+        return None
+    try:
+        if _hold(fcntl, fd, owner.encode(), time.monotonic() + wait):
+            return Claim(fd)
         holder = os.pread(fd, 4096, 0).decode(errors="replace")
-        if holder != owner:
-            raise PortTaken(address, port, holder or "another process")
+    except OSError:  # no locks on this file system (ENOLCK): not shared
+        os.close(fd)
+        return None
     except BaseException:
         os.close(fd)
         raise
-    return Claim(fd)
+    os.close(fd)
+    raise PortTaken(port, holder or "another process")
+
+
+def _hold(fcntl: ModuleType, fd: int, owner: bytes, deadline: float) -> bool:
+    """Hold ``fd`` shared; whether it is ``owner``'s.  The owner is written
+    only under an exclusive lock (nobody else holds it) and read only under
+    a shared one, so two owners never both hold it."""
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pass  # held by others: whose is read under a shared lock
+        else:  # alone: nobody holds it, so it becomes ours
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, owner, 0)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:  # someone is in their exclusive moment
+            if time.monotonic() > deadline:
+                raise OSError(errno.ETIMEDOUT, "a port claim stayed locked") from None
+            time.sleep(0.01)
+            continue
+        if os.pread(fd, len(owner) + 1, 0) == owner:
+            return True
+        # Another's; unless they all left meanwhile (then, alone, ours).
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
