@@ -121,6 +121,9 @@ def _report(worker: Any, name: str, share: WorkerShare) -> None:
         worker.log_event(TOPIC, message)
 
 
+# Clients whose scheduler did not answer an unregister in UNSHARE_WAIT.
+_unanswered: weakref.WeakSet[Any] = weakref.WeakSet()
+
 # Per client: the plugin names it shares and the Workers record of each.
 _followed: weakref.WeakKeyDictionary[Any, dict[str, Workers]] = (
     weakref.WeakKeyDictionary()
@@ -235,8 +238,11 @@ def _unshare_quietly(tunnel: Tunnel, client: Any) -> None:
             target=_unshare_logged, args=(tunnel, client), daemon=True
         )
         telling.start()
-        telling.join(UNSHARE_WAIT)
+        # A scheduler that did not answer one tunnel is not waited for again
+        # (a kernel shutting down stops every tunnel, one after another).
+        telling.join(0 if client in _unanswered else UNSHARE_WAIT)
         if telling.is_alive():
+            _unanswered.add(client)
             logger.warning(
                 "tunnel %s: its Dask scheduler did not answer in %.0f s: its"
                 " workers may keep their copies until it is unregistered",
@@ -249,6 +255,7 @@ def _unshare_quietly(tunnel: Tunnel, client: Any) -> None:
 def _unshare_logged(tunnel: Tunnel, client: Any) -> None:
     try:
         unshare(tunnel, client)
+        _unanswered.discard(client)  # it answers again
     except Exception as exc:  # noqa: BLE001  # the cluster's trouble, not the stop's
         logger.warning(
             "tunnel %s: its Dask workers were not told: %s", tunnel.name, exc

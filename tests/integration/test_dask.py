@@ -9,8 +9,10 @@ of its own with nothing in it (tests/rig/dask_cluster.py).
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
+import signal
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -158,14 +160,7 @@ def test_a_worker_that_joins_later_serves_a_task_pinned_to_it_and_its_forward_en
         try:
             client.wait_for_workers(3, timeout=60)
             url = t.forwards[0].url(TEMPLATE)
-            task = client.submit(
-                read_orders,
-                url,
-                workers=[late.address],
-                allow_other_workers=False,
-                pure=False,
-            )
-            assert task.result(timeout=60) == ROWS
+            assert _on(client, late.address, url) == ROWS
             # Its report reached the kernel: shown with the others.
             _eventually(lambda: len([s for s in t.workers if s.state == "up"]) == 3)
             name = t.record.workers.plugin
@@ -194,32 +189,26 @@ def test_two_workers_on_one_machine_each_listen_on_the_port(
             assert errors.keys() >= {first.address, sibling.address}
             url = t.forwards[0].url(TEMPLATE)
             for worker in (first, sibling):
-                task = client.submit(
-                    read_orders,
-                    url,
-                    workers=[worker.address],
-                    allow_other_workers=False,
-                    pure=False,
-                )
-                assert task.result(timeout=60) == ROWS
+                assert _on(client, worker.address, url) == ROWS
             # One of them leaves: the other's forward serves on.
             cluster.stop_worker("w2b")
             _eventually(
                 lambda: sibling.address not in client.scheduler_info()["workers"]
             )
             for _ in range(5):
-                task = client.submit(
-                    read_orders,
-                    url,
-                    workers=[first.address],
-                    allow_other_workers=False,
-                    pure=False,
-                )
-                assert task.result(timeout=60) == ROWS
+                assert _on(client, first.address, url) == ROWS
             t.unshare(client)
     finally:
         if "w2b" in cluster.workers:
             cluster.stop_worker("w2b")
+
+
+def _on(client: Any, worker: str, url: str) -> list[tuple[Any, ...]]:
+    """The table read by a task that runs on ``worker`` and nowhere else."""
+    task = client.submit(
+        read_orders, url, workers=[worker], allow_other_workers=False, pure=False
+    )
+    return task.result(timeout=60)
 
 
 def _engine_pid(name: str, dask_worker: Any = None) -> int | None:
@@ -358,3 +347,29 @@ def test_a_line_with_port_0_or_a_remote_forward_is_refused_before_anything_is_se
         nbtunnel.dask.TunnelPlugin(sshd.line("-L", "0:db:5432"))
     with pytest.raises(nbtunnel.SpecError, match="cannot be shared with workers"):
         nbtunnel.dask.TunnelPlugin(sshd.line("-R", "8080:localhost:80"))
+
+
+def test_a_frozen_scheduler_holds_up_stopping_once_and_briefly(
+    process_manager: Manager, sshd, postgres: pg.Postgres, targets, client, cluster
+) -> None:
+    # A kernel shutting down stops every tunnel; a scheduler that froze must
+    # not keep it waiting for each of them.
+    database = process_manager.open(_pg_line(sshd, postgres))
+    echo = process_manager.open(sshd.line("-L", f"0:{targets.host}:{targets.echo}"))
+    database.share_with(client)
+    echo.share_with(client)
+    assert cluster.scheduler is not None
+    os.kill(cluster.scheduler.pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        database.stop()
+        first = time.monotonic() - started
+        started = time.monotonic()
+        echo.stop()
+        second = time.monotonic() - started
+    finally:
+        os.kill(cluster.scheduler.pid, signal.SIGCONT)
+    assert first < WITHIN and second < 2, (first, second)
+    assert database.workers == [] and echo.workers == []
+    # Once it answers, the unregisters sent meanwhile go through.
+    _eventually(lambda: client.run_on_scheduler(_plugins) == [], within=60)
