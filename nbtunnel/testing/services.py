@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import random
+import sys
 import threading
 from collections.abc import Iterator
 from types import TracebackType
@@ -71,6 +72,14 @@ class _Server(http.server.ThreadingHTTPServer):
     block_on_close = True
     title = ""
     text = ""
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # A client gone mid-answer (the demo stopped by a signal, a browser
+        # closed) is no fault of the service: socketserver would print a
+        # traceback into the demo's output.
+        if isinstance(sys.exc_info()[1], OSError):
+            return
+        super().handle_error(request, client_address)  # type: ignore[arg-type]
 
 
 class PrivateService:

@@ -283,3 +283,29 @@ def test_a_client_that_never_logs_in_is_dropped(
             while s.recv(65536):
                 pass  # the server's banner and key exchange, then its close
         assert time.monotonic() - started < 8
+
+
+def test_a_client_gone_mid_answer_prints_no_traceback(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    # The demo stopped by a signal mid-download: socketserver would print
+    # a traceback of the broken pipe into the demo's output.
+    import struct
+
+    from nbtunnel.testing.services import PrivateService
+
+    service = PrivateService()
+    try:
+        for _ in range(3):
+            client = socket.create_connection(("127.0.0.1", service.port))
+            client.sendall(b"GET /bytes/1000000000 HTTP/1.0\r\n\r\n")
+            assert client.recv(65536)
+            # Reset, not a polite close: the service's next write fails.
+            client.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+            )
+            client.close()
+        time.sleep(1.0)  # its threads meet the reset
+    finally:
+        service.stop()
+    assert "Traceback" not in capfd.readouterr().err
