@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import inspect
@@ -109,13 +110,7 @@ class TunnelPlugin(WorkerPlugin):
 
 
 def _report(worker: Any, name: str, share: WorkerShare) -> None:
-    message = {
-        "plugin": name,
-        "worker": share.worker,
-        "state": share.state,
-        "error": share.error,
-        "reused": share.reused,
-    }
+    message = {"plugin": name, **dataclasses.asdict(share)}
     # A closing worker's stream may be gone: then so is the worker.
     with contextlib.suppress(OSError, RuntimeError):
         worker.log_event(TOPIC, message)
@@ -162,12 +157,7 @@ def _outcome(name: str, dask_worker: Any = None) -> dict[str, Any] | None:
     outcome = getattr(plugin, "outcome", None)
     if not isinstance(outcome, WorkerShare):
         return None
-    return {
-        "worker": outcome.worker,
-        "state": outcome.state,
-        "error": outcome.error,
-        "reused": outcome.reused,
-    }
+    return dataclasses.asdict(outcome)
 
 
 def _follow(client: Any, name: str, workers: Workers) -> None:

@@ -20,7 +20,10 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.mark.skipif(not hasattr(socket, "SO_REUSEPORT"), reason="no SO_REUSEPORT")
+@pytest.mark.skipif(
+    not hasattr(socket, "SO_REUSEPORT"),
+    reason="no SO_REUSEPORT here (Windows): no port is shared",
+)
 def test_two_engines_share_a_port_and_one_serves_on_when_the_other_stops(
     sshd, targets
 ) -> None:
